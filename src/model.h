@@ -1,0 +1,97 @@
+/* model.h — the Baevski & Auli-style decoder: config -> parameter table (views into one
+ * buffer), activations allocated once, forward and backward written top to bottom.
+ *
+ *   x = E[tokens] * sqrt(C) (+ position embedding) -> dropout
+ *   N x { x += drop(Attn(LN1(x)));  x += drop(FFN(LN2(x))) }      pre-LN blocks
+ *   [LN_f] -> logits = x E^T (tied) -> softmax cross-entropy
+ */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stdint.h>
+
+#include "io/config.h"
+#include "ops/ops.h"
+#include "params.h"
+#include "position/position.h"
+
+/* Indices into the ParamTable for one layer's tensors (-1: absent, e.g. gate without SwiGLU). */
+typedef struct {
+    int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b;
+    int fc1_w, fc1_b, gate_w, gate_b, fc2_w, fc2_b;
+} LayerIdx;
+
+/* Pointers of one layer into a buffer with the parameter layout (params or grads). */
+typedef struct {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
+    float *fc1_w, *fc1_b, *gate_w, *gate_b, *fc2_w, *fc2_b;
+} LayerView;
+
+/* Op families timed for --profile, forward and backward separately. */
+enum { PF_EMBED, PF_LN, PF_QKV, PF_ATTN, PF_PROJ, PF_FFN_MM, PF_ACT, PF_RESID, PF_OUTPUT, PF_N };
+
+typedef struct {
+    float *res;    /* (L+1, N, C) residual stream entering each layer; res[L] leaves the last */
+    float *mid;    /* (L, N, C) residual stream after the attention sub-block */
+    float *ln1, *ln1_mean, *ln1_rstd, *ln2, *ln2_mean, *ln2_rstd; /* (L, N, C), (L, N) */
+    float *qkv;    /* (L, N, 3C), q and k after the position method's rotation */
+    float *probs;  /* (L, B, H, T, T) */
+    float *att;    /* (L, N, C) concatenated head outputs */
+    float *fc1, *gate, *act; /* (L, N, F): pre-activation, SwiGLU gate, FFN hidden (dropped) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (N, C), (N) */
+    float *tmp;    /* (N, C) */
+    float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward */
+    float *logits; /* (XENT_CHUNK, V) */
+    /* gradient scratch (training only) */
+    float *dres, *dtmp, *dln, *datt, *dqkv, *dff1, *dff2;
+} Activations;
+
+typedef struct {
+    const Config *cfg;
+    int L, C, H, F, V;
+    Activation act;
+    int swiglu, final_norm;
+    ParamTable pt;
+    int tok_emb, lnf_w, lnf_b;
+    LayerIdx layer[256];
+    float *params, *grads; /* pt.total floats each; grads NULL when not training */
+    Pos pos;
+    /* capacity: sequences of up to max_T tokens, max_B at a time */
+    int max_B, max_T, training;
+    Activations a;
+    size_t act_bytes;
+    /* the last forward's shape and inputs, for backward */
+    int B, T;
+    const int32_t *inputs;
+    uint64_t key;
+    const float *final; /* hidden state fed to the output layer (N, C) */
+    double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
+} Model;
+
+/* The tensor table for a config (no allocation): names, shapes, decay flags. */
+void model_declare(const Config *cfg, ParamTable *pt, int V);
+/* Allocates parameters (and gradients if training) and activations for max_B x max_T. */
+void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training);
+void model_free(Model *m);
+/* Random initialization from the seed (see docs in model.c). */
+void model_init(Model *m, uint64_t seed);
+LayerView layer_view(const Model *m, float *base, int l);
+float *tensor_ptr(const Model *m, float *base, int idx);
+
+/* Forward through all layers to the final hidden state. training: dropout on, activations kept
+ * for backward; key seeds the dropout masks (unique per micro-batch). */
+void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, uint64_t key);
+/* Per-token losses (B*T) of the last forward; returns their sum. */
+double model_loss(Model *m, const int32_t *targets, float *losses);
+/* Output layer (fused forward + backward) and backward through every layer of the last
+ * training forward. Parameter gradients accumulate (+=) with weight `scale` on the summed
+ * loss. Returns the summed loss. */
+double model_backward(Model *m, const int32_t *targets, float scale);
+
+/* FLOPs per token of one forward pass at sequence length T (matmuls, causal attention as the
+ * lower triangle, output layer). Training costs 3x. */
+double model_flops_per_token(const Config *cfg, int V, int T);
+/* Bytes of parameters, gradients and both AdamW moments (4 buffers). */
+size_t model_param_bytes(const Model *m);
+
+#endif

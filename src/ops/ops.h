@@ -1,0 +1,94 @@
+/* ops.h — the layer operations, each a _forward/_backward pair of plain functions.
+ *
+ * Conventions (as llm.c): outputs first, then inputs, then dimensions. Shapes use one set of
+ * names: B batch, T sequence, C model width, H heads, D = C/H head width, F FFN width,
+ * V vocabulary, N = B*T rows. Activations are row-major (N, width).
+ * Backward functions say per argument whether they overwrite (=) or accumulate (+=).
+ * Parameter gradients always accumulate, so micro-batches add up without extra copies. */
+#ifndef OPS_H
+#define OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../position/position.h"
+
+/* ---- matmul.c: linear layers through cblas_sgemm ------------------------------------- */
+/* out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N,
+                    int IC, int OC);
+/* dinp (N, IC) = or += (accumulate) dout @ weight; dweight (OC, IC) += dout^T @ inp;
+ * dbias (OC) += column sums of dout. dinp/dbias may be NULL. */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, size_t N, int IC, int OC,
+                     int accumulate);
+
+/* ---- layernorm.c ----------------------------------------------------------------------- */
+/* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean, rstd (N). */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, size_t N, int C);
+/* dinp += ; dweight, dbias += */
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, size_t N, int C);
+
+/* ---- activation.c: FFN nonlinearities ------------------------------------------------ */
+typedef enum { ACT_RELU, ACT_GELU, ACT_SWIGLU } Activation;
+/* out = act(inp), n elements. GELU is the exact erf form. */
+void act_forward(float *out, const float *inp, size_t n, Activation a);
+/* dinp = dout * act'(inp) (overwrite; dinp may alias dout) */
+void act_backward(float *dinp, const float *dout, const float *inp, size_t n, Activation a);
+/* SwiGLU: out = silu(gate) * up */
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+/* dgate = dout * up * silu'(gate), dup = dout * silu(gate) (overwrite) */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                     const float *up, size_t n);
+
+/* ---- dropout.c: inverted dropout with a stateless mask -------------------------------- */
+/* The keep decision for element i is hash(key, i) >= p, so backward recomputes the mask
+ * instead of storing it, and the result does not depend on the thread count. p = 0: copy. */
+void dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t key);
+/* dinp = dout * mask / (1 - p) (overwrite; may alias) */
+void dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t key);
+
+/* ---- embedding.c ----------------------------------------------------------------------- */
+/* out (N, C) = weight[tokens] * scale */
+void embedding_forward(float *out, const int32_t *tokens, const float *weight, size_t N, int C,
+                       float scale);
+/* dweight[tokens] += dout * scale */
+void embedding_backward(float *dweight, const float *dout, const int32_t *tokens, size_t N, int C,
+                        float scale);
+
+/* ---- attention.c: causal multi-head self-attention ------------------------------------ */
+typedef struct {
+    int B, T, C, H;
+    int layer;
+    const Pos *pos;     /* bias hook source; q,k are rotated by the caller */
+    float attn_dropout; /* 0 in evaluation */
+    uint64_t key;       /* dropout key for this layer and step */
+    float *scratch;     /* (B, H, T, T), needed in forward when attn_dropout > 0 */
+} AttnShape;
+/* qkv (B, T, 3C): q | k | v, heads contiguous inside each. out (B, T, C): concatenated heads.
+ * probs (B, H, T, T): softmax probabilities (before dropout), saved for backward; entries
+ * above the diagonal are 0. */
+void attention_forward(float *out, float *probs, const float *qkv, const AttnShape *s);
+/* dqkv (B, T, 3C) = ; dscores (B, H, T, T) = gradient w.r.t. the biased, scaled scores
+ * (scratch, also handed to the position method's bias_backward by the caller). */
+void attention_backward(float *dqkv, float *dscores, const float *dout, const float *qkv,
+                        const float *probs, const AttnShape *s);
+
+/* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */
+/* The [N x V] logits are the largest tensor of the model (270 MB at N = 2048, V = 33k), so
+ * they are never whole: rows are processed in chunks of XENT_CHUNK, and in training the
+ * backward of a chunk runs right after its forward (a fused op) instead of storing logits. */
+#define XENT_CHUNK 256
+/* losses (N) = -log softmax(x W^T)[target]; scratch: XENT_CHUNK * V floats. */
+void xent_forward(float *losses, const float *x, const float *weight, const int32_t *targets,
+                  size_t N, int C, int V, float *scratch);
+/* As xent_forward, plus the gradient of scale * sum(losses): dx (N, C) = ; dweight (V, C) +=.
+ * Returns the sum of the losses. */
+double xent_forward_backward(float *dx, float *dweight, const float *x, const float *weight,
+                             const int32_t *targets, size_t N, int C, int V, float scale,
+                             float *scratch);
+
+#endif

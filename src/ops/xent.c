@@ -1,0 +1,66 @@
+/* xent.c — the tied output layer and full-softmax cross-entropy, in row chunks.
+ *
+ * logits = x W^T with W the token embedding (tied, as Press & Wolf 2017 and Baevski & Auli);
+ * loss_r = logsumexp(logits_r) - logits_r[target_r]. The gradient of scale * sum(loss) w.r.t.
+ * the logits is scale * (softmax - onehot), which is written over the chunk's logits in place
+ * and multiplied out at once: dx = dlogits W, dW += dlogits^T x. Chunks keep the working set
+ * at XENT_CHUNK x V floats (34 MB at V = 33k) instead of N x V. */
+#include <cblas.h>
+#include <math.h>
+
+#include "fastmath.h"
+#include "ops.h"
+
+/* Softmax statistics of one row of logits: returns logsumexp; with grad, the row becomes
+ * scale * (softmax - onehot(target)). */
+static double row_xent(float *row, int V, int target, float scale, int grad) {
+    float mx = row[0];
+    for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < V; j++) sum += exp_fast(row[j] - mx);
+    double lse = (double)mx + log((double)sum);
+    double loss = lse - (double)row[target];
+    if (grad) {
+        float inv = scale / sum;
+        for (int j = 0; j < V; j++) row[j] = exp_fast(row[j] - mx) * inv;
+        row[target] -= scale;
+    }
+    return loss;
+}
+
+static void chunk_logits(float *logits, const float *x, const float *weight, int n, int C, int V) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, x, C, weight, C, 0.0f,
+                logits, V);
+}
+
+void xent_forward(float *losses, const float *x, const float *weight, const int32_t *targets,
+                  size_t N, int C, int V, float *scratch) {
+    for (size_t r0 = 0; r0 < N; r0 += XENT_CHUNK) {
+        int n = (int)(N - r0 < XENT_CHUNK ? N - r0 : XENT_CHUNK);
+        chunk_logits(scratch, x + r0 * C, weight, n, C, V);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < n; r++)
+            losses[r0 + r] = (float)row_xent(scratch + (size_t)r * V, V, targets[r0 + r], 0, 0);
+    }
+}
+
+double xent_forward_backward(float *dx, float *dweight, const float *x, const float *weight,
+                             const int32_t *targets, size_t N, int C, int V, float scale,
+                             float *scratch) {
+    double total = 0.0;
+    for (size_t r0 = 0; r0 < N; r0 += XENT_CHUNK) {
+        int n = (int)(N - r0 < XENT_CHUNK ? N - r0 : XENT_CHUNK);
+        double row_loss[XENT_CHUNK];
+        chunk_logits(scratch, x + r0 * C, weight, n, C, V);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < n; r++)
+            row_loss[r] = row_xent(scratch + (size_t)r * V, V, targets[r0 + r], scale, 1);
+        for (int r = 0; r < n; r++) total += row_loss[r]; /* in order: deterministic */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, weight,
+                    C, 0.0f, dx + r0 * C, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, scratch, V,
+                    x + r0 * C, C, 1.0f, dweight, C);
+    }
+    return total;
+}

@@ -1,0 +1,40 @@
+/* params.c — see params.h. */
+#include "params.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...) {
+    assert(pt->n < MAX_TENSORS && ndim >= 1 && ndim <= MAX_DIMS);
+    TensorSpec *t = &pt->t[pt->n];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->decay = decay;
+    t->numel = 1;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int d = 0; d < ndim; d++) {
+        t->shape[d] = va_arg(ap, size_t);
+        t->numel *= t->shape[d];
+    }
+    va_end(ap);
+    /* 16-float (64-byte) alignment keeps every tensor on its own cache lines for SIMD. */
+    t->offset = pt->total;
+    pt->total += (t->numel + 15) / 16 * 16;
+    return pt->n++;
+}
+
+int param_find(const ParamTable *pt, const char *name) {
+    for (int i = 0; i < pt->n; i++)
+        if (strcmp(pt->t[i].name, name) == 0) return i;
+    return -1;
+}
+
+size_t param_count(const ParamTable *pt) {
+    size_t n = 0;
+    for (int i = 0; i < pt->n; i++) n += pt->t[i].numel;
+    return n;
+}

@@ -1,0 +1,74 @@
+/* position.h — the position-method interface.
+ *
+ * A method is one file that fills a PosMethod and one line in registry.c. The model never
+ * names a method: it calls the hooks below, each optional (NULL means "this method does
+ * nothing here"), as fairseq/x-transformers ask a position module for its contribution:
+ *
+ *   embed   add a vector per position to the (scaled) token embeddings  x: (B, T, C)
+ *   rotate  transform q and k in place before the dot product           q,k rows of stride ld
+ *   bias    add bias(i, j) to the attention scores of a tile            after the 1/sqrt(D) scale
+ *
+ * Each hook has a backward. Backward hooks *accumulate* (+=) into the method's parameter
+ * gradients (Pos.grads) and transform gradients in place where the forward did.
+ * Positions are 0-based offsets inside the current segment; nothing carries across segments.
+ * Head h of layer l is addressed explicitly so methods may have per-layer or per-head
+ * parameters. */
+#ifndef POSITION_H
+#define POSITION_H
+
+#include <stddef.h>
+
+#include "../io/config.h"
+#include "../params.h"
+
+typedef struct Pos Pos;
+
+typedef struct {
+    const char *name;
+    const char *summary; /* one line for --help and docs */
+    const ConfigKey *keys; /* keys under model.position (besides "type"); may be NULL */
+    int n_keys;
+
+    /* Cross-key checks beyond type/range (e.g. a slope list's length). 0, or -1 + message. */
+    int (*check)(const Config *c, char *err, size_t n);
+    /* Declare learnable tensors, named "pos.*". */
+    void (*declare)(const Config *c, ParamTable *pt);
+    /* Build precomputed state for sequences up to max_T (may be called again to grow). */
+    void (*setup)(Pos *p, const Config *c);
+    /* Initial values of the learnable tensors (p->params), from a random key. */
+    void (*init)(Pos *p, unsigned long long key);
+    /* Called once per forward pass before any hook (e.g. refresh a table from parameters). */
+    void (*prepare)(Pos *p, int T);
+
+    /* x: (B, T, C) += pe(t) */
+    void (*embed_forward)(const Pos *p, float *x, int B, int T);
+    void (*embed_backward)(Pos *p, const float *dx, int B, int T);
+
+    /* q, k: B*T rows of H*D floats, row stride ld; rotated in place for layer l. */
+    void (*rotate_forward)(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T);
+    void (*rotate_backward)(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T);
+
+    /* scores[r*ld + c] += bias(i0 + r, j0 + c) for head h of layer l. Entries with j > i are
+     * masked by the caller and may be left untouched. */
+    void (*bias_forward)(const Pos *p, float *scores, size_t ld, int layer, int h, int i0, int ni,
+                         int j0, int nj);
+    /* dscores: (B, H, T, T), zero above the diagonal; accumulate parameter gradients. */
+    void (*bias_backward)(Pos *p, const float *dscores, int layer, int B, int T);
+} PosMethod;
+
+struct Pos {
+    const PosMethod *m;
+    int n_layers, C, H, D;  /* model shape */
+    int max_T;              /* longest sequence setup() prepared for */
+    const ParamTable *pt;   /* the model's tensor table: find "pos.*" tensors with param_find */
+    float *params, *grads;  /* the model's whole buffers (grads NULL when not training) */
+    void *state;            /* method-owned, freed with free() */
+};
+
+const PosMethod *pos_find(const char *name); /* NULL if unknown */
+/* "none|sinusoidal|alibi" — the registered names, for config enums and messages. */
+const char *pos_names(void);
+int pos_count(void);
+const PosMethod *pos_at(int i);
+
+#endif

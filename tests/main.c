@@ -1,0 +1,70 @@
+/* main.c — the test runner: runs every TEST() registered by the tests/test_*.c files and ends
+ * with the line "N passed, N failed" (exit status 1 if anything failed). */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "../src/util/util.h"
+
+int g_pass, g_fail;
+
+typedef struct {
+    const char *name;
+    TestFn fn;
+} TestEntry;
+static TestEntry tests[512];
+static int n_tests;
+
+void test_register(const char *name, TestFn fn) {
+    if (n_tests < 512) tests[n_tests++] = (TestEntry){name, fn};
+}
+
+int run_cmd(const char *cmd, char *out, size_t outlen) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t got = 0;
+    if (out && outlen) out[0] = 0;
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, p)) > 0) {
+        if (out && got + 1 < outlen) {
+            size_t c = k < outlen - 1 - got ? k : outlen - 1 - got;
+            memcpy(out + got, buf, c);
+            got += c;
+            out[got] = 0;
+        }
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *test_tmpdir(const char *name) {
+    static char dir[512];
+    snprintf(dir, sizeof dir, "tests/tmp/%s", name);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) sys_error("cannot clear %s", dir);
+    if (mkdir_p(dir) != 0) sys_error("cannot create %s", dir);
+    return dir;
+}
+
+int main(int argc, char **argv) {
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    for (int i = 0; i < n_tests; i++) {
+        if (filter && !strstr(tests[i].name, filter)) continue;
+        int p0 = g_pass, f0 = g_fail;
+        double t0 = now_seconds();
+        tests[i].fn();
+        printf("%-4s %-40s %3d checks  %6.2fs\n", g_fail > f0 ? "FAIL" : "ok", tests[i].name,
+               g_pass - p0 + g_fail - f0, now_seconds() - t0);
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}

@@ -1,0 +1,46 @@
+/* test.h — the one tiny test framework: every CHECK is counted; a failure prints where and
+ * by how much, and makes the runner's exit status non-zero. The runner's last line is
+ * "N passed, N failed". */
+#ifndef TEST_H
+#define TEST_H
+
+#include <math.h>
+#include <stdio.h>
+
+extern int g_pass, g_fail;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) g_pass++;                                                                        \
+        else {                                                                                     \
+            g_fail++;                                                                              \
+            printf("  FAIL %s:%d: ", __FILE__, __LINE__);                                          \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* |a-b| <= tol * max(1, |b|) */
+#define CHECK_CLOSE(a, b, tol, what)                                                               \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        double s_ = fabs(b_) > 1.0 ? fabs(b_) : 1.0;                                               \
+        CHECK(fabs(a_ - b_) <= (tol) * s_, "%s: got %.9g expected %.9g (diff %.3g, tol %.3g)",   \
+              what, a_, b_, fabs(a_ - b_), (double)(tol));                                         \
+    } while (0)
+
+/* TEST(name) { ... } defines and registers one test function; the runner calls them all
+ * (or those whose name contains argv[1]). */
+typedef void (*TestFn)(void);
+void test_register(const char *name, TestFn fn);
+#define TEST(name)                                                                                 \
+    static void name(void);                                                                        \
+    __attribute__((constructor)) static void register_##name(void) { test_register(#name, name); } \
+    static void name(void)
+
+/* Run a shell command; returns its exit status and fills out (stdout+stderr, truncated). */
+int run_cmd(const char *cmd, char *out, size_t outlen);
+/* Scratch directory for files a test writes (tests/tmp/<name>), created empty. */
+const char *test_tmpdir(const char *name);
+
+#endif

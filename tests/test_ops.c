@@ -1,0 +1,237 @@
+/* test_ops.c — finite-difference checks of every op's backward, and the fast math against libm. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/ops/fastmath.h"
+#include "../src/ops/ops.h"
+#include "../src/util/util.h"
+#include "gradcheck.h"
+#include "test.h"
+
+/* sum_i w_i * y_i in double: the scalar whose gradient w.r.t. y is w */
+static double wsum(const float *y, const float *w, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)w[i] * y[i];
+    return s;
+}
+
+/* ---- matmul ---- */
+typedef struct {
+    float *x, *W, *b, *y, *w;
+    size_t N;
+    int IC, OC;
+} MatCtx;
+static double mat_f(void *p) {
+    MatCtx *c = p;
+    matmul_forward(c->y, c->x, c->W, c->b, c->N, c->IC, c->OC);
+    return wsum(c->y, c->w, c->N * c->OC);
+}
+TEST(test_ops_matmul_grad) {
+    MatCtx c = {.N = 7, .IC = 5, .OC = 6};
+    c.x = xcalloc(35, 4), c.W = xcalloc(30, 4), c.b = xcalloc(6, 4), c.y = xcalloc(42, 4), c.w = xcalloc(42, 4);
+    fill_random(c.x, 35, 1, 1), fill_random(c.W, 30, 1, 2), fill_random(c.b, 6, 1, 3), fill_random(c.w, 42, 1, 4);
+    float *dx = xcalloc(35, 4), *dW = xcalloc(30, 4), *db = xcalloc(6, 4);
+    matmul_backward(dx, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 0);
+    gradcheck("matmul dx", c.x, 35, dx, mat_f, &c, 64);
+    gradcheck("matmul dW", c.W, 30, dW, mat_f, &c, 64);
+    gradcheck("matmul db", c.b, 6, db, mat_f, &c, 64);
+    /* accumulate flag adds into dinp; parameter gradients always accumulate */
+    float *dx2 = xcalloc(35, 4);
+    for (int i = 0; i < 35; i++) dx2[i] = 1.0f;
+    matmul_backward(dx2, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 1);
+    CHECK_CLOSE(dx2[3], dx[3] + 1.0f, 1e-6, "matmul accumulate dinp");
+    free(c.x), free(c.W), free(c.b), free(c.y), free(c.w), free(dx), free(dW), free(db), free(dx2);
+}
+
+/* ---- layernorm ---- */
+typedef struct {
+    float *x, *g, *b, *y, *mean, *rstd, *w;
+    size_t N;
+    int C;
+} LnCtx;
+static double ln_f(void *p) {
+    LnCtx *c = p;
+    layernorm_forward(c->y, c->mean, c->rstd, c->x, c->g, c->b, c->N, c->C);
+    return wsum(c->y, c->w, c->N * c->C);
+}
+TEST(test_ops_layernorm_grad) {
+    LnCtx c = {.N = 5, .C = 70}; /* C > 64 exercises two column blocks in the weight pass */
+    size_t n = c.N * c.C;
+    c.x = xcalloc(n, 4), c.y = xcalloc(n, 4), c.w = xcalloc(n, 4), c.g = xcalloc(c.C, 4), c.b = xcalloc(c.C, 4);
+    c.mean = xcalloc(c.N, 4), c.rstd = xcalloc(c.N, 4);
+    fill_random(c.x, n, 2, 5), fill_random(c.w, n, 1, 6), fill_random(c.g, c.C, 1, 7), fill_random(c.b, c.C, 1, 8);
+    ln_f(&c);
+    float *dx = xcalloc(n, 4), *dg = xcalloc(c.C, 4), *db = xcalloc(c.C, 4);
+    layernorm_backward(dx, dg, db, c.w, c.x, c.g, c.mean, c.rstd, c.N, c.C);
+    gradcheck("layernorm dx", c.x, n, dx, ln_f, &c, 100);
+    gradcheck("layernorm dweight", c.g, c.C, dg, ln_f, &c, 100);
+    gradcheck("layernorm dbias", c.b, c.C, db, ln_f, &c, 100);
+    /* forward: each output row has mean 0 and variance 1 before the affine map */
+    float ones[70], zeros[70] = {0};
+    for (int i = 0; i < 70; i++) ones[i] = 1.0f;
+    layernorm_forward(c.y, c.mean, c.rstd, c.x, ones, zeros, c.N, c.C);
+    double m = 0, v = 0;
+    for (int i = 0; i < c.C; i++) m += c.y[i];
+    for (int i = 0; i < c.C; i++) v += (c.y[i] - m / c.C) * (c.y[i] - m / c.C);
+    CHECK_CLOSE(m / c.C, 0.0, 1e-6, "layernorm row mean");
+    CHECK_CLOSE(v / c.C, 1.0, 1e-4, "layernorm row variance (eps 1e-5)");
+    free(c.x), free(c.y), free(c.w), free(c.g), free(c.b), free(c.mean), free(c.rstd), free(dx), free(dg), free(db);
+}
+
+/* ---- activations ---- */
+typedef struct {
+    float *x, *u, *y, *w;
+    size_t n;
+    int kind; /* Activation; ACT_SWIGLU uses x as gate and u as up */
+} ActCtx;
+static double act_f(void *p) {
+    ActCtx *c = p;
+    if (c->kind == ACT_SWIGLU) swiglu_forward(c->y, c->x, c->u, c->n);
+    else act_forward(c->y, c->x, c->n, (Activation)c->kind);
+    return wsum(c->y, c->w, c->n);
+}
+TEST(test_ops_activation_grad) {
+    const char *names[] = {"relu", "gelu", "swiglu"};
+    for (int kind = ACT_RELU; kind <= ACT_SWIGLU; kind++) {
+        ActCtx c = {.n = 50, .kind = kind};
+        c.x = xcalloc(50, 4), c.u = xcalloc(50, 4), c.y = xcalloc(50, 4), c.w = xcalloc(50, 4);
+        fill_random(c.x, 50, 3, 9 + kind), fill_random(c.u, 50, 2, 10), fill_random(c.w, 50, 1, 11);
+        /* keep ReLU inputs away from the kink, where the difference quotient is meaningless */
+        for (int i = 0; i < 50; i++)
+            if (fabsf(c.x[i]) < 0.05f) c.x[i] = 0.5f;
+        float *dx = xcalloc(50, 4), *du = xcalloc(50, 4);
+        char what[64];
+        if (kind == ACT_SWIGLU) {
+            swiglu_backward(dx, du, c.w, c.x, c.u, 50);
+            gradcheck("swiglu dgate", c.x, 50, dx, act_f, &c, 50);
+            gradcheck("swiglu dup", c.u, 50, du, act_f, &c, 50);
+        } else {
+            act_backward(dx, c.w, c.x, 50, (Activation)kind);
+            snprintf(what, sizeof what, "%s dinp", names[kind]);
+            gradcheck(what, c.x, 50, dx, act_f, &c, 50);
+        }
+        free(c.x), free(c.u), free(c.y), free(c.w), free(dx), free(du);
+    }
+    /* GELU forward equals the exact erf form */
+    float x[5] = {-3, -0.5f, 0, 0.7f, 4}, y[5];
+    act_forward(y, x, 5, ACT_GELU);
+    for (int i = 0; i < 5; i++)
+        CHECK_CLOSE(y[i], 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0))), 1e-6, "gelu value");
+}
+
+TEST(test_ops_fastmath_matches_libm) {
+    double worst_exp = 0, worst_erf = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double e = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(exp_fast(x) - e) / e);
+        float z = -6.0f + 12.0f * (float)i / 200000.0f;
+        worst_erf = fmax(worst_erf, fabs(erf_fast(z) - erf((double)z)));
+    }
+    CHECK(worst_exp < 3e-7, "exp_fast relative error %.3g", worst_exp);
+    /* A&S bound 1.5e-7 plus float rounding of the polynomial */
+    CHECK(worst_erf < 1e-6, "erf_fast absolute error %.3g", worst_erf);
+}
+
+/* ---- dropout ---- */
+TEST(test_ops_dropout) {
+    size_t n = 100000;
+    float *x = xcalloc(n, 4), *y = xcalloc(n, 4), *dx = xcalloc(n, 4);
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+    dropout_forward(y, x, n, 0.3f, 42);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) kept += y[i] != 0.0f;
+    CHECK(fabs((double)kept / n - 0.7) < 0.01, "dropout keeps %.4f, expected 0.7", (double)kept / n);
+    CHECK_CLOSE(y[kept ? 0 : 1] == 0.0f ? 1.0 / 0.7 : y[0], 1.0 / 0.7, 1e-6, "dropout scale");
+    /* backward applies the same mask and scale */
+    dropout_backward(dx, x, n, 0.3f, 42);
+    CHECK(memcmp(dx, y, n * 4) == 0, "dropout backward mask differs from forward");
+    dropout_forward(y, x, n, 0.0f, 42);
+    CHECK(memcmp(x, y, n * 4) == 0, "dropout p=0 is the identity");
+    free(x), free(y), free(dx);
+}
+
+/* ---- embedding ---- */
+TEST(test_ops_embedding) {
+    int32_t tok[4] = {2, 0, 2, 1};
+    float W[12], y[12], dW[12] = {0}, dy[12];
+    fill_random(W, 12, 1, 12), fill_random(dy, 12, 1, 13);
+    embedding_forward(y, tok, W, 4, 3, 2.0f);
+    CHECK_CLOSE(y[3 * 3 + 1], 2.0f * W[1 * 3 + 1], 1e-7, "embedding lookup * scale");
+    embedding_backward(dW, dy, tok, 4, 3, 2.0f);
+    CHECK_CLOSE(dW[2 * 3 + 0], 2.0f * (dy[0] + dy[6]), 1e-6, "embedding repeated token grads add");
+    CHECK_CLOSE(dW[0], 2.0f * dy[3], 1e-6, "embedding grad");
+}
+
+/* ---- cross-entropy with tied output ---- */
+typedef struct {
+    float *x, *W, *losses, *scratch;
+    int32_t *tg;
+    size_t N;
+    int C, V;
+} XentCtx;
+static double xent_f(void *p) {
+    XentCtx *c = p;
+    xent_forward(c->losses, c->x, c->W, c->tg, c->N, c->C, c->V, c->scratch);
+    double s = 0;
+    for (size_t i = 0; i < c->N; i++) s += c->losses[i];
+    return s * 0.5;
+}
+TEST(test_ops_xent_grad) {
+    /* N > XENT_CHUNK exercises the chunk boundary */
+    XentCtx c = {.N = XENT_CHUNK + 3, .C = 4, .V = 9};
+    c.x = xcalloc(c.N * c.C, 4), c.W = xcalloc(c.V * c.C, 4), c.losses = xcalloc(c.N, 4);
+    c.scratch = xcalloc((size_t)XENT_CHUNK * c.V, 4), c.tg = xcalloc(c.N, 4);
+    fill_random(c.x, c.N * c.C, 1, 14), fill_random(c.W, c.V * c.C, 1, 15);
+    for (size_t i = 0; i < c.N; i++) c.tg[i] = (int32_t)(hash64(i) % c.V);
+    float *dx = xcalloc(c.N * c.C, 4), *dW = xcalloc(c.V * c.C, 4);
+    double sum = xent_forward_backward(dx, dW, c.x, c.W, c.tg, c.N, c.C, c.V, 0.5f, c.scratch);
+    CHECK_CLOSE(sum * 0.5, xent_f(&c), 1e-6, "fused and plain forward agree");
+    gradcheck("xent dx", c.x, c.N * c.C, dx, xent_f, &c, 60);
+    gradcheck("xent dW", c.W, c.V * c.C, dW, xent_f, &c, 60);
+    /* loss of a uniform softmax is log V */
+    memset(c.x, 0, c.N * c.C * 4);
+    xent_forward(c.losses, c.x, c.W, c.tg, 1, c.C, c.V, c.scratch);
+    CHECK_CLOSE(c.losses[0], log(9.0), 1e-6, "uniform logits give log V");
+    free(c.x), free(c.W), free(c.losses), free(c.scratch), free(c.tg), free(dx), free(dW);
+}
+
+/* ---- attention (no position method; methods are checked inside whole models) ---- */
+typedef struct {
+    float *qkv, *out, *probs, *scratch, *w;
+    AttnShape s;
+} AttCtx;
+static double att_f(void *p) {
+    AttCtx *c = p;
+    attention_forward(c->out, c->probs, c->qkv, &c->s);
+    return wsum(c->out, c->w, (size_t)c->s.B * c->s.T * c->s.C);
+}
+TEST(test_ops_attention_grad) {
+    for (int drop = 0; drop <= 1; drop++) {
+        AttCtx c = {.s = {.B = 2, .T = 7, .C = 6, .H = 3, .attn_dropout = drop ? 0.25f : 0.0f, .key = 77}};
+        size_t n = 2 * 7 * 6, tt = 2 * 3 * 49;
+        c.qkv = xcalloc(3 * n, 4), c.out = xcalloc(n, 4), c.w = xcalloc(n, 4);
+        c.probs = xcalloc(tt, 4), c.scratch = xcalloc(tt, 4);
+        c.s.scratch = c.scratch;
+        fill_random(c.qkv, 3 * n, 1.5f, 16 + drop), fill_random(c.w, n, 1, 18);
+        att_f(&c);
+        /* causality: row i of every probability matrix sums to 1 over j <= i, 0 beyond */
+        double worst = 0;
+        for (int bh = 0; bh < 6; bh++)
+            for (int i = 0; i < 7; i++) {
+                double s = 0;
+                for (int j = 0; j < 7; j++) {
+                    float p = c.probs[bh * 49 + i * 7 + j];
+                    if (j > i) worst = fmax(worst, fabs(p));
+                    else s += p;
+                }
+                worst = fmax(worst, fabs(s - 1));
+            }
+        CHECK(worst < 1e-6, "attention rows sum to 1 and are causal (err %.3g)", worst);
+        float *dqkv = xcalloc(3 * n, 4), *ds = xcalloc(tt, 4);
+        attention_backward(dqkv, ds, c.w, c.qkv, c.probs, &c.s);
+        gradcheck(drop ? "attention dqkv (dropout 0.25)" : "attention dqkv", c.qkv, 3 * n, dqkv, att_f, &c, 126);
+        free(c.qkv), free(c.out), free(c.w), free(c.probs), free(c.scratch), free(dqkv), free(ds);
+    }
+}
