@@ -1,0 +1,155 @@
+/* checkpoint.c — see checkpoint.h. */
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/util.h"
+#include "safetensors.h"
+
+static StTensor tensor_of(const TensorSpec *t, const char *name, const float *base) {
+    StTensor s = {.name = name, .dtype = ST_F32, .ndim = t->ndim, .data = base + t->offset};
+    for (int d = 0; d < t->ndim; d++) s.shape[d] = (int64_t)t->shape[d];
+    return s;
+}
+
+int ckpt_save_model(const char *path, const Model *m, const TrainState *ts, char *err, size_t n) {
+    StTensor *ts_ = xcalloc((size_t)m->pt.n, sizeof *ts_);
+    for (int k = 0; k < m->pt.n; k++) ts_[k] = tensor_of(&m->pt.t[k], m->pt.t[k].name, m->params);
+    char *cfg = config_to_json(m->cfg), vocab[32], step[32];
+    snprintf(vocab, sizeof vocab, "%d", m->V);
+    snprintf(step, sizeof step, "%ld", ts->step);
+    const char *keys[] = {"format", "config", "vocab_size", "step"};
+    const char *vals[] = {CKPT_FORMAT, cfg, vocab, step};
+    int rc = st_write(path, ts_, m->pt.n, keys, vals, 4, err, n);
+    free(cfg);
+    free(ts_);
+    return rc;
+}
+
+int ckpt_save_optim(const char *path, const Model *m, const float *adam_m, const float *adam_v,
+                    const TrainState *ts, char *err, size_t n) {
+    int nt = m->pt.n;
+    StTensor *t = xcalloc(2 * (size_t)nt, sizeof *t);
+    char(*names)[80] = xcalloc(2 * (size_t)nt, sizeof *names);
+    for (int k = 0; k < nt; k++) {
+        snprintf(names[2 * k], 80, "adam.m.%s", m->pt.t[k].name);
+        snprintf(names[2 * k + 1], 80, "adam.v.%s", m->pt.t[k].name);
+        t[2 * k] = tensor_of(&m->pt.t[k], names[2 * k], adam_m);
+        t[2 * k + 1] = tensor_of(&m->pt.t[k], names[2 * k + 1], adam_v);
+    }
+    char step[32], tokens[32], elapsed[32];
+    snprintf(step, sizeof step, "%ld", ts->step);
+    snprintf(tokens, sizeof tokens, "%lld", ts->tokens);
+    snprintf(elapsed, sizeof elapsed, "%.3f", ts->elapsed);
+    const char *keys[] = {"format", "step", "tokens", "elapsed"};
+    const char *vals[] = {CKPT_FORMAT, step, tokens, elapsed};
+    int rc = st_write(path, t, 2 * nt, keys, vals, 4, err, n);
+    free(names);
+    free(t);
+    return rc;
+}
+
+static int check_format(StFile *f, const char *path, char *err, size_t n) {
+    const char *fmt = st_meta(f, "format");
+    if (fmt && strcmp(fmt, CKPT_FORMAT) == 0) return 0;
+    snprintf(err, n, "%s: not a trainshort checkpoint (format '%s', expected '%s')", path,
+             fmt ? fmt : "missing", CKPT_FORMAT);
+    return -1;
+}
+
+static int meta_long(StFile *f, const char *path, const char *key, long long *out, char *err,
+                     size_t n) {
+    const char *s = st_meta(f, key);
+    char *end = NULL;
+    if (s) *out = strtoll(s, &end, 10);
+    if (s && end != s && *end == 0) return 0;
+    snprintf(err, n, "%s: metadata '%s' is missing or not an integer", path, key);
+    return -1;
+}
+
+int ckpt_read_config(const char *path, Config *cfg, int *V, long *step, char *err, size_t n) {
+    StFile *f = st_open(path, err, n);
+    if (!f) return -1;
+    long long v = 0, s = 0;
+    int rc = check_format(f, path, err, n);
+    if (!rc) rc = meta_long(f, path, "vocab_size", &v, err, n);
+    if (!rc) rc = meta_long(f, path, "step", &s, err, n);
+    const char *text = st_meta(f, "config");
+    if (!rc && !text) {
+        snprintf(err, n, "%s: metadata 'config' is missing", path);
+        rc = -1;
+    }
+    if (!rc) {
+        char origin[1100];
+        snprintf(origin, sizeof origin, "%s (embedded config)", path);
+        rc = config_from_text(cfg, text, origin, err, n);
+    }
+    if (!rc && (v < 2 || v > (1 << 30))) {
+        snprintf(err, n, "%s: vocab_size %lld out of range", path, v);
+        rc = -1;
+    }
+    *V = (int)v;
+    *step = (long)s;
+    st_close(f);
+    return rc;
+}
+
+/* Copies tensor `name` (shape of spec t) from f into dst; -1 with a message on any mismatch. */
+static int copy_tensor(StFile *f, const char *path, const char *name, const TensorSpec *t,
+                       float *dst, char *err, size_t n) {
+    const StTensor *s = st_get(f, name);
+    if (!s) {
+        snprintf(err, n, "%s: tensor '%s' is missing (checkpoint of a different model?)", path, name);
+        return -1;
+    }
+    int same = s->dtype == ST_F32 && s->ndim == t->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == (int64_t)t->shape[d];
+    if (!same) {
+        snprintf(err, n, "%s: tensor '%s' has dtype/shape that does not match the config", path, name);
+        return -1;
+    }
+    memcpy(dst, s->data, t->numel * sizeof(float));
+    return 0;
+}
+
+int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
+    StFile *f = st_open(path, err, n);
+    if (!f) return -1;
+    int rc = check_format(f, path, err, n);
+    for (int k = 0; !rc && k < m->pt.n; k++)
+        rc = copy_tensor(f, path, m->pt.t[k].name, &m->pt.t[k], m->params + m->pt.t[k].offset, err, n);
+    if (!rc && st_count(f) != m->pt.n) {
+        snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f), m->pt.n);
+        rc = -1;
+    }
+    st_close(f);
+    return rc;
+}
+
+int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam_v, TrainState *ts,
+                    char *err, size_t n) {
+    StFile *f = st_open(path, err, n);
+    if (!f) return -1;
+    int rc = check_format(f, path, err, n);
+    long long step = 0, tokens = 0;
+    if (!rc) rc = meta_long(f, path, "step", &step, err, n);
+    if (!rc) rc = meta_long(f, path, "tokens", &tokens, err, n);
+    for (int k = 0; !rc && k < m->pt.n; k++) {
+        char name[96];
+        const TensorSpec *t = &m->pt.t[k];
+        snprintf(name, sizeof name, "adam.m.%s", t->name);
+        rc = copy_tensor(f, path, name, t, adam_m + t->offset, err, n);
+        snprintf(name, sizeof name, "adam.v.%s", t->name);
+        if (!rc) rc = copy_tensor(f, path, name, t, adam_v + t->offset, err, n);
+    }
+    if (!rc) {
+        const char *e = st_meta(f, "elapsed");
+        ts->step = (long)step;
+        ts->tokens = tokens;
+        ts->elapsed = e ? atof(e) : 0.0;
+    }
+    st_close(f);
+    return rc;
+}

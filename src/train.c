@@ -1,0 +1,379 @@
+/* train.c — `./train --config FILE [--set k=v ...] [--out DIR]` or `./train --resume DIR`.
+ *
+ * Writes a run directory: config.json (fully resolved), vocab.txt (line k = token id k),
+ * model.safetensors + optim.safetensors (the checkpoint), log.jsonl (one JSON object per
+ * logged step and per validation). Ctrl-C / SIGTERM finish the current step, write the
+ * checkpoint and exit 0; --resume continues with bit-identical losses at the same thread count,
+ * because batches, dropout masks and the schedule are functions of the step number alone. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/data.h"
+#include "evaluate.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/progress.h"
+#include "model.h"
+#include "optim/optim.h"
+#include "util/blas_env.h"
+#include "util/util.h"
+
+static const char *USAGE =
+    "usage: ./train --config FILE [--set key=value ...] [--out DIR] [--profile]\n"
+    "       ./train --resume DIR [--profile]\n"
+    "\n"
+    "Trains a decoder-only language model and writes a run directory.\n"
+    "  --config FILE     JSON config (sections model, train, data); see docs/config.md\n"
+    "  --set key=value   override one key, e.g. --set train.lr=3e-4 --set model.position.type=alibi\n"
+    "  --out DIR         run directory (default runs/<config name>); must not hold a run already\n"
+    "  --resume DIR      continue the run in DIR from its checkpoint (same config, same data)\n"
+    "  --stop-at STEP    stop after STEP as if interrupted (checkpoint written; for testing resume)\n"
+    "  --profile         print time per op family at the end\n"
+    "  --help-config     print every config key with type, default and meaning (markdown)\n"
+    "  --help            this text\n"
+    "Ctrl-C writes a checkpoint and exits; ./train --resume DIR continues it.\n";
+
+typedef struct {
+    const char *config, *out, *resume;
+    const char *sets[64];
+    int n_sets, profile;
+    long stop_at;
+} Args;
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static Args parse_args(int argc, char **argv) {
+    Args a = {.stop_at = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
+        else if (!strcmp(o, "--help-config")) config_write_docs(stdout), exit(0);
+        else if (!strcmp(o, "--profile")) a.profile = 1;
+        else if (!has && o[0] == '-') user_error("%s needs a value (see ./train --help)", o);
+        else if (!strcmp(o, "--config")) a.config = argv[++i];
+        else if (!strcmp(o, "--out")) a.out = argv[++i];
+        else if (!strcmp(o, "--resume")) a.resume = argv[++i];
+        else if (!strcmp(o, "--stop-at")) a.stop_at = atol(argv[++i]);
+        else if (!strcmp(o, "--set")) {
+            if (a.n_sets == 64) user_error("--set: at most 64 overrides");
+            a.sets[a.n_sets++] = argv[++i];
+        } else user_error("unknown argument '%s' (see ./train --help)", o);
+    }
+    if (!a.config && !a.resume) user_error("--config FILE or --resume DIR is required (see ./train --help)");
+    if (a.config && a.resume) user_error("--config and --resume cannot be combined: a resumed run keeps its own config");
+    if (a.resume && a.n_sets) user_error("--set cannot be combined with --resume: a resumed run keeps its own config");
+    return a;
+}
+
+static void path_join(char *buf, size_t n, const char *dir, const char *file) {
+    snprintf(buf, n, "%s/%s", dir, file);
+}
+
+static Config load_config(const Args *a, char *run_dir, size_t n) {
+    Config cfg;
+    char err[1024], path[2048];
+    if (a->resume) {
+        snprintf(run_dir, n, "%s", a->resume);
+        path_join(path, sizeof path, run_dir, "config.json");
+        if (config_from_file(&cfg, path, err, sizeof err)) user_error("%s", err);
+        return cfg;
+    }
+    if (config_from_file(&cfg, a->config, err, sizeof err)) user_error("%s", err);
+    for (int i = 0; i < a->n_sets; i++)
+        if (config_set(&cfg, a->sets[i], err, sizeof err)) user_error("--set %s", err);
+    if (a->out) snprintf(run_dir, n, "%s", a->out);
+    else {
+        const char *base = strrchr(a->config, '/') ? strrchr(a->config, '/') + 1 : a->config;
+        snprintf(run_dir, n, "runs/%.*s", (int)strcspn(base, "."), base);
+    }
+    return cfg;
+}
+
+/* A run's data: vocabulary (built from train, or the run's own vocab.txt on resume) and the
+ * train and valid token streams. */
+typedef struct {
+    Vocab vocab;
+    Tokens train, valid;
+} RunData;
+
+static void load_split(Tokens *t, const Config *c, const char *key, const char *file,
+                       const Vocab *v) {
+    char path[2048], err[1024];
+    path_join(path, sizeof path, c->data.dir, file);
+    if (tokens_load(t, path, v, 1, err, sizeof err))
+        user_error("%s: %s (get the data with scripts/get_data.sh, or set data.dir)", key, err);
+}
+
+static void load_data(RunData *d, const Config *c, const char *run_dir, int resume) {
+    char path[2048], err[1024];
+    if (resume) {
+        path_join(path, sizeof path, run_dir, "vocab.txt");
+        if (vocab_load(&d->vocab, path, err, sizeof err)) user_error("%s", err);
+    } else {
+        path_join(path, sizeof path, c->data.dir, c->data.train);
+        if (vocab_build(&d->vocab, path, err, sizeof err))
+            user_error("data.train: %s (get the data with scripts/get_data.sh, or set data.dir)", err);
+    }
+    load_split(&d->train, c, "data.train", c->data.train, &d->vocab);
+    load_split(&d->valid, c, "data.valid", c->data.valid, &d->vocab);
+    if (d->train.n < (size_t)c->train.seq_len + 1)
+        user_error("data.train: %zu tokens, fewer than train.seq_len + 1 = %d", d->train.n,
+                   c->train.seq_len + 1);
+}
+
+/* New run: refuse to overwrite an existing run, then write config.json and vocab.txt. */
+static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
+    char path[2048], err[1024];
+    path_join(path, sizeof path, dir, "model.safetensors");
+    if (file_exists(path))
+        user_error("%s already holds a run (model.safetensors); continue it with --resume %s or "
+                   "choose another --out", dir, dir);
+    if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
+    char *json = config_to_json(c);
+    path_join(path, sizeof path, dir, "config.json");
+    if (write_file_atomic(path, json, strlen(json))) sys_error("%s: %s", path, strerror(errno));
+    free(json);
+    path_join(path, sizeof path, dir, "vocab.txt");
+    if (vocab_save(v, path, err, sizeof err)) sys_error("%s", err);
+}
+
+typedef struct {
+    Model m;
+    float *adam_m, *adam_v;
+    TrainState ts;
+    char dir[1024];
+} Trainer;
+
+static void save_checkpoint(Trainer *tr) {
+    char path[2048], err[1024];
+    path_join(path, sizeof path, tr->dir, "optim.safetensors");
+    if (ckpt_save_optim(path, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
+        sys_error("%s", err);
+    path_join(path, sizeof path, tr->dir, "model.safetensors");
+    if (ckpt_save_model(path, &tr->m, &tr->ts, err, sizeof err)) sys_error("%s", err);
+}
+
+static void restore_checkpoint(Trainer *tr) {
+    char path[2048], err[1024];
+    path_join(path, sizeof path, tr->dir, "model.safetensors");
+    if (ckpt_load_model(path, &tr->m, err, sizeof err)) user_error("%s", err);
+    path_join(path, sizeof path, tr->dir, "optim.safetensors");
+    if (ckpt_load_optim(path, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
+        user_error("%s", err);
+    Config cc;
+    int V;
+    long step;
+    path_join(path, sizeof path, tr->dir, "model.safetensors");
+    if (ckpt_read_config(path, &cc, &V, &step, err, sizeof err)) user_error("%s", err);
+    config_free(&cc);
+    if (step != tr->ts.step)
+        user_error("%s: model.safetensors (step %ld) and optim.safetensors (step %ld) are from "
+                   "different steps", tr->dir, step, tr->ts.step);
+}
+
+/* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. */
+static FILE *open_log(const char *dir, long keep_step) {
+    char path[2048];
+    path_join(path, sizeof path, dir, "log.jsonl");
+    size_t len = 0;
+    char *old = keep_step > 0 ? read_file(path, &len) : NULL;
+    FILE *f = fopen(path, "w");
+    if (!f) sys_error("%s: %s", path, strerror(errno));
+    for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        cJSON *s = o ? cJSON_GetObjectItem(o, "step") : NULL;
+        if (s && cJSON_IsNumber(s) && s->valuedouble <= keep_step) fprintf(f, "%s\n", line);
+        cJSON_Delete(o);
+    }
+    free(old);
+    fflush(f);
+    return f;
+}
+
+static void print_summary(const Trainer *tr, const RunData *d, int threads) {
+    const Config *c = tr->m.cfg;
+    double fpt = model_flops_per_token(c, tr->m.V, c->train.seq_len);
+    size_t data_bytes = (d->train.n + d->valid.n) * sizeof(int32_t);
+    printf("trainshort: %s\n", tr->dir);
+    printf("  model      %d layers, d_model %d, %d heads, d_ff %d, %s, position %s, final norm %s\n",
+           c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff,
+           c->model.activation, c->model.position, c->model.final_norm ? "on" : "off");
+    printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.pt), param_count(&tr->m.pt) / 1e6);
+    printf("  data       %s: vocab %d, train %zu tokens, valid %zu tokens\n", c->data.dir,
+           d->vocab.n, d->train.n, d->valid.n);
+    printf("  batch      %d x %d tokens x %d accum = %d tokens/step, %d steps\n", c->train.batch,
+           c->train.seq_len, c->train.accum, c->train.batch * c->train.seq_len * c->train.accum,
+           c->train.steps);
+    printf("  compute    %.1f MFLOP/token forward, %.1f MFLOP/token training\n", fpt / 1e6,
+           3 * fpt / 1e6);
+    printf("  memory     %.0f MB estimated (parameters+grads+Adam %.0f MB, activations %.0f MB, "
+           "data %.0f MB)\n",
+           (model_param_bytes(&tr->m) + tr->m.act_bytes + data_bytes) / 1e6,
+           model_param_bytes(&tr->m) / 1e6, tr->m.act_bytes / 1e6, data_bytes / 1e6);
+    printf("  threads    %d, BLAS kernel %s\n", threads, blas_kernel_name());
+    if (d->valid.n_unk) printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
+    fflush(stdout);
+}
+
+/* One optimizer step: accum micro-batches of gradients, clip, AdamW. Returns the mean loss
+ * and sets *norm to the gradient norm before clipping. */
+static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, double lr, double *norm) {
+    Model *m = &tr->m;
+    const Config *c = m->cfg;
+    const int B = c->train.batch, T = c->train.seq_len, A = c->train.accum;
+    memset(m->grads, 0, m->pt.total * sizeof(float));
+    double loss = 0.0;
+    for (int k = 0; k < A; k++) {
+        uint64_t micro = (uint64_t)tr->ts.step * A + k;
+        batcher_get(bt, micro * B, B, in, tg);
+        model_forward(m, in, B, T, 1, rng_key((uint64_t)c->train.seed, micro));
+        loss += model_backward(m, tg, 1.0f / ((float)B * T * A));
+    }
+    loss /= (double)B * T * A;
+    *norm = grad_norm(m->grads, &m->pt);
+    if (!isfinite(loss) || !isfinite(*norm)) return loss;
+    if (c->train.clip > 0 && *norm > c->train.clip) grad_scale(m->grads, &m->pt, (float)(c->train.clip / *norm));
+    AdamW opt = {lr, c->train.beta1, c->train.beta2, c->train.eps, c->train.weight_decay};
+    adamw_step(m->params, m->grads, tr->adam_m, tr->adam_v, &m->pt, &opt, tr->ts.step + 1);
+    return loss;
+}
+
+static void validate(Trainer *tr, const RunData *d, FILE *log, Progress *pg) {
+    const Config *c = tr->m.cfg;
+    size_t n = c->train.eval_tokens > 0 && (size_t)c->train.eval_tokens < d->valid.n
+                   ? (size_t)c->train.eval_tokens : d->valid.n;
+    double prof[2][PF_N]; /* --profile reports training time only */
+    memcpy(prof, tr->m.prof, sizeof prof);
+    EvalResult r = eval_nonoverlap(&tr->m, d->valid.ids, n, c->train.seq_len, d->vocab.eos, NULL, NULL);
+    memcpy(tr->m.prof, prof, sizeof prof);
+    double loss = r.nll / (double)r.tokens;
+    progress_say(pg, "step %6ld | valid loss %.4f | ppl %.2f | %zu tokens at L=%d", tr->ts.step,
+                 loss, exp(loss), r.tokens, c->train.seq_len);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)tr->ts.step);
+    cJSON_AddNumberToObject(o, "tokens", (double)tr->ts.tokens);
+    cJSON_AddNumberToObject(o, "val_loss", loss);
+    cJSON_AddNumberToObject(o, "val_ppl", exp(loss));
+    cJSON_AddNumberToObject(o, "val_tokens", (double)r.tokens);
+    jsonl_write(log, o);
+    cJSON_Delete(o);
+}
+
+static void log_step(FILE *log, const TrainState *ts, double loss, double lr, double norm, double tps) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)ts->step);
+    cJSON_AddNumberToObject(o, "tokens", (double)ts->tokens);
+    cJSON_AddNumberToObject(o, "loss", loss);
+    cJSON_AddNumberToObject(o, "lr", lr);
+    cJSON_AddNumberToObject(o, "grad_norm", norm);
+    cJSON_AddNumberToObject(o, "tokens_per_s", tps);
+    cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed);
+    jsonl_write(log, o);
+    cJSON_Delete(o);
+}
+
+static void print_profile(const Model *m, double total) {
+    static const char *names[PF_N] = {"embedding+pos", "layernorm", "qkv matmul", "attention",
+                                      "proj matmul", "ffn matmuls", "activation", "residual+dropout",
+                                      "output+loss"};
+    printf("profile (seconds, share of training time %.1f s):\n", total);
+    printf("  %-18s %10s %10s %7s\n", "op", "forward", "backward", "share");
+    for (int i = 0; i < PF_N; i++)
+        printf("  %-18s %10.2f %10.2f %6.1f%%\n", names[i], m->prof[0][i], m->prof[1][i],
+               100.0 * (m->prof[0][i] + m->prof[1][i]) / (total > 0 ? total : 1));
+}
+
+static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) {
+    const Config *c = tr->m.cfg;
+    const int B = c->train.batch, T = c->train.seq_len;
+    const long tokens_per_step = (long)B * T * c->train.accum;
+    const Schedule sched = schedule_parse(c->train.schedule);
+    int32_t *in = xcalloc((size_t)B * T, 4), *tg = xcalloc((size_t)B * T, 4);
+    Batcher bt;
+    batcher_init(&bt, &d->train, T, (uint64_t)c->train.seed);
+    Progress pg;
+    progress_init(&pg);
+    double t_window = now_seconds(), t_prev = t_window, train_time = 0.0;
+    long window_start = tr->ts.step;
+    while (tr->ts.step < c->train.steps) {
+        double lr = lr_at(sched, tr->ts.step, c->train.steps, c->train.warmup, c->train.lr, c->train.min_lr);
+        double norm, loss = train_step(tr, &bt, in, tg, lr, &norm);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            progress_end(&pg);
+            sys_error("loss is %s at step %ld (gradient norm %g); stopped without saving — the "
+                      "last good checkpoint in %s is kept (try a lower train.lr or train.clip)",
+                      isfinite(loss) ? "finite but the gradient is not" : "not finite",
+                      tr->ts.step + 1, norm, tr->dir);
+        }
+        double now = now_seconds();
+        tr->ts.step++;
+        tr->ts.tokens += tokens_per_step;
+        tr->ts.elapsed += now - t_prev;
+        train_time += now - t_prev;
+        t_prev = now;
+        double tps = (double)(tr->ts.step - window_start) * tokens_per_step / (now - t_window);
+        char eta[32];
+        format_duration((c->train.steps - tr->ts.step) * tokens_per_step / tps, eta, sizeof eta);
+        int keep = tr->ts.step % c->train.log_every == 0 || tr->ts.step == c->train.steps;
+        progress_show(&pg, keep, "step %6ld/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
+                      tr->ts.step, c->train.steps, loss, lr, norm, tps, eta);
+        if (keep || tr->ts.step == 1) log_step(log, &tr->ts, loss, lr, norm, tps);
+        if (tr->ts.step % 50 == 0) t_window = now, window_start = tr->ts.step;
+        int last = tr->ts.step == c->train.steps;
+        if ((c->train.eval_every && tr->ts.step % c->train.eval_every == 0) || last) {
+            validate(tr, d, log, &pg);
+            t_prev = now_seconds(); /* validation time is not training time */
+        }
+        if ((c->train.ckpt_every && tr->ts.step % c->train.ckpt_every == 0) || last) save_checkpoint(tr);
+        if (g_stop || tr->ts.step == a->stop_at) {
+            if (!last) save_checkpoint(tr);
+            progress_say(&pg, "stopped at step %ld: checkpoint written; continue with ./train --resume %s",
+                         tr->ts.step, tr->dir);
+            break;
+        }
+    }
+    progress_end(&pg);
+    if (a->profile) print_profile(&tr->m, train_time);
+    batcher_free(&bt);
+    free(in);
+    free(tg);
+}
+
+int main(int argc, char **argv) {
+    blas_ensure_fast_kernels(argv);
+    Args a = parse_args(argc, argv);
+    Trainer tr = {0};
+    Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
+    int threads = threads_setup(cfg.train.threads);
+    RunData d = {0};
+    load_data(&d, &cfg, tr.dir, a.resume != NULL);
+    if (!a.resume) prepare_run_dir(tr.dir, &cfg, &d.vocab);
+    model_create(&tr.m, &cfg, d.vocab.n, cfg.train.batch, cfg.train.seq_len, 1);
+    tr.adam_m = xcalloc(tr.m.pt.total, sizeof(float));
+    tr.adam_v = xcalloc(tr.m.pt.total, sizeof(float));
+    if (a.resume) restore_checkpoint(&tr);
+    else model_init(&tr.m, (uint64_t)cfg.train.seed);
+    print_summary(&tr, &d, threads);
+    if (a.resume) printf("  resuming   at step %ld of %d\n", tr.ts.step, cfg.train.steps);
+    FILE *log = open_log(tr.dir, tr.ts.step);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    train_loop(&tr, &d, log, &a);
+    fclose(log);
+    model_free(&tr.m);
+    free(tr.adam_m);
+    free(tr.adam_v);
+    config_free(&cfg);
+    return 0;
+}
