@@ -3,9 +3,9 @@
  * Tokenization is byte-level and matches Python's bytes.split() plus one "<eos>" per line:
  * words are separated by ASCII whitespace (space, \t, \r, \v, \f), lines by \n, and a last line
  * without its \n still counts once. That is the convention behind the published WikiText-2
- * counts (2,088,628 / 217,646 / 245,569 tokens) and fairseq's; Python's str.split() would also
- * split on Unicode spaces and give different counts. Bytes need not be UTF-8. A NUL byte also
- * separates words, because words are kept as C strings.
+ * counts (2,088,628 / 217,646 / 245,569 tokens) and fairseq's. Unicode spaces (which Python's
+ * str.split() would also split on) are word bytes here; WikiText-2 counts the same either way.
+ * Bytes need not be UTF-8. A NUL byte also separates words, because words are C strings.
  *
  * Word lookup is one open-addressing hash table (WordTable), used both to count the train file
  * and as the vocabulary's index, so building the WikiText-2 vocabulary is a single pass.

@@ -1,0 +1,113 @@
+/* test_ref.c — forward values, loss and gradients of tiny models with fixed weights against
+ * the independent PyTorch reference (tests/ref/reference.py, float64; fixtures committed).
+ * Tolerance: our float32 forward/backward against float64 — max |ours - ref| must stay below
+ * 2e-5 of the tensor's largest magnitude (float32 epsilon is 1.2e-7; two layers of sums over
+ * at most 40 terms keep accumulated rounding well under that). */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/io/config.h"
+#include "../src/io/safetensors.h"
+#include "../src/model.h"
+#include "../src/util/util.h"
+#include "test.h"
+
+#define REF_DIR "tests/ref/fixtures"
+
+static void compare(const char *ckase, const char *what, const float *ours, const StTensor *ref) {
+    if (!ref) {
+        CHECK(0, "%s: fixture lacks %s", ckase, what);
+        return;
+    }
+    const float *r = ref->data;
+    size_t n = st_numel(ref);
+    double maxabs = 0, maxdiff = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxabs = fmax(maxabs, fabs(r[i]));
+        maxdiff = fmax(maxdiff, fabs((double)ours[i] - r[i]));
+    }
+    CHECK(maxdiff <= 2e-5 * maxabs + 1e-7, "%s: %s max diff %.3g (max |ref| %.3g)", ckase, what,
+          maxdiff, maxabs);
+}
+
+static void check_case(const char *file) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, REF_DIR "/%s", file);
+    StFile *f = st_open(path, err, sizeof err);
+    CHECK(f != NULL, "%s", err);
+    if (!f) return;
+    Config cfg;
+    int rc = config_from_text(&cfg, st_meta(f, "config"), path, err, sizeof err);
+    CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    const StTensor *in = st_get(f, "inputs"), *tg = st_get(f, "targets");
+    int B = (int)in->shape[0], T = (int)in->shape[1], V = atoi(st_meta(f, "vocab_size"));
+    Model m;
+    model_create(&m, &cfg, V, B, T, 1);
+    for (int k = 0; k < m.pt.n; k++) {
+        const StTensor *t = st_get(f, m.pt.t[k].name);
+        CHECK(t && st_numel(t) == m.pt.t[k].numel, "%s: tensor %s", file, m.pt.t[k].name);
+        if (t) memcpy(m.params + m.pt.t[k].offset, t->data, m.pt.t[k].numel * sizeof(float));
+    }
+    model_forward(&m, in->data, B, T, 1, 0);
+    size_t N = (size_t)B * T, NC = N * m.C;
+    compare(file, "embedding", m.a.res, st_get(f, "expect.embed"));
+    for (int l = 0; l < m.L; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "expect.hidden.%d", l);
+        compare(file, name, m.a.res + (size_t)(l + 1) * NC, st_get(f, name));
+    }
+    compare(file, "final hidden", m.final, st_get(f, "expect.final"));
+    float *logits = xcalloc(N * V, sizeof(float));
+    matmul_forward(logits, m.final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
+    compare(file, "logits", logits, st_get(f, "expect.logits"));
+    double loss = model_backward(&m, tg->data, 1.0f / (float)N) / (double)N;
+    CHECK_CLOSE(loss, *(const float *)st_get(f, "expect.loss")->data, 2e-6, file);
+    for (int k = 0; k < m.pt.n; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "expect.grad.%s", m.pt.t[k].name);
+        compare(file, name, m.grads + m.pt.t[k].offset, st_get(f, name));
+    }
+    free(logits);
+    model_free(&m);
+    config_free(&cfg);
+    st_close(f);
+}
+
+TEST(test_ref_pytorch_fixtures) {
+    DIR *d = opendir(REF_DIR);
+    CHECK(d != NULL, "cannot open %s", REF_DIR);
+    if (!d) return;
+    int cases = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".safetensors")) check_case(e->d_name), cases++;
+    closedir(d);
+    CHECK(cases >= 6, "expected at least 6 fixture cases, found %d", cases);
+}
+
+TEST(test_ref_alibi_slopes) {
+    /* the official get_slopes rule, values from ../shared/reference/alibi-paper-facts.md §4.1 */
+    extern void alibi_slopes(int n, float *m);
+    float m[16];
+    const struct {
+        int n;
+        int exps[16]; /* -2 log2 of each slope */
+    } cases[] = {
+        {1, {16}},
+        {4, {4, 8, 12, 16}},
+        {6, {4, 8, 12, 16, 2, 6}},
+        {8, {2, 4, 6, 8, 10, 12, 14, 16}},
+        {12, {2, 4, 6, 8, 10, 12, 14, 16, 1, 3, 5, 7}},
+        {16, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        alibi_slopes(cases[c].n, m);
+        for (int h = 0; h < cases[c].n; h++) {
+            char what[64];
+            snprintf(what, sizeof what, "alibi slope n=%d h=%d", cases[c].n, h);
+            CHECK_CLOSE(m[h], pow(2.0, -cases[c].exps[h] / 2.0), 1e-7, what);
+        }
+    }
+}
