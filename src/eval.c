@@ -36,6 +36,14 @@ typedef struct {
     int threads;
 } Args;
 
+static int parse_threads(const char *v) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < 0 || x > 1024)
+        user_error("--threads: expected 0 (all cores) to 1024, got '%s'", v);
+    return (int)x;
+}
+
 static Args parse_args(int argc, char **argv) {
     Args a = {.split = "valid", .threads = -1};
     for (int i = 1; i < argc; i++) {
@@ -48,7 +56,7 @@ static Args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--lvalid")) a.lvalid = v;
         else if (!strcmp(o, "--data")) a.data = v;
         else if (!strcmp(o, "--json")) a.json = v;
-        else if (!strcmp(o, "--threads")) a.threads = atoi(v);
+        else if (!strcmp(o, "--threads")) a.threads = parse_threads(v);
         else user_error("unknown argument '%s' (see ./eval --help)", o);
     }
     if (!a.ckpt) user_error("--ckpt RUN is required (see ./eval --help)");

@@ -52,23 +52,38 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
+static int takes_value(const char *o) {
+    const char *with_value[] = {"--config", "--out", "--resume", "--stop-at", "--set"};
+    for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
+        if (!strcmp(o, with_value[i])) return 1;
+    return 0;
+}
+
+static long parse_positive(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < 1) user_error("%s: expected a positive integer, got '%s'", flag, v);
+    return x;
+}
+
 static Args parse_args(int argc, char **argv) {
     Args a = {.stop_at = -1};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        int has = i + 1 < argc;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
         else if (!strcmp(o, "--help-config")) config_write_docs(stdout), exit(0);
         else if (!strcmp(o, "--profile")) a.profile = 1;
-        else if (!has && o[0] == '-') user_error("%s needs a value (see ./train --help)", o);
+        else if (!takes_value(o)) user_error("unknown argument '%s' (see ./train --help)", o);
+        else if (i + 1 >= argc) user_error("%s needs a value (see ./train --help)", o);
         else if (!strcmp(o, "--config")) a.config = argv[++i];
         else if (!strcmp(o, "--out")) a.out = argv[++i];
         else if (!strcmp(o, "--resume")) a.resume = argv[++i];
-        else if (!strcmp(o, "--stop-at")) a.stop_at = atol(argv[++i]);
-        else if (!strcmp(o, "--set")) {
+        else if (!strcmp(o, "--stop-at")) a.stop_at = parse_positive(o, argv[++i]);
+        else {
             if (a.n_sets == 64) user_error("--set: at most 64 overrides");
             a.sets[a.n_sets++] = argv[++i];
-        } else user_error("unknown argument '%s' (see ./train --help)", o);
+        }
     }
     if (!a.config && !a.resume) user_error("--config FILE or --resume DIR is required (see ./train --help)");
     if (a.config && a.resume) user_error("--config and --resume cannot be combined: a resumed run keeps its own config");
@@ -91,7 +106,7 @@ static Config load_config(const Args *a, char *run_dir, size_t n) {
     }
     if (config_from_file(&cfg, a->config, err, sizeof err)) user_error("%s", err);
     for (int i = 0; i < a->n_sets; i++)
-        if (config_set(&cfg, a->sets[i], err, sizeof err)) user_error("--set %s", err);
+        if (config_set(&cfg, a->sets[i], err, sizeof err)) user_error("%s", err);
     if (a->out) snprintf(run_dir, n, "%s", a->out);
     else {
         const char *base = strrchr(a->config, '/') ? strrchr(a->config, '/') + 1 : a->config;

@@ -107,7 +107,13 @@ static int copy_tensor(StFile *f, const char *path, const char *name, const Tens
     int same = s->dtype == ST_F32 && s->ndim == t->ndim;
     for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == (int64_t)t->shape[d];
     if (!same) {
-        snprintf(err, n, "%s: tensor '%s' has dtype/shape that does not match the config", path, name);
+        char want[64] = "", got[64] = "";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%zu", d ? "x" : "", t->shape[d]);
+        for (int d = 0; d < s->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "x" : "", (long long)s->shape[d]);
+        snprintf(err, n, "%s: tensor '%s' is %s %s, the config needs float32 %s", path, name,
+                 s->dtype == ST_F32 ? "float32" : "non-float32", got, want);
         return -1;
     }
     memcpy(dst, s->data, t->numel * sizeof(float));
