@@ -386,6 +386,9 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     train_loop(&tr, &d, log, &a);
     fclose(log);
+    tokens_free(&d.train);
+    tokens_free(&d.valid);
+    vocab_free(&d.vocab);
     model_free(&tr.m);
     free(tr.adam_m);
     free(tr.adam_v);

@@ -52,8 +52,8 @@ static ConfigKey core_keys[] = {
     {"model.act_dropout", KEY_FLOAT, "0.0", 0, 0.99, NULL,
      "dropout on the FFN activation (inside the FFN)", FIELD(model.act_dropout)},
     {"model.init_std", KEY_FLOAT, "0.02", 0, 10, NULL,
-     "weight matrices start as normal(0, init_std); residual output projections are further "
-     "scaled by 1/sqrt(2*n_layers)",
+     "weight matrices start as normal(0, init_std); the residual output projections (attn.proj, "
+     "ffn.fc2) use init_std/sqrt(2*n_layers); the tied embedding uses d_model^-1/2",
      FIELD(model.init_std)},
     /* choices is filled by config_keys(): the methods are only known from the registry. */
     {"model.position.type", KEY_ENUM, "\"sinusoidal\"", 1, CAP(model.position), NULL,
