@@ -42,4 +42,4 @@ for pos in alibi sinusoidal; do
     echo
 done
 echo "quickstart: ALiBi's perplexity should stay flat or improve as L_valid grows past 128;"
-echo "            sinusoidal's should rise sharply. Next: README.md, configs/, docs/config.md."
+echo "            sinusoidal's rises (sharply once trained longer). Next: README.md, docs/config.md."

@@ -49,15 +49,23 @@ static Args parse_args(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
-        if (i + 1 >= argc) user_error("unknown argument or missing value: '%s' (see ./eval --help)", o);
+        if (i + 1 >= argc)
+            user_error("unknown argument or missing value: '%s' (see ./eval --help)", o);
         const char *v = argv[++i];
-        if (!strcmp(o, "--ckpt")) a.ckpt = v;
-        else if (!strcmp(o, "--split")) a.split = v;
-        else if (!strcmp(o, "--lvalid")) a.lvalid = v;
-        else if (!strcmp(o, "--data")) a.data = v;
-        else if (!strcmp(o, "--json")) a.json = v;
-        else if (!strcmp(o, "--threads")) a.threads = parse_threads(v);
-        else user_error("unknown argument '%s' (see ./eval --help)", o);
+        if (!strcmp(o, "--ckpt"))
+            a.ckpt = v;
+        else if (!strcmp(o, "--split"))
+            a.split = v;
+        else if (!strcmp(o, "--lvalid"))
+            a.lvalid = v;
+        else if (!strcmp(o, "--data"))
+            a.data = v;
+        else if (!strcmp(o, "--json"))
+            a.json = v;
+        else if (!strcmp(o, "--threads"))
+            a.threads = parse_threads(v);
+        else
+            user_error("unknown argument '%s' (see ./eval --help)", o);
     }
     if (!a.ckpt) user_error("--ckpt RUN is required (see ./eval --help)");
     if (strcmp(a.split, "valid") && strcmp(a.split, "test"))
@@ -70,7 +78,8 @@ static long parse_len(const char *s, const char *end, const char *all) {
     errno = 0;
     long v = strtol(s, &stop, 10);
     if (stop != end || s == end || errno || v < 1 || v > 10000000)
-        user_error("--lvalid: '%s' is not a list of positive lengths (e.g. 128,256 or 512..16000)", all);
+        user_error("--lvalid: '%s' is not a list of positive lengths (e.g. 128,256 or 512..16000)",
+                   all);
     return v;
 }
 
@@ -116,7 +125,8 @@ static void print_row(const EvalResult *r, size_t peak) {
     fflush(stdout);
 }
 
-static void json_row(FILE *f, const EvalResult *r, const char *ckpt, const char *split, size_t peak) {
+static void json_row(FILE *f, const EvalResult *r, const char *ckpt, const char *split,
+                     size_t peak) {
     double loss = r->nll / (double)r->tokens;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "ckpt", ckpt);
@@ -181,7 +191,8 @@ int main(int argc, char **argv) {
     model_create(&m, &cfg, V, max_B, max_L, 0);
     if (ckpt_load_model(model_path, &m, err, sizeof err)) user_error("%s", err);
     FILE *jf = NULL;
-    if (a.json && !(jf = fopen(a.json, "a"))) user_error("--json: cannot open '%s': %s", a.json, strerror(errno));
+    if (a.json && !(jf = fopen(a.json, "a")))
+        user_error("--json: cannot open '%s': %s", a.json, strerror(errno));
 
     printf("%s (step %ld, trained at L=%d), %s split: %zu tokens", model_path, step,
            cfg.train.seq_len, a.split, tok.n);

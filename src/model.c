@@ -30,7 +30,8 @@ static uint64_t site_key(uint64_t key, int layer, int site) {
 static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int swiglu) {
     char n[64];
 #define ADD(field, suffix, decay, ...)                                                             \
-    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), li->field = param_add(pt, n, decay, __VA_ARGS__))
+    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix),                                             \
+     li->field = param_add(pt, n, decay, __VA_ARGS__))
     size_t c = (size_t)C, f = (size_t)F;
     ADD(ln1_w, "ln1.weight", 0, 1, c);
     ADD(ln1_b, "ln1.bias", 0, 1, c);
@@ -79,8 +80,8 @@ float *tensor_ptr(const Model *m, float *base, int idx) {
 LayerView layer_view(const Model *m, float *base, int l) {
     const LayerIdx *i = &m->layer[l];
 #define V_(f) .f = tensor_ptr(m, base, i->f)
-    return (LayerView){V_(ln1_w),  V_(ln1_b), V_(qkv_w), V_(qkv_b),  V_(proj_w),
-                       V_(proj_b), V_(ln2_w), V_(ln2_b), V_(fc1_w),  V_(fc1_b),
+    return (LayerView){V_(ln1_w),  V_(ln1_b),  V_(qkv_w), V_(qkv_b), V_(proj_w),
+                       V_(proj_b), V_(ln2_w),  V_(ln2_b), V_(fc1_w), V_(fc1_b),
                        V_(gate_w), V_(gate_b), V_(fc2_w), V_(fc2_b)};
 #undef V_
 }
@@ -95,16 +96,32 @@ static void alloc_activations(Model *m) {
         float **p;
         size_t n;
     } plan[] = {
-        {&a->res, (S + 1) * N * C}, {&a->mid, S * N * C},     {&a->ln1, S * N * C},
-        {&a->ln1_mean, S * N},      {&a->ln1_rstd, S * N},    {&a->ln2, S * N * C},
-        {&a->ln2_mean, S * N},      {&a->ln2_rstd, S * N},    {&a->qkv, S * N * 3 * C},
-        {&a->probs, S * m->max_B * H * TT}, {&a->att, S * N * C}, {&a->fc1, S * N * F},
-        {&a->gate, m->swiglu ? S * N * F : 0}, {&a->act, S * N * F}, {&a->lnf, N * C},
-        {&a->lnf_mean, N},          {&a->lnf_rstd, N},        {&a->tmp, N * C},
-        {&a->bh_tt, m->max_B * H * TT}, {&a->logits, (size_t)XENT_CHUNK * m->V},
-        {&a->dres, m->training ? N * C : 0}, {&a->dtmp, m->training ? N * C : 0},
-        {&a->dln, m->training ? N * C : 0},  {&a->datt, m->training ? N * C : 0},
-        {&a->dqkv, m->training ? N * 3 * C : 0}, {&a->dff1, m->training ? N * F : 0},
+        {&a->res, (S + 1) * N * C},
+        {&a->mid, S * N * C},
+        {&a->ln1, S * N * C},
+        {&a->ln1_mean, S * N},
+        {&a->ln1_rstd, S * N},
+        {&a->ln2, S * N * C},
+        {&a->ln2_mean, S * N},
+        {&a->ln2_rstd, S * N},
+        {&a->qkv, S * N * 3 * C},
+        {&a->probs, S * m->max_B * H * TT},
+        {&a->att, S * N * C},
+        {&a->fc1, S * N * F},
+        {&a->gate, m->swiglu ? S * N * F : 0},
+        {&a->act, S * N * F},
+        {&a->lnf, N * C},
+        {&a->lnf_mean, N},
+        {&a->lnf_rstd, N},
+        {&a->tmp, N * C},
+        {&a->bh_tt, m->max_B * H * TT},
+        {&a->logits, (size_t)XENT_CHUNK * m->V},
+        {&a->dres, m->training ? N * C : 0},
+        {&a->dtmp, m->training ? N * C : 0},
+        {&a->dln, m->training ? N * C : 0},
+        {&a->datt, m->training ? N * C : 0},
+        {&a->dqkv, m->training ? N * 3 * C : 0},
+        {&a->dff1, m->training ? N * F : 0},
         {&a->dff2, m->training ? N * F : 0},
     };
     size_t total = 0, n_plan = sizeof plan / sizeof plan[0];
@@ -127,7 +144,9 @@ void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int 
     m->F = cfg->model.d_ff;
     m->V = V;
     m->swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
-    m->act = m->swiglu ? ACT_SWIGLU : strcmp(cfg->model.activation, "relu") == 0 ? ACT_RELU : ACT_GELU;
+    m->act = m->swiglu                                    ? ACT_SWIGLU
+             : strcmp(cfg->model.activation, "relu") == 0 ? ACT_RELU
+                                                          : ACT_GELU;
     m->final_norm = cfg->model.final_norm;
     m->max_B = max_B;
     m->max_T = max_T;
@@ -136,8 +155,14 @@ void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int 
     m->params = xcalloc(m->pt.total, sizeof(float));
     if (training) m->grads = xcalloc(m->pt.total, sizeof(float));
     alloc_activations(m);
-    m->pos = (Pos){.m = pos_find(cfg->model.position), .n_layers = m->L, .C = m->C, .H = m->H,
-                   .D = m->C / m->H, .max_T = max_T, .pt = &m->pt, .params = m->params,
+    m->pos = (Pos){.m = pos_find(cfg->model.position),
+                   .n_layers = m->L,
+                   .C = m->C,
+                   .H = m->H,
+                   .D = m->C / m->H,
+                   .max_T = max_T,
+                   .pt = &m->pt,
+                   .params = m->params,
                    .grads = m->grads};
     if (m->pos.m->setup) m->pos.m->setup(&m->pos, cfg);
 }
@@ -157,8 +182,10 @@ void model_init(Model *m, uint64_t seed) {
         float *p = m->params + t->offset;
         uint64_t key = rng_key(seed, (uint64_t)k);
         double s = std;
-        if (k == m->tok_emb) s = 1.0 / sqrt((double)m->C);
-        else if (strstr(t->name, "attn.proj.weight") || strstr(t->name, "ffn.fc2.weight")) s = resid_std;
+        if (k == m->tok_emb)
+            s = 1.0 / sqrt((double)m->C);
+        else if (strstr(t->name, "attn.proj.weight") || strstr(t->name, "ffn.fc2.weight"))
+            s = resid_std;
         if (strncmp(t->name, "pos.", 4) == 0) continue; /* the method initializes its own */
         if (t->decay) {
             for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
@@ -171,7 +198,9 @@ void model_init(Model *m, uint64_t seed) {
 }
 
 /* Per-layer activation slot: every layer in training, one shared slot in evaluation. */
-static size_t slot(const Model *m, int l) { return m->training ? (size_t)l : 0; }
+static size_t slot(const Model *m, int l) {
+    return m->training ? (size_t)l : 0;
+}
 
 static void add_into(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -190,17 +219,22 @@ static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape
     float *gate = m->swiglu ? a->gate + s * NF : NULL;
     const PosMethod *pm = m->pos.m;
 
-    TIMED(PF_LN, 0, layernorm_forward(ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N, C));
+    TIMED(PF_LN, 0,
+          layernorm_forward(ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N,
+                            C));
     TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
     if (pm->rotate_forward)
         TIMED(PF_ATTN, 0, pm->rotate_forward(&m->pos, qkv, qkv + C, 3 * (size_t)C, l, m->B, m->T));
-    TIMED(PF_ATTN, 0, attention_forward(att, a->probs + s * (size_t)m->B * m->H * m->T * m->T, qkv, as));
+    TIMED(PF_ATTN, 0,
+          attention_forward(att, a->probs + s * (size_t)m->B * m->H * m->T * m->T, qkv, as));
     TIMED(PF_PROJ, 0, matmul_forward(a->tmp, att, w.proj_w, w.proj_b, N, C, C));
     TIMED(PF_RESID, 0, {
         dropout_forward(a->tmp, a->tmp, NC, drop, site_key(m->key, l, SITE_ATTN_OUT));
         add_into(mid, xin, a->tmp, NC);
     });
-    TIMED(PF_LN, 0, layernorm_forward(ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N, C));
+    TIMED(PF_LN, 0,
+          layernorm_forward(ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N,
+                            C));
     TIMED(PF_FFN_MM, 0, matmul_forward(fc1, ln2, w.fc1_w, w.fc1_b, N, C, F));
     if (m->swiglu) {
         TIMED(PF_FFN_MM, 0, matmul_forward(gate, ln2, w.gate_w, w.gate_b, N, C, F));
@@ -219,7 +253,8 @@ static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape
 
 void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, uint64_t key) {
     if (B > m->max_B || T > m->max_T || (training && !m->training))
-        sys_error("internal: forward of %dx%d exceeds the model's %dx%d capacity", B, T, m->max_B, m->max_T);
+        sys_error("internal: forward of %dx%d exceeds the model's %dx%d capacity", B, T, m->max_B,
+                  m->max_T);
     Activations *a = &m->a;
     const int C = m->C;
     const size_t N = (size_t)B * T, NC = N * C;
@@ -232,23 +267,31 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
     if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, T);
 
     TIMED(PF_EMBED, 0, {
-        embedding_forward(a->res, inputs, tensor_ptr(m, m->params, m->tok_emb), N, C, sqrtf((float)C));
+        embedding_forward(a->res, inputs, tensor_ptr(m, m->params, m->tok_emb), N, C,
+                          sqrtf((float)C));
         if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, B, T);
         dropout_forward(a->res, a->res, NC, drop, site_key(key, 0, SITE_EMB));
     });
     m->training = training && was_training; /* eval forward on a training model: no dropout */
     for (int l = 0; l < m->L; l++) {
-        AttnShape as = {.B = B, .T = T, .C = C, .H = m->H, .layer = l, .pos = &m->pos,
+        AttnShape as = {.B = B,
+                        .T = T,
+                        .C = C,
+                        .H = m->H,
+                        .layer = l,
+                        .pos = &m->pos,
                         .attn_dropout = training ? (float)m->cfg->model.attn_dropout : 0.0f,
-                        .key = site_key(key, l, SITE_ATTN_P), .scratch = a->bh_tt};
+                        .key = site_key(key, l, SITE_ATTN_P),
+                        .scratch = a->bh_tt};
         block_forward(m, l, N, drop, &as);
     }
     const float *last = a->res + (m->training ? (size_t)m->L * NC : 0);
     m->training = was_training;
     if (m->final_norm) {
-        TIMED(PF_LN, 0, layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
-                                          tensor_ptr(m, m->params, m->lnf_w),
-                                          tensor_ptr(m, m->params, m->lnf_b), N, C));
+        TIMED(PF_LN, 0,
+              layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
+                                tensor_ptr(m, m->params, m->lnf_w),
+                                tensor_ptr(m, m->params, m->lnf_b), N, C));
         last = a->lnf;
     }
     m->final = last;
@@ -256,8 +299,9 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
 
 double model_loss(Model *m, const int32_t *targets, float *losses) {
     size_t N = (size_t)m->B * m->T;
-    TIMED(PF_OUTPUT, 0, xent_forward(losses, m->final, tensor_ptr(m, m->params, m->tok_emb),
-                                     targets, N, m->C, m->V, m->a.logits));
+    TIMED(PF_OUTPUT, 0,
+          xent_forward(losses, m->final, tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C,
+                       m->V, m->a.logits));
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
     return sum;
@@ -276,9 +320,12 @@ static void block_backward(Model *m, int l, size_t N, float drop, const AttnShap
     float act_drop = (float)m->cfg->model.act_dropout;
 
     /* x_out = mid + drop(fc2(act)) ; a->dres holds d x_out and becomes d mid */
-    TIMED(PF_RESID, 1, dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_FFN_OUT)));
-    TIMED(PF_FFN_MM, 1, matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
-    TIMED(PF_ACT, 1, dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(m->key, l, SITE_ACT)));
+    TIMED(PF_RESID, 1,
+          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_FFN_OUT)));
+    TIMED(PF_FFN_MM, 1,
+          matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
+    TIMED(PF_ACT, 1,
+          dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(m->key, l, SITE_ACT)));
     if (m->swiglu) {
         TIMED(PF_ACT, 1, swiglu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF));
         TIMED(PF_FFN_MM, 1, {
@@ -287,22 +334,29 @@ static void block_backward(Model *m, int l, size_t N, float drop, const AttnShap
         });
     } else {
         TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, m->act));
-        TIMED(PF_FFN_MM, 1, matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 0));
+        TIMED(PF_FFN_MM, 1,
+              matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 0));
     }
-    TIMED(PF_LN, 1, layernorm_backward(a->dres, g.ln2_w, g.ln2_b, a->dln, mid, w.ln2_w,
-                                       a->ln2_mean + s * N, a->ln2_rstd + s * N, N, C));
+    TIMED(PF_LN, 1,
+          layernorm_backward(a->dres, g.ln2_w, g.ln2_b, a->dln, mid, w.ln2_w, a->ln2_mean + s * N,
+                             a->ln2_rstd + s * N, N, C));
     /* mid = x_in + drop(proj(att)) ; a->dres becomes d x_in */
-    TIMED(PF_RESID, 1, dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_ATTN_OUT)));
-    TIMED(PF_PROJ, 1, matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
+    TIMED(PF_RESID, 1,
+          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_ATTN_OUT)));
+    TIMED(PF_PROJ, 1,
+          matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
     TIMED(PF_ATTN, 1, {
-        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + s * (size_t)m->B * m->H * m->T * m->T, as);
+        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv,
+                           a->probs + s * (size_t)m->B * m->H * m->T * m->T, as);
         if (pm->bias_backward) pm->bias_backward(&m->pos, a->bh_tt, l, m->B, m->T);
         if (pm->rotate_backward)
             pm->rotate_backward(&m->pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, m->B, m->T);
     });
-    TIMED(PF_QKV, 1, matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, ln1, w.qkv_w, N, C, 3 * C, 0));
-    TIMED(PF_LN, 1, layernorm_backward(a->dres, g.ln1_w, g.ln1_b, a->dln, xin, w.ln1_w,
-                                       a->ln1_mean + s * N, a->ln1_rstd + s * N, N, C));
+    TIMED(PF_QKV, 1,
+          matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, ln1, w.qkv_w, N, C, 3 * C, 0));
+    TIMED(PF_LN, 1,
+          layernorm_backward(a->dres, g.ln1_w, g.ln1_b, a->dln, xin, w.ln1_w, a->ln1_mean + s * N,
+                             a->ln1_rstd + s * N, N, C));
 }
 
 double model_backward(Model *m, const int32_t *targets, float scale) {
@@ -311,22 +365,29 @@ double model_backward(Model *m, const int32_t *targets, float scale) {
     const size_t N = (size_t)m->B * m->T, NC = N * C;
     float *dfinal = m->final_norm ? a->dln : a->dres;
     double loss;
-    TIMED(PF_OUTPUT, 1, loss = xent_forward_backward(dfinal, tensor_ptr(m, m->grads, m->tok_emb),
-                                                     m->final, tensor_ptr(m, m->params, m->tok_emb),
-                                                     targets, N, C, m->V, scale, a->logits));
+    TIMED(PF_OUTPUT, 1,
+          loss = xent_forward_backward(dfinal, tensor_ptr(m, m->grads, m->tok_emb), m->final,
+                                       tensor_ptr(m, m->params, m->tok_emb), targets, N, C, m->V,
+                                       scale, a->logits));
     if (m->final_norm) {
         memset(a->dres, 0, NC * sizeof(float));
-        TIMED(PF_LN, 1, layernorm_backward(a->dres, tensor_ptr(m, m->grads, m->lnf_w),
-                                           tensor_ptr(m, m->grads, m->lnf_b), a->dln,
-                                           a->res + (size_t)m->L * NC,
-                                           tensor_ptr(m, m->params, m->lnf_w), a->lnf_mean,
-                                           a->lnf_rstd, N, C));
+        TIMED(PF_LN, 1,
+              layernorm_backward(a->dres, tensor_ptr(m, m->grads, m->lnf_w),
+                                 tensor_ptr(m, m->grads, m->lnf_b), a->dln,
+                                 a->res + (size_t)m->L * NC, tensor_ptr(m, m->params, m->lnf_w),
+                                 a->lnf_mean, a->lnf_rstd, N, C));
     }
     float drop = (float)m->cfg->model.dropout;
     for (int l = m->L - 1; l >= 0; l--) {
-        AttnShape as = {.B = m->B, .T = m->T, .C = C, .H = m->H, .layer = l, .pos = &m->pos,
+        AttnShape as = {.B = m->B,
+                        .T = m->T,
+                        .C = C,
+                        .H = m->H,
+                        .layer = l,
+                        .pos = &m->pos,
                         .attn_dropout = (float)m->cfg->model.attn_dropout,
-                        .key = site_key(m->key, l, SITE_ATTN_P), .scratch = a->bh_tt};
+                        .key = site_key(m->key, l, SITE_ATTN_P),
+                        .scratch = a->bh_tt};
         block_backward(m, l, N, drop, &as);
     }
     TIMED(PF_EMBED, 1, {
@@ -347,4 +408,6 @@ double model_flops_per_token(const Config *cfg, int V, int T) {
     return cfg->model.n_layers * (matmuls + attention) + 2.0 * C * V;
 }
 
-size_t model_param_bytes(const Model *m) { return 4 * m->pt.total * sizeof(float); }
+size_t model_param_bytes(const Model *m) {
+    return 4 * m->pt.total * sizeof(float);
+}

@@ -31,15 +31,15 @@ typedef struct {
 enum { PF_EMBED, PF_LN, PF_QKV, PF_ATTN, PF_PROJ, PF_FFN_MM, PF_ACT, PF_RESID, PF_OUTPUT, PF_N };
 
 typedef struct {
-    float *res;    /* (L+1, N, C) residual stream entering each layer; res[L] leaves the last */
-    float *mid;    /* (L, N, C) residual stream after the attention sub-block */
+    float *res; /* (L+1, N, C) residual stream entering each layer; res[L] leaves the last */
+    float *mid; /* (L, N, C) residual stream after the attention sub-block */
     float *ln1, *ln1_mean, *ln1_rstd, *ln2, *ln2_mean, *ln2_rstd; /* (L, N, C), (L, N) */
-    float *qkv;    /* (L, N, 3C), q and k after the position method's rotation */
-    float *probs;  /* (L, B, H, T, T) */
-    float *att;    /* (L, N, C) concatenated head outputs */
+    float *qkv;              /* (L, N, 3C), q and k after the position method's rotation */
+    float *probs;            /* (L, B, H, T, T) */
+    float *att;              /* (L, N, C) concatenated head outputs */
     float *fc1, *gate, *act; /* (L, N, F): pre-activation, SwiGLU gate, FFN hidden (dropped) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N, C), (N) */
-    float *tmp;    /* (N, C) */
+    float *tmp;                       /* (N, C) */
     float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward */
     float *logits; /* (XENT_CHUNK, V) */
     /* gradient scratch (training only) */
@@ -64,7 +64,7 @@ typedef struct {
     int B, T;
     const int32_t *inputs;
     uint64_t key;
-    const float *final; /* hidden state fed to the output layer (N, C) */
+    const float *final;   /* hidden state fed to the output layer (N, C) */
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
 } Model;
 

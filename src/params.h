@@ -10,10 +10,10 @@
 #include <stddef.h>
 
 #define MAX_TENSORS 1024
-#define MAX_DIMS 4
+#define MAX_DIMS    4
 
 typedef struct {
-    char name[64];          /* PyTorch-style name, e.g. "layers.3.attn.qkv.weight" */
+    char name[64]; /* PyTorch-style name, e.g. "layers.3.attn.qkv.weight" */
     int ndim;
     size_t shape[MAX_DIMS]; /* row-major; a linear layer's weight is (out, in) */
     size_t numel, offset;   /* in floats, offset into the shared buffers (64-byte aligned) */
@@ -29,6 +29,6 @@ typedef struct {
 /* Appends a tensor; returns its index. ndim 1..4; dims are given as size_t. */
 int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...);
 int param_find(const ParamTable *pt, const char *name); /* -1 if absent */
-size_t param_count(const ParamTable *pt);              /* learnable scalars, without padding */
+size_t param_count(const ParamTable *pt);               /* learnable scalars, without padding */
 
 #endif

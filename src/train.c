@@ -30,10 +30,12 @@ static const char *USAGE =
     "\n"
     "Trains a decoder-only language model and writes a run directory.\n"
     "  --config FILE     JSON config (sections model, train, data); see docs/config.md\n"
-    "  --set key=value   override one key, e.g. --set train.lr=3e-4 --set model.position.type=alibi\n"
+    "  --set key=value   override one key, e.g. --set train.lr=3e-4 --set "
+    "model.position.type=alibi\n"
     "  --out DIR         run directory (default runs/<config name>); must not hold a run already\n"
     "  --resume DIR      continue the run in DIR from its checkpoint (same config, same data)\n"
-    "  --stop-at STEP    stop after STEP as if interrupted (checkpoint written; for testing resume)\n"
+    "  --stop-at STEP    stop after STEP as if interrupted (checkpoint written; for testing "
+    "resume)\n"
     "  --profile         print time per op family at the end\n"
     "  --help-config     print every config key with type, default and meaning (markdown)\n"
     "  --help            this text\n"
@@ -63,7 +65,8 @@ static long parse_positive(const char *flag, const char *v) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < 1) user_error("%s: expected a positive integer, got '%s'", flag, v);
+    if (errno || end == v || *end || x < 1)
+        user_error("%s: expected a positive integer, got '%s'", flag, v);
     return x;
 }
 
@@ -71,23 +74,35 @@ static Args parse_args(int argc, char **argv) {
     Args a = {.stop_at = -1};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
-        else if (!strcmp(o, "--help-config")) config_write_docs(stdout), exit(0);
-        else if (!strcmp(o, "--profile")) a.profile = 1;
-        else if (!takes_value(o)) user_error("unknown argument '%s' (see ./train --help)", o);
-        else if (i + 1 >= argc) user_error("%s needs a value (see ./train --help)", o);
-        else if (!strcmp(o, "--config")) a.config = argv[++i];
-        else if (!strcmp(o, "--out")) a.out = argv[++i];
-        else if (!strcmp(o, "--resume")) a.resume = argv[++i];
-        else if (!strcmp(o, "--stop-at")) a.stop_at = parse_positive(o, argv[++i]);
+        if (!strcmp(o, "--help") || !strcmp(o, "-h"))
+            fputs(USAGE, stdout), exit(0);
+        else if (!strcmp(o, "--help-config"))
+            config_write_docs(stdout), exit(0);
+        else if (!strcmp(o, "--profile"))
+            a.profile = 1;
+        else if (!takes_value(o))
+            user_error("unknown argument '%s' (see ./train --help)", o);
+        else if (i + 1 >= argc)
+            user_error("%s needs a value (see ./train --help)", o);
+        else if (!strcmp(o, "--config"))
+            a.config = argv[++i];
+        else if (!strcmp(o, "--out"))
+            a.out = argv[++i];
+        else if (!strcmp(o, "--resume"))
+            a.resume = argv[++i];
+        else if (!strcmp(o, "--stop-at"))
+            a.stop_at = parse_positive(o, argv[++i]);
         else {
             if (a.n_sets == 64) user_error("--set: at most 64 overrides");
             a.sets[a.n_sets++] = argv[++i];
         }
     }
-    if (!a.config && !a.resume) user_error("--config FILE or --resume DIR is required (see ./train --help)");
-    if (a.config && a.resume) user_error("--config and --resume cannot be combined: a resumed run keeps its own config");
-    if (a.resume && a.n_sets) user_error("--set cannot be combined with --resume: a resumed run keeps its own config");
+    if (!a.config && !a.resume)
+        user_error("--config FILE or --resume DIR is required (see ./train --help)");
+    if (a.config && a.resume)
+        user_error("--config and --resume cannot be combined: a resumed run keeps its own config");
+    if (a.resume && a.n_sets)
+        user_error("--set cannot be combined with --resume: a resumed run keeps its own config");
     return a;
 }
 
@@ -107,7 +122,8 @@ static Config load_config(const Args *a, char *run_dir, size_t n) {
     if (config_from_file(&cfg, a->config, err, sizeof err)) user_error("%s", err);
     for (int i = 0; i < a->n_sets; i++)
         if (config_set(&cfg, a->sets[i], err, sizeof err)) user_error("%s", err);
-    if (a->out) snprintf(run_dir, n, "%s", a->out);
+    if (a->out)
+        snprintf(run_dir, n, "%s", a->out);
     else {
         const char *base = strrchr(a->config, '/') ? strrchr(a->config, '/') + 1 : a->config;
         snprintf(run_dir, n, "runs/%.*s", (int)strcspn(base, "."), base);
@@ -138,7 +154,8 @@ static void load_data(RunData *d, const Config *c, const char *run_dir, int resu
     } else {
         path_join(path, sizeof path, c->data.dir, c->data.train);
         if (vocab_build(&d->vocab, path, err, sizeof err))
-            user_error("data.train: %s (get the data with scripts/get_data.sh, or set data.dir)", err);
+            user_error("data.train: %s (get the data with scripts/get_data.sh, or set data.dir)",
+                       err);
     }
     load_split(&d->train, c, "data.train", c->data.train, &d->vocab);
     load_split(&d->valid, c, "data.valid", c->data.valid, &d->vocab);
@@ -153,7 +170,8 @@ static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
     path_join(path, sizeof path, dir, "model.safetensors");
     if (file_exists(path))
         user_error("%s already holds a run (model.safetensors); continue it with --resume %s or "
-                   "choose another --out", dir, dir);
+                   "choose another --out",
+                   dir, dir);
     if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
     char *json = config_to_json(c);
     path_join(path, sizeof path, dir, "config.json");
@@ -167,6 +185,7 @@ typedef struct {
     Model m;
     float *adam_m, *adam_v;
     TrainState ts;
+    long saved_step; /* step of the checkpoint on disk, -1 if none */
     char dir[1024];
 } Trainer;
 
@@ -177,6 +196,7 @@ static void save_checkpoint(Trainer *tr) {
         sys_error("%s", err);
     path_join(path, sizeof path, tr->dir, "model.safetensors");
     if (ckpt_save_model(path, &tr->m, &tr->ts, err, sizeof err)) sys_error("%s", err);
+    tr->saved_step = tr->ts.step;
 }
 
 static void restore_checkpoint(Trainer *tr) {
@@ -194,7 +214,8 @@ static void restore_checkpoint(Trainer *tr) {
     config_free(&cc);
     if (step != tr->ts.step)
         user_error("%s: model.safetensors (step %ld) and optim.safetensors (step %ld) are from "
-                   "different steps", tr->dir, step, tr->ts.step);
+                   "different steps",
+                   tr->dir, step, tr->ts.step);
 }
 
 /* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. */
@@ -221,9 +242,10 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
     double fpt = model_flops_per_token(c, tr->m.V, c->train.seq_len);
     size_t data_bytes = (d->train.n + d->valid.n) * sizeof(int32_t);
     printf("trainshort: %s\n", tr->dir);
-    printf("  model      %d layers, d_model %d, %d heads, d_ff %d, %s, position %s, final norm %s\n",
-           c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff,
-           c->model.activation, c->model.position, c->model.final_norm ? "on" : "off");
+    printf(
+        "  model      %d layers, d_model %d, %d heads, d_ff %d, %s, position %s, final norm %s\n",
+        c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff, c->model.activation,
+        c->model.position, c->model.final_norm ? "on" : "off");
     printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.pt), param_count(&tr->m.pt) / 1e6);
     printf("  data       %s: vocab %d, train %zu tokens, valid %zu tokens\n", c->data.dir,
            d->vocab.n, d->train.n, d->valid.n);
@@ -237,13 +259,15 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
            (model_param_bytes(&tr->m) + tr->m.act_bytes + data_bytes) / 1e6,
            model_param_bytes(&tr->m) / 1e6, tr->m.act_bytes / 1e6, data_bytes / 1e6);
     printf("  threads    %d, BLAS kernel %s\n", threads, blas_kernel_name());
-    if (d->valid.n_unk) printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
+    if (d->valid.n_unk)
+        printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
     fflush(stdout);
 }
 
 /* One optimizer step: accum micro-batches of gradients, clip, AdamW. Returns the mean loss
  * and sets *norm to the gradient norm before clipping. */
-static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, double lr, double *norm) {
+static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, double lr,
+                         double *norm) {
     Model *m = &tr->m;
     const Config *c = m->cfg;
     const int B = c->train.batch, T = c->train.seq_len, A = c->train.accum;
@@ -258,7 +282,8 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
     loss /= (double)B * T * A;
     *norm = grad_norm(m->grads, &m->pt);
     if (!isfinite(loss) || !isfinite(*norm)) return loss;
-    if (c->train.clip > 0 && *norm > c->train.clip) grad_scale(m->grads, &m->pt, (float)(c->train.clip / *norm));
+    if (c->train.clip > 0 && *norm > c->train.clip)
+        grad_scale(m->grads, &m->pt, (float)(c->train.clip / *norm));
     AdamW opt = {lr, c->train.beta1, c->train.beta2, c->train.eps, c->train.weight_decay};
     adamw_step(m->params, m->grads, tr->adam_m, tr->adam_v, &m->pt, &opt, tr->ts.step + 1);
     return loss;
@@ -267,10 +292,12 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
 static void validate(Trainer *tr, const RunData *d, FILE *log, Progress *pg) {
     const Config *c = tr->m.cfg;
     size_t n = c->train.eval_tokens > 0 && (size_t)c->train.eval_tokens < d->valid.n
-                   ? (size_t)c->train.eval_tokens : d->valid.n;
+                   ? (size_t)c->train.eval_tokens
+                   : d->valid.n;
     double prof[2][PF_N]; /* --profile reports training time only */
     memcpy(prof, tr->m.prof, sizeof prof);
-    EvalResult r = eval_nonoverlap(&tr->m, d->valid.ids, n, c->train.seq_len, d->vocab.eos, NULL, NULL);
+    EvalResult r =
+        eval_nonoverlap(&tr->m, d->valid.ids, n, c->train.seq_len, d->vocab.eos, NULL, NULL);
     memcpy(tr->m.prof, prof, sizeof prof);
     double loss = r.nll / (double)r.tokens;
     progress_say(pg, "step %6ld | valid loss %.4f | ppl %.2f | %zu tokens at L=%d", tr->ts.step,
@@ -285,7 +312,8 @@ static void validate(Trainer *tr, const RunData *d, FILE *log, Progress *pg) {
     cJSON_Delete(o);
 }
 
-static void log_step(FILE *log, const TrainState *ts, double loss, double lr, double norm, double tps) {
+static void log_step(FILE *log, const TrainState *ts, double loss, double lr, double norm,
+                     double tps) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)ts->step);
     cJSON_AddNumberToObject(o, "tokens", (double)ts->tokens);
@@ -299,9 +327,9 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
 }
 
 static void print_profile(const Model *m, double total) {
-    static const char *names[PF_N] = {"embedding+pos", "layernorm", "qkv matmul", "attention",
-                                      "proj matmul", "ffn matmuls", "activation", "residual+dropout",
-                                      "output+loss"};
+    static const char *names[PF_N] = {"embedding+pos", "layernorm",        "qkv matmul",
+                                      "attention",     "proj matmul",      "ffn matmuls",
+                                      "activation",    "residual+dropout", "output+loss"};
     printf("profile (seconds, share of training time %.1f s):\n", total);
     printf("  %-18s %10s %10s %7s\n", "op", "forward", "backward", "share");
     for (int i = 0; i < PF_N; i++)
@@ -322,14 +350,18 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
     double t_window = now_seconds(), t_prev = t_window, train_time = 0.0;
     long window_start = tr->ts.step;
     while (tr->ts.step < c->train.steps) {
-        double lr = lr_at(sched, tr->ts.step, c->train.steps, c->train.warmup, c->train.lr, c->train.min_lr);
+        double lr = lr_at(sched, tr->ts.step, c->train.steps, c->train.warmup, c->train.lr,
+                          c->train.min_lr);
         double norm, loss = train_step(tr, &bt, in, tg, lr, &norm);
         if (!isfinite(loss) || !isfinite(norm)) {
+            char kept[64] = "no checkpoint was written yet";
+            if (tr->saved_step >= 0)
+                snprintf(kept, sizeof kept, "the checkpoint (step %ld) is kept", tr->saved_step);
             progress_end(&pg);
-            sys_error("loss is %s at step %ld (gradient norm %g); stopped without saving — the "
-                      "last good checkpoint in %s is kept (try a lower train.lr or train.clip)",
-                      isfinite(loss) ? "finite but the gradient is not" : "not finite",
-                      tr->ts.step + 1, norm, tr->dir);
+            sys_error("loss %s at step %ld (loss %g, gradient norm %g); stopped without saving: "
+                      "%s in %s (try a lower train.lr, or train.clip)",
+                      isfinite(loss) ? "finite but its gradient is not finite" : "is not finite",
+                      tr->ts.step + 1, loss, norm, kept, tr->dir);
         }
         double now = now_seconds();
         tr->ts.step++;
@@ -341,7 +373,8 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
         char eta[32];
         format_duration((c->train.steps - tr->ts.step) * tokens_per_step / tps, eta, sizeof eta);
         int keep = tr->ts.step % c->train.log_every == 0 || tr->ts.step == c->train.steps;
-        progress_show(&pg, keep, "step %6ld/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
+        progress_show(&pg, keep,
+                      "step %6ld/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
                       tr->ts.step, c->train.steps, loss, lr, norm, tps, eta);
         if (keep || tr->ts.step == 1) log_step(log, &tr->ts, loss, lr, norm, tps);
         if (tr->ts.step % 50 == 0) t_window = now, window_start = tr->ts.step;
@@ -350,11 +383,13 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
             validate(tr, d, log, &pg);
             t_prev = now_seconds(); /* validation time is not training time */
         }
-        if ((c->train.ckpt_every && tr->ts.step % c->train.ckpt_every == 0) || last) save_checkpoint(tr);
+        if ((c->train.ckpt_every && tr->ts.step % c->train.ckpt_every == 0) || last)
+            save_checkpoint(tr);
         if (g_stop || tr->ts.step == a->stop_at) {
             if (!last) save_checkpoint(tr);
-            progress_say(&pg, "stopped at step %ld: checkpoint written; continue with ./train --resume %s",
-                         tr->ts.step, tr->dir);
+            progress_say(
+                &pg, "stopped at step %ld: checkpoint written; continue with ./train --resume %s",
+                tr->ts.step, tr->dir);
             break;
         }
     }
@@ -368,7 +403,7 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
 int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
     Args a = parse_args(argc, argv);
-    Trainer tr = {0};
+    Trainer tr = {.saved_step = -1};
     Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
     int threads = threads_setup(cfg.train.threads);
     RunData d = {0};
@@ -377,8 +412,10 @@ int main(int argc, char **argv) {
     model_create(&tr.m, &cfg, d.vocab.n, cfg.train.batch, cfg.train.seq_len, 1);
     tr.adam_m = xcalloc(tr.m.pt.total, sizeof(float));
     tr.adam_v = xcalloc(tr.m.pt.total, sizeof(float));
-    if (a.resume) restore_checkpoint(&tr);
-    else model_init(&tr.m, (uint64_t)cfg.train.seed);
+    if (a.resume)
+        restore_checkpoint(&tr), tr.saved_step = tr.ts.step;
+    else
+        model_init(&tr.m, (uint64_t)cfg.train.seed);
     print_summary(&tr, &d, threads);
     if (a.resume) printf("  resuming   at step %ld of %d\n", tr.ts.step, cfg.train.steps);
     FILE *log = open_log(tr.dir, tr.ts.step);

@@ -33,7 +33,8 @@ static void locate_binaries(const char *cmd, char *out, size_t n) {
         if (is_bin) {
             k += (size_t)snprintf(out + k, n - k, "%s/", bin);
             p += 2;
-        } else out[k++] = *p++;
+        } else
+            out[k++] = *p++;
         if (k >= n) k = n - 1;
     }
     out[k] = 0;

@@ -11,7 +11,8 @@ extern int g_pass, g_fail;
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
-        if (cond) g_pass++;                                                                        \
+        if (cond)                                                                                  \
+            g_pass++;                                                                              \
         else {                                                                                     \
             g_fail++;                                                                              \
             printf("  FAIL %s:%d: ", __FILE__, __LINE__);                                          \
@@ -25,8 +26,8 @@ extern int g_pass, g_fail;
     do {                                                                                           \
         double a_ = (a), b_ = (b);                                                                 \
         double s_ = fabs(b_) > 1.0 ? fabs(b_) : 1.0;                                               \
-        CHECK(fabs(a_ - b_) <= (tol) * s_, "%s: got %.9g expected %.9g (diff %.3g, tol %.3g)",   \
-              what, a_, b_, fabs(a_ - b_), (double)(tol));                                         \
+        CHECK(fabs(a_ - b_) <= (tol)*s_, "%s: got %.9g expected %.9g (diff %.3g, tol %.3g)", what, \
+              a_, b_, fabs(a_ - b_), (double)(tol));                                               \
     } while (0)
 
 /* TEST(name) { ... } defines and registers one test function; the runner calls them all
@@ -35,7 +36,9 @@ typedef void (*TestFn)(void);
 void test_register(const char *name, TestFn fn);
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \
-    __attribute__((constructor)) static void register_##name(void) { test_register(#name, name); } \
+    __attribute__((constructor)) static void register_##name(void) {                               \
+        test_register(#name, name);                                                                \
+    }                                                                                              \
     static void name(void)
 
 /* Run a shell command; returns its exit status and fills out (stdout+stderr, truncated). */

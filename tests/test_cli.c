@@ -783,3 +783,27 @@ TEST(test_cli_wikitext2_counts) {
         expect_token_accounting(cmd, lengths, 2, 217646);
     }
 }
+
+/* A diverging run (learning rate and weight decay so large that the weights overflow) stops
+ * with exit 1 and a message naming the step, and does not overwrite the last good checkpoint:
+ * the checkpoint on disk is the one written before the blow-up. */
+TEST(test_cli_nan_keeps_last_checkpoint) {
+    char dir[512], out[OUT_LEN], path[600];
+    setup("cli_nan", dir, sizeof dir);
+    const char *over[] = {
+        "train.lr=10",     "train.weight_decay=10", "train.clip=0",       "train.warmup=0",
+        "train.steps=200", "train.ckpt_every=2",    "train.eval_every=0", NULL};
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    write_config(path, dir, over);
+    int rc = sh(out, "./train --config %s/cfg.json --out %s/run", dir, dir);
+    CHECK(rc == 1, "a diverging run should exit 1, got %d: %s", rc, out);
+    CHECK(strstr(out, "error: loss") && strstr(out, "not finite") && strstr(out, "checkpoint"),
+          "the NaN message is missing: %s", out);
+    snprintf(path, sizeof path, "%s/run/model.safetensors", dir);
+    long step = meta_step(path);
+    CHECK(step > 0 && step % 2 == 0, "the kept checkpoint is from step %ld", step);
+    char want[64];
+    snprintf(want, sizeof want, "(step %ld)", step);
+    CHECK(strstr(out, want) != NULL, "the message should name the kept checkpoint %s: %s", want,
+          out);
+}

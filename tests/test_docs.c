@@ -11,7 +11,6 @@ TEST(test_docs_config_md_is_current) {
     size_t len = 0;
     char *doc = read_file("docs/config.md", &len);
     CHECK(rc == 0 && doc, "cannot run ./train --help-config or read docs/config.md");
-    if (doc)
-        CHECK(strcmp(out, doc) == 0, "docs/config.md is stale: run `make docs` and commit it");
+    if (doc) CHECK(strcmp(out, doc) == 0, "docs/config.md is stale: run `make docs` and commit it");
     free(doc);
 }

@@ -62,13 +62,15 @@ static void check_model_grads(const char *pos, const char *act, int final_norm) 
     model_create(&c.m, &cfg, V, c.B, c.T, 1);
     randomize(&c.m, 3);
     c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
-    for (int i = 0; i < 12; i++) c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
+    for (int i = 0; i < 12; i++)
+        c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
     model_forward(&c.m, c.in, c.B, c.T, 1, 5);
     model_backward(&c.m, c.tg, 1.0f / (c.B * c.T));
     for (int k = 0; k < c.m.pt.n; k++) {
         const TensorSpec *t = &c.m.pt.t[k];
         char what[160];
-        snprintf(what, sizeof what, "%s/%s/%s: %s", pos, act, final_norm ? "final" : "nofinal", t->name);
+        snprintf(what, sizeof what, "%s/%s/%s: %s", pos, act, final_norm ? "final" : "nofinal",
+                 t->name);
         gradcheck_h(what, c.m.params + t->offset, t->numel, c.m.grads + t->offset, model_f, &c, 12,
                     strcmp(act, "relu") == 0 ? 1e-3f : 1e-2f);
     }
@@ -94,7 +96,8 @@ TEST(test_model_gradcheck_dropout) {
     model_create(&c.m, &cfg, 11, 2, 6, 1);
     randomize(&c.m, 4);
     c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
-    for (int i = 0; i < 12; i++) c.in[i] = (int32_t)(hash64(i + 7) % 11), c.tg[i] = (int32_t)(hash64(i + 9) % 11);
+    for (int i = 0; i < 12; i++)
+        c.in[i] = (int32_t)(hash64(i + 7) % 11), c.tg[i] = (int32_t)(hash64(i + 9) % 11);
     model_forward(&c.m, c.in, 2, 6, 1, 5);
     model_backward(&c.m, c.tg, 1.0f / 12);
     for (int k = 0; k < c.m.pt.n; k++) {

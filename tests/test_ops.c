@@ -29,8 +29,10 @@ static double mat_f(void *p) {
 }
 TEST(test_ops_matmul_grad) {
     MatCtx c = {.N = 7, .IC = 5, .OC = 6};
-    c.x = xcalloc(35, 4), c.W = xcalloc(30, 4), c.b = xcalloc(6, 4), c.y = xcalloc(42, 4), c.w = xcalloc(42, 4);
-    fill_random(c.x, 35, 1, 1), fill_random(c.W, 30, 1, 2), fill_random(c.b, 6, 1, 3), fill_random(c.w, 42, 1, 4);
+    c.x = xcalloc(35, 4), c.W = xcalloc(30, 4), c.b = xcalloc(6, 4), c.y = xcalloc(42, 4),
+    c.w = xcalloc(42, 4);
+    fill_random(c.x, 35, 1, 1), fill_random(c.W, 30, 1, 2), fill_random(c.b, 6, 1, 3),
+        fill_random(c.w, 42, 1, 4);
     float *dx = xcalloc(35, 4), *dW = xcalloc(30, 4), *db = xcalloc(6, 4);
     matmul_backward(dx, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 0);
     gradcheck("matmul dx", c.x, 35, dx, mat_f, &c, 64);
@@ -58,9 +60,11 @@ static double ln_f(void *p) {
 TEST(test_ops_layernorm_grad) {
     LnCtx c = {.N = 5, .C = 70}; /* C > 64 exercises two column blocks in the weight pass */
     size_t n = c.N * c.C;
-    c.x = xcalloc(n, 4), c.y = xcalloc(n, 4), c.w = xcalloc(n, 4), c.g = xcalloc(c.C, 4), c.b = xcalloc(c.C, 4);
+    c.x = xcalloc(n, 4), c.y = xcalloc(n, 4), c.w = xcalloc(n, 4), c.g = xcalloc(c.C, 4),
+    c.b = xcalloc(c.C, 4);
     c.mean = xcalloc(c.N, 4), c.rstd = xcalloc(c.N, 4);
-    fill_random(c.x, n, 2, 5), fill_random(c.w, n, 1, 6), fill_random(c.g, c.C, 1, 7), fill_random(c.b, c.C, 1, 8);
+    fill_random(c.x, n, 2, 5), fill_random(c.w, n, 1, 6), fill_random(c.g, c.C, 1, 7),
+        fill_random(c.b, c.C, 1, 8);
     ln_f(&c);
     float *dx = xcalloc(n, 4), *dg = xcalloc(c.C, 4), *db = xcalloc(c.C, 4);
     layernorm_backward(dx, dg, db, c.w, c.x, c.g, c.mean, c.rstd, c.N, c.C);
@@ -76,7 +80,8 @@ TEST(test_ops_layernorm_grad) {
     for (int i = 0; i < c.C; i++) v += (c.y[i] - m / c.C) * (c.y[i] - m / c.C);
     CHECK_CLOSE(m / c.C, 0.0, 1e-6, "layernorm row mean");
     CHECK_CLOSE(v / c.C, 1.0, 1e-4, "layernorm row variance (eps 1e-5)");
-    free(c.x), free(c.y), free(c.w), free(c.g), free(c.b), free(c.mean), free(c.rstd), free(dx), free(dg), free(db);
+    free(c.x), free(c.y), free(c.w), free(c.g), free(c.b), free(c.mean), free(c.rstd), free(dx),
+        free(dg), free(db);
 }
 
 /* ---- activations ---- */
@@ -87,8 +92,10 @@ typedef struct {
 } ActCtx;
 static double act_f(void *p) {
     ActCtx *c = p;
-    if (c->kind == ACT_SWIGLU) swiglu_forward(c->y, c->x, c->u, c->n);
-    else act_forward(c->y, c->x, c->n, (Activation)c->kind);
+    if (c->kind == ACT_SWIGLU)
+        swiglu_forward(c->y, c->x, c->u, c->n);
+    else
+        act_forward(c->y, c->x, c->n, (Activation)c->kind);
     return wsum(c->y, c->w, c->n);
 }
 TEST(test_ops_activation_grad) {
@@ -142,7 +149,8 @@ TEST(test_ops_dropout) {
     dropout_forward(y, x, n, 0.3f, 42);
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) kept += y[i] != 0.0f;
-    CHECK(fabs((double)kept / n - 0.7) < 0.01, "dropout keeps %.4f, expected 0.7", (double)kept / n);
+    CHECK(fabs((double)kept / n - 0.7) < 0.01, "dropout keeps %.4f, expected 0.7",
+          (double)kept / n);
     CHECK_CLOSE(y[kept ? 0 : 1] == 0.0f ? 1.0 / 0.7 : y[0], 1.0 / 0.7, 1e-6, "dropout scale");
     /* backward applies the same mask and scale */
     dropout_backward(dx, x, n, 0.3f, 42);
@@ -209,7 +217,8 @@ static double att_f(void *p) {
 }
 TEST(test_ops_attention_grad) {
     for (int drop = 0; drop <= 1; drop++) {
-        AttCtx c = {.s = {.B = 2, .T = 7, .C = 6, .H = 3, .attn_dropout = drop ? 0.25f : 0.0f, .key = 77}};
+        AttCtx c = {
+            .s = {.B = 2, .T = 7, .C = 6, .H = 3, .attn_dropout = drop ? 0.25f : 0.0f, .key = 77}};
         size_t n = 2 * 7 * 6, tt = 2 * 3 * 49;
         c.qkv = xcalloc(3 * n, 4), c.out = xcalloc(n, 4), c.w = xcalloc(n, 4);
         c.probs = xcalloc(tt, 4), c.scratch = xcalloc(tt, 4);
@@ -223,15 +232,18 @@ TEST(test_ops_attention_grad) {
                 double s = 0;
                 for (int j = 0; j < 7; j++) {
                     float p = c.probs[bh * 49 + i * 7 + j];
-                    if (j > i) worst = fmax(worst, fabs(p));
-                    else s += p;
+                    if (j > i)
+                        worst = fmax(worst, fabs(p));
+                    else
+                        s += p;
                 }
                 worst = fmax(worst, fabs(s - 1));
             }
         CHECK(worst < 1e-6, "attention rows sum to 1 and are causal (err %.3g)", worst);
         float *dqkv = xcalloc(3 * n, 4), *ds = xcalloc(tt, 4);
         attention_backward(dqkv, ds, c.w, c.qkv, c.probs, &c.s);
-        gradcheck(drop ? "attention dqkv (dropout 0.25)" : "attention dqkv", c.qkv, 3 * n, dqkv, att_f, &c, 126);
+        gradcheck(drop ? "attention dqkv (dropout 0.25)" : "attention dqkv", c.qkv, 3 * n, dqkv,
+                  att_f, &c, 126);
         free(c.qkv), free(c.out), free(c.w), free(c.probs), free(c.scratch), free(dqkv), free(ds);
     }
 }

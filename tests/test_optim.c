@@ -46,14 +46,17 @@ TEST(test_optim_schedules) {
     CHECK_CLOSE(lr_at(SCHED_COSINE, 10, 110, 10, 1e-3, 1e-5), 1e-3, 1e-12, "cosine starts at lr");
     CHECK_CLOSE(lr_at(SCHED_COSINE, 60, 110, 10, 1e-3, 1e-5), 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-12,
                 "cosine midpoint");
-    CHECK_CLOSE(lr_at(SCHED_COSINE, 110, 110, 10, 1e-3, 1e-5), 1e-5, 1e-12, "cosine ends at min_lr");
+    CHECK_CLOSE(lr_at(SCHED_COSINE, 110, 110, 10, 1e-3, 1e-5), 1e-5, 1e-12,
+                "cosine ends at min_lr");
     CHECK_CLOSE(lr_at(SCHED_COSINE, 500, 110, 10, 1e-3, 1e-5), 1e-5, 1e-12, "past the end: min_lr");
     CHECK_CLOSE(lr_at(SCHED_INVSQRT, 39, 110, 10, 1e-3, 1e-5), 1e-3 * sqrt(10.0 / 40.0), 1e-12,
                 "inverse sqrt");
-    CHECK_CLOSE(lr_at(SCHED_INVSQRT, 1000000, 110, 10, 1e-3, 1e-5), 1e-5, 1e-12, "inverse sqrt floor");
+    CHECK_CLOSE(lr_at(SCHED_INVSQRT, 1000000, 110, 10, 1e-3, 1e-5), 1e-5, 1e-12,
+                "inverse sqrt floor");
     CHECK_CLOSE(lr_at(SCHED_CONSTANT, 77, 110, 10, 1e-3, 1e-5), 1e-3, 1e-12, "constant");
     CHECK_CLOSE(lr_at(SCHED_COSINE, 0, 100, 0, 1e-3, 0), 1e-3, 1e-12, "no warmup");
-    CHECK(schedule_parse("inverse_sqrt") == SCHED_INVSQRT && schedule_parse("constant") == SCHED_CONSTANT &&
+    CHECK(schedule_parse("inverse_sqrt") == SCHED_INVSQRT &&
+              schedule_parse("constant") == SCHED_CONSTANT &&
               schedule_parse("cosine") == SCHED_COSINE,
           "schedule names");
 }
@@ -70,9 +73,9 @@ TEST(test_optim_grad_norm_and_clip) {
     CHECK_CLOSE(grad_norm(g, &pt), 2.5, 1e-12, "scaled norm");
 }
 
-/* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V = 3.4) or above
- * (uniform over 31 words) and must fall below 0.05 nats per token within 600 steps. A model
- * that merely learned unigram frequencies cannot go below ~3.2 on random tokens, so passing
+/* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V
+ * = 3.4) or above (uniform over 31 words) and must fall below 0.05 nats per token within 600 steps.
+ * A model that merely learned unigram frequencies cannot go below ~3.2 on random tokens, so passing
  * requires working attention, FFN, output layer and optimizer together. */
 TEST(test_optim_overfit_tiny_corpus) {
     Config cfg;
@@ -98,7 +101,8 @@ TEST(test_optim_overfit_tiny_corpus) {
         if (step == 0) first = loss;
         adamw_step(m.params, m.grads, am, av, &m.pt, &o, step + 1);
     }
-    CHECK(first > log(V) - 0.5, "initial loss %.3f should be no better than chance, log V = %.3f", first, log(V));
+    CHECK(first > log(V) - 0.5, "initial loss %.3f should be no better than chance, log V = %.3f",
+          first, log(V));
     CHECK(loss < 0.05, "overfit: final loss %.4f, expected < 0.05", loss);
     free(am), free(av);
     model_free(&m);

@@ -169,6 +169,19 @@ static char *read_all(const char *path, size_t *len, struct stat *st) {
     return buf;
 }
 
+/* A whole, non-empty text file; NULL with the reason in err otherwise. */
+static char *read_text(const char *path, size_t *len, struct stat *st, char *err, size_t n) {
+    char *text = read_all(path, len, st);
+    if (!text)
+        fail(err, n, "cannot read '%s': %s", path, strerror(errno));
+    else if (*len == 0) {
+        free(text);
+        text = NULL;
+        fail(err, n, "'%s' is empty", path);
+    }
+    return text;
+}
+
 static inline int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == 0;
 }
@@ -250,12 +263,8 @@ int vocab_build(Vocab *v, const char *train_path, char *err, size_t n) {
     memset(v, 0, sizeof *v);
     size_t len;
     struct stat st;
-    char *text = read_all(train_path, &len, &st);
-    if (!text) return fail(err, n, "cannot read '%s': %s", train_path, strerror(errno));
-    if (len == 0) {
-        free(text);
-        return fail(err, n, "'%s' is empty", train_path);
-    }
+    char *text = read_text(train_path, &len, &st, err, n);
+    if (!text) return -1;
     WordTable wt;
     wt_init(&wt, 1 << 16);
     Scanner sc = {text, text + len, 0};
@@ -345,10 +354,9 @@ int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n) {
     memset(v, 0, sizeof *v);
     size_t len;
     struct stat st;
-    char *text = read_all(vocab_txt, &len, &st);
-    if (!text) return fail(err, n, "cannot read '%s': %s", vocab_txt, strerror(errno));
-    int rc = len == 0 ? fail(err, n, "'%s' is empty", vocab_txt)
-                      : vocab_parse(v, vocab_txt, text, len, err, n);
+    char *text = read_text(vocab_txt, &len, &st, err, n);
+    if (!text) return -1;
+    int rc = vocab_parse(v, vocab_txt, text, len, err, n);
     free(text);
     return rc;
 }
@@ -502,12 +510,8 @@ int tokens_load(Tokens *t, const char *path, const Vocab *v, int use_cache, char
     if (use_cache && cache_read(t, cache, &st, v) == 0) return 0;
 
     size_t len;
-    char *text = read_all(path, &len, &st); /* st now describes the bytes we tokenize */
-    if (!text) return fail(err, n, "cannot read '%s': %s", path, strerror(errno));
-    if (len == 0) {
-        free(text);
-        return fail(err, n, "'%s' is empty", path);
-    }
+    char *text = read_text(path, &len, &st, err, n); /* st now describes what we tokenize */
+    if (!text) return -1;
     tokenize(t, text, len, v);
     free(text);
     if (use_cache) cache_write(cache, t, &st, v);

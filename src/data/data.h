@@ -12,17 +12,17 @@
 #include <stdint.h>
 
 typedef struct {
-    char **words;     /* id -> word */
-    int64_t *counts;  /* id -> count in the source (0 for an added "<unk>") */
+    char **words;    /* id -> word */
+    int64_t *counts; /* id -> count in the source (0 for an added "<unk>") */
     int n;
-    int eos, unk;     /* ids of "<eos>" and "<unk>" */
-    uint64_t hash;    /* of the word list, identifies the id mapping in token caches */
-    void *index;      /* word -> id lookup (private) */
+    int eos, unk;  /* ids of "<eos>" and "<unk>" */
+    uint64_t hash; /* of the word list, identifies the id mapping in token caches */
+    void *index;   /* word -> id lookup (private) */
 } Vocab;
 
 /* 0, or -1 with a one-line message naming the file. */
 int vocab_build(Vocab *v, const char *train_path, char *err, size_t n);
-int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n); /* one word per line */
+int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n);  /* one word per line */
 int vocab_save(const Vocab *v, const char *path, char *err, size_t n); /* atomic write */
 int vocab_id(const Vocab *v, const char *word);                        /* -1 if absent */
 void vocab_free(Vocab *v);
@@ -48,8 +48,8 @@ typedef struct {
     int T;
     uint64_t seed;
     size_t n_windows;
-    int64_t epoch;   /* epoch of perm (-1: none yet) */
-    uint32_t *perm;  /* n_windows entries */
+    int64_t epoch;  /* epoch of perm (-1: none yet) */
+    uint32_t *perm; /* n_windows entries */
 } Batcher;
 
 void batcher_init(Batcher *b, const Tokens *t, int T, uint64_t seed);

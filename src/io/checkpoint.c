@@ -101,7 +101,8 @@ static int copy_tensor(StFile *f, const char *path, const char *name, const Tens
                        float *dst, char *err, size_t n) {
     const StTensor *s = st_get(f, name);
     if (!s) {
-        snprintf(err, n, "%s: tensor '%s' is missing (checkpoint of a different model?)", path, name);
+        snprintf(err, n, "%s: tensor '%s' is missing (checkpoint of a different model?)", path,
+                 name);
         return -1;
     }
     int same = s->dtype == ST_F32 && s->ndim == t->ndim;
@@ -109,9 +110,11 @@ static int copy_tensor(StFile *f, const char *path, const char *name, const Tens
     if (!same) {
         char want[64] = "", got[64] = "";
         for (int d = 0; d < t->ndim; d++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%zu", d ? "x" : "", t->shape[d]);
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%zu", d ? "x" : "",
+                     t->shape[d]);
         for (int d = 0; d < s->ndim; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "x" : "", (long long)s->shape[d]);
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "x" : "",
+                     (long long)s->shape[d]);
         snprintf(err, n, "%s: tensor '%s' is %s %s, the config needs float32 %s", path, name,
                  s->dtype == ST_F32 ? "float32" : "non-float32", got, want);
         return -1;
@@ -125,7 +128,8 @@ int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
     if (!f) return -1;
     int rc = check_format(f, path, err, n);
     for (int k = 0; !rc && k < m->pt.n; k++)
-        rc = copy_tensor(f, path, m->pt.t[k].name, &m->pt.t[k], m->params + m->pt.t[k].offset, err, n);
+        rc = copy_tensor(f, path, m->pt.t[k].name, &m->pt.t[k], m->params + m->pt.t[k].offset, err,
+                         n);
     if (!rc && st_count(f) != m->pt.n) {
         snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f), m->pt.n);
         rc = -1;

@@ -18,8 +18,10 @@ void progress_show(Progress *p, int keep, const char *fmt, ...) {
     if (p->tty) fputs("\r\033[K", stdout);
     vprintf(fmt, ap);
     va_end(ap);
-    if (p->tty) p->open = 1;
-    else fputc('\n', stdout);
+    if (p->tty)
+        p->open = 1;
+    else
+        fputc('\n', stdout);
     fflush(stdout);
 }
 
@@ -41,9 +43,12 @@ void progress_say(Progress *p, const char *fmt, ...) {
 
 const char *format_duration(double s, char *buf, size_t n) {
     long t = s < 0 ? 0 : (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
     return buf;
 }
 

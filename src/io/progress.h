@@ -14,7 +14,8 @@ typedef struct {
 
 void progress_init(Progress *p);
 /* On a terminal, overwrite the status line; otherwise print it only when `keep` is set. */
-void progress_show(Progress *p, int keep, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void progress_show(Progress *p, int keep, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Print a permanent line (ends the status line first). */
 void progress_say(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void progress_end(Progress *p);

@@ -4,7 +4,7 @@
 #include "fastmath.h"
 #include "ops.h"
 
-#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2    0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
 void act_forward(float *out, const float *inp, size_t n, Activation a) {
@@ -13,7 +13,8 @@ void act_forward(float *out, const float *inp, size_t n, Activation a) {
         for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
     } else {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erf_fast(inp[i] * INV_SQRT2));
+        for (size_t i = 0; i < n; i++)
+            out[i] = 0.5f * inp[i] * (1.0f + erf_fast(inp[i] * INV_SQRT2));
     }
 }
 

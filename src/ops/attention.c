@@ -33,8 +33,7 @@ static void softmax_causal_rows(float *P, int T) {
 }
 
 /* dst = src with dropout applied (row-major T x T, element index offset base in the mask) */
-static void dropout_probs(float *dst, const float *src, int T, float p, uint64_t key,
-                          size_t base) {
+static void dropout_probs(float *dst, const float *src, int T, float p, uint64_t key, size_t base) {
     float scale = 1.0f / (1.0f - p);
     for (size_t e = 0; e < (size_t)T * T; e++)
         dst[e] = rng_uniform(key, base + e) >= p ? src[e] * scale : 0.0f;
@@ -52,7 +51,8 @@ void attention_forward(float *out, float *probs, const float *qkv, const AttnSha
             float *P = probs + ((size_t)b * H + h) * TT;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, scale, q, (int)ld, k,
                         (int)ld, 0.0f, P, T);
-            if (m && m->bias_forward) m->bias_forward(s->pos, P, (size_t)T, s->layer, h, 0, T, 0, T);
+            if (m && m->bias_forward)
+                m->bias_forward(s->pos, P, (size_t)T, s->layer, h, 0, T, 0, T);
             softmax_causal_rows(P, T);
             const float *Pd = P;
             if (s->attn_dropout > 0.0f) {
@@ -61,8 +61,8 @@ void attention_forward(float *out, float *probs, const float *qkv, const AttnSha
                 dropout_probs(tmp, P, T, s->attn_dropout, s->key, ((size_t)b * H + h) * TT);
                 Pd = tmp;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, Pd, T, v,
-                        (int)ld, 0.0f, out + (size_t)b * T * C + (size_t)h * D, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, Pd, T, v, (int)ld,
+                        0.0f, out + (size_t)b * T * C + (size_t)h * D, C);
         }
 }
 

@@ -18,7 +18,10 @@ static inline float exp_fast(float x) {
     /* k = round(x / ln2) via the 1.5*2^23 trick: exact under default float semantics */
     float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693145751953125f - k * 1.428606765330187e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    float p =
+        1.0f +
+        r * (1.0f +
+             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
     int32_t bits = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -29,7 +32,8 @@ static inline float erf_fast(float x) {
     float ax = x < 0.0f ? -x : x;
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float poly =
-        t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+        t * (0.254829592f +
+             t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
     float y = 1.0f - poly * exp_fast(-ax * ax);
     return x < 0.0f ? -y : y;
 }

@@ -7,8 +7,8 @@
 
 #define LN_EPS 1e-5f
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, size_t N, int C) {
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, size_t N, int C) {
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         const float *x = inp + r * C;
@@ -25,8 +25,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 }
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, size_t N, int C) {
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        size_t N, int C) {
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         const float *x = inp + r * C, *dy = dout + r * C;

@@ -18,9 +18,8 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
                 beta, out, OC);
 }
 
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, size_t N, int IC, int OC,
-                     int accumulate) {
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, size_t N, int IC, int OC, int accumulate) {
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, IC, OC, 1.0f, dout, OC,
                     weight, IC, accumulate ? 1.0f : 0.0f, dinp, IC);

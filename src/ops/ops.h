@@ -19,18 +19,17 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
                     int IC, int OC);
 /* dinp (N, IC) = or += (accumulate) dout @ weight; dweight (OC, IC) += dout^T @ inp;
  * dbias (OC) += column sums of dout. dinp/dbias may be NULL. */
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, size_t N, int IC, int OC,
-                     int accumulate);
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, size_t N, int IC, int OC, int accumulate);
 
 /* ---- layernorm.c ----------------------------------------------------------------------- */
 /* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean, rstd (N). */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, size_t N, int C);
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, size_t N, int C);
 /* dinp += ; dweight, dbias += */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, size_t N, int C);
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        size_t N, int C);
 
 /* ---- activation.c: FFN nonlinearities ------------------------------------------------ */
 typedef enum { ACT_RELU, ACT_GELU, ACT_SWIGLU } Activation;

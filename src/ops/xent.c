@@ -15,18 +15,26 @@
  * scale * (softmax - onehot(target)). */
 static double row_xent(float *row, int V, int target, float scale, int grad) {
     float mx = row[0];
-    for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+    const float logit = row[target];
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < V; j++) sum += exp_fast(row[j] - mx);
-    double lse = (double)mx + log((double)sum);
-    double loss = lse - (double)row[target];
     if (grad) {
-        float inv = scale / sum;
-        for (int j = 0; j < V; j++) row[j] = exp_fast(row[j] - mx) * inv;
+        /* one exponential per entry: keep exp(l - max) in place, then scale it */
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) {
+            row[j] = exp_fast(row[j] - mx);
+            sum += row[j];
+        }
+        const float inv = scale / sum;
+#pragma omp simd
+        for (int j = 0; j < V; j++) row[j] *= inv;
         row[target] -= scale;
+    } else {
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += exp_fast(row[j] - mx);
     }
-    return loss;
+    return (double)mx + log((double)sum) - (double)logit;
 }
 
 static void chunk_logits(float *logits, const float *x, const float *weight, int n, int C, int V) {
@@ -57,10 +65,10 @@ double xent_forward_backward(float *dx, float *dweight, const float *x, const fl
         for (int r = 0; r < n; r++)
             row_loss[r] = row_xent(scratch + (size_t)r * V, V, targets[r0 + r], scale, 1);
         for (int r = 0; r < n; r++) total += row_loss[r]; /* in order: deterministic */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, weight,
-                    C, 0.0f, dx + r0 * C, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, scratch, V,
-                    x + r0 * C, C, 1.0f, dweight, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, weight, C,
+                    0.0f, dx + r0 * C, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, scratch, V, x + r0 * C,
+                    C, 1.0f, dweight, C);
     }
     return total;
 }

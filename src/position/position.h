@@ -25,7 +25,7 @@ typedef struct Pos Pos;
 
 typedef struct {
     const char *name;
-    const char *summary; /* one line for --help and docs */
+    const char *summary;   /* one line for --help and docs */
     const ConfigKey *keys; /* keys under model.position (besides "type"); may be NULL */
     int n_keys;
 
@@ -58,11 +58,11 @@ typedef struct {
 
 struct Pos {
     const PosMethod *m;
-    int n_layers, C, H, D;  /* model shape */
-    int max_T;              /* longest sequence setup() prepared for */
-    const ParamTable *pt;   /* the model's tensor table: find "pos.*" tensors with param_find */
-    float *params, *grads;  /* the model's whole buffers (grads NULL when not training) */
-    void *state;            /* method-owned, freed with free() */
+    int n_layers, C, H, D; /* model shape */
+    int max_T;             /* longest sequence setup() prepared for */
+    const ParamTable *pt;  /* the model's tensor table: find "pos.*" tensors with param_find */
+    float *params, *grads; /* the model's whole buffers (grads NULL when not training) */
+    void *state;           /* method-owned, freed with free() */
 };
 
 const PosMethod *pos_find(const char *name); /* NULL if unknown */

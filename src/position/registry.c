@@ -13,8 +13,12 @@ static const PosMethod *const methods[] = {
 };
 #define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 
-int pos_count(void) { return N_METHODS; }
-const PosMethod *pos_at(int i) { return i >= 0 && i < N_METHODS ? methods[i] : NULL; }
+int pos_count(void) {
+    return N_METHODS;
+}
+const PosMethod *pos_at(int i) {
+    return i >= 0 && i < N_METHODS ? methods[i] : NULL;
+}
 
 const PosMethod *pos_find(const char *name) {
     for (int i = 0; i < N_METHODS; i++)

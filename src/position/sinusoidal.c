@@ -18,7 +18,7 @@
 
 typedef struct {
     int offset;
-    int rows; /* table rows = positions 0 .. rows-1 inside a segment */
+    int rows;   /* table rows = positions 0 .. rows-1 inside a segment */
     float pe[]; /* (rows, C) */
 } Sinusoidal;
 

@@ -36,9 +36,11 @@ void blas_ensure_fast_kernels(char **argv) {
 const char *blas_kernel_name(void) {
     static char buf[160];
     if (raised_from)
-        snprintf(buf, sizeof buf, "%s (OPENBLAS_CORETYPE=%s raised; TRAINSHORT_KEEP_CORETYPE=1 keeps it)",
+        snprintf(buf, sizeof buf,
+                 "%s (OPENBLAS_CORETYPE=%s raised; TRAINSHORT_KEEP_CORETYPE=1 keeps it)",
                  openblas_get_corename(), raised_from);
-    else snprintf(buf, sizeof buf, "%s", openblas_get_corename());
+    else
+        snprintf(buf, sizeof buf, "%s", openblas_get_corename());
     return buf;
 }
 

@@ -119,8 +119,10 @@ int fsync_path_dir(const char *path) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -155,7 +157,7 @@ int write_file_atomic(const char *path, const void *data, size_t len) {
     }
     fsync_path_dir(path);
     return 0;
-fail: {
+fail : {
     int saved = errno;
     if (fd >= 0) close(fd);
     unlink(tmp);

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define EXIT_USER 2 /* bad input from the user */
-#define EXIT_SYS 1  /* the machine failed us (I/O, memory) */
+#define EXIT_SYS  1 /* the machine failed us (I/O, memory) */
 
 _Noreturn void user_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void sys_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -32,7 +32,9 @@ size_t current_rss_bytes(void); /* current resident set */
 
 /* Counter-based RNG: splitmix64 finalizer over (key, counter). */
 uint64_t hash64(uint64_t x);
-static inline uint64_t rng_key(uint64_t a, uint64_t b) { return hash64(a ^ hash64(b)); }
+static inline uint64_t rng_key(uint64_t a, uint64_t b) {
+    return hash64(a ^ hash64(b));
+}
 /* Uniform in [0, 1) from 24 random bits, so every value is exact in float. */
 static inline float rng_uniform(uint64_t key, uint64_t i) {
     return (float)(hash64(key + 0x9E3779B97F4A7C15ull * (i + 1)) >> 40) * (1.0f / 16777216.0f);
