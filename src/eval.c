@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "io/progress.h"
 #include "model.h"
+#include "position/position.h"
 #include "util/blas_env.h"
 #include "util/util.h"
 
@@ -27,12 +28,18 @@ static const char *USAGE =
     "                 default: the training length\n"
     "  --data DIR     read the split from DIR instead of the run's data.dir\n"
     "  --json FILE    append one JSON line per length to FILE\n"
-    "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n";
+    "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n"
+    "RoPE context extension (rotary models only; sets model.position.scaling/factor/orig_len):\n"
+    "  --rope-scaling none|pi|ntk|dynamic-ntk|yarn\n"
+    "                 position interpolation, NTK-aware base, NTK per segment length, YaRN\n"
+    "  --rope-factor F     scale factor s >= 1 for pi, ntk and yarn (e.g. L_valid / L_train)\n"
+    "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n";
 
 #define MAX_LENGTHS 256
 
 typedef struct {
     const char *ckpt, *split, *lvalid, *data, *json;
+    const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
     int threads;
 } Args;
 
@@ -64,6 +71,12 @@ static Args parse_args(int argc, char **argv) {
             a.json = v;
         else if (!strcmp(o, "--threads"))
             a.threads = parse_threads(v);
+        else if (!strcmp(o, "--rope-scaling"))
+            a.rope_scaling = v;
+        else if (!strcmp(o, "--rope-factor"))
+            a.rope_factor = v;
+        else if (!strcmp(o, "--rope-orig-len"))
+            a.rope_orig_len = v;
         else
             user_error("unknown argument '%s' (see ./eval --help)", o);
     }
@@ -118,6 +131,53 @@ static void resolve_paths(const char *ckpt, char *model, char *dir, size_t n) {
     }
 }
 
+static int has_pos_key(const Config *cfg, const char *key) {
+    const PosMethod *pm = pos_find(cfg->model.position);
+    for (int k = 0; k < pm->n_keys; k++)
+        if (!strcmp(pm->keys[k].name, key)) return 1;
+    return 0;
+}
+
+/* --rope-* flags: override the checkpoint's model.position keys. Only methods that declare them
+ * (rotary) accept them. Every assignment is validated, so the order keeps each step valid: none
+ * and dynamic-ntk take no factor, so for them the factor is set (to 1 unless given) before the
+ * scaling, for the others after it. */
+static void apply_rope_flags(const Args *a, Config *cfg, const char *ckpt) {
+    const char *flag = a->rope_scaling    ? "--rope-scaling"
+                       : a->rope_factor   ? "--rope-factor"
+                       : a->rope_orig_len ? "--rope-orig-len"
+                                          : NULL;
+    if (!flag) return;
+    if (!has_pos_key(cfg, "scaling"))
+        user_error("%s applies to rotary models only; %s uses '%s'", flag, ckpt,
+                   cfg->model.position);
+    const char *factor = a->rope_factor;
+    int no_factor = a->rope_scaling &&
+                    (!strcmp(a->rope_scaling, "none") || !strcmp(a->rope_scaling, "dynamic-ntk"));
+    if (no_factor && !factor) factor = "1";
+    const struct {
+        const char *flag, *key, *value;
+    } f[] = {{"--rope-factor", "factor", no_factor ? factor : NULL},
+             {"--rope-scaling", "scaling", a->rope_scaling},
+             {"--rope-factor", "factor", no_factor ? NULL : factor},
+             {"--rope-orig-len", "orig_len", a->rope_orig_len}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (!f[i].value) continue;
+        char set[256], err[1024];
+        snprintf(set, sizeof set, "model.position.%s=%s", f[i].key, f[i].value);
+        if (config_set(cfg, set, err, sizeof err)) user_error("%s: %s", f[i].flag, err);
+    }
+}
+
+/* The position method's scaling, for the --json rows of rotary models. */
+static void json_scaling(cJSON *o, const Config *cfg) {
+    if (!has_pos_key(cfg, "scaling")) return;
+    double L = config_pos_num(cfg, "orig_len");
+    cJSON_AddStringToObject(o, "rope_scaling", config_pos_str(cfg, "scaling"));
+    cJSON_AddNumberToObject(o, "rope_factor", config_pos_num(cfg, "factor"));
+    cJSON_AddNumberToObject(o, "rope_orig_len", L > 0 ? L : cfg->train.seq_len);
+}
+
 static void print_row(const EvalResult *r, size_t peak) {
     double loss = r->nll / (double)r->tokens;
     printf("%8d %9zu %10zu %9.4f %11.2f %10.0f %9.0f\n", r->L, r->segments, r->tokens, loss,
@@ -126,7 +186,7 @@ static void print_row(const EvalResult *r, size_t peak) {
 }
 
 static void json_row(FILE *f, const EvalResult *r, const char *ckpt, const char *split,
-                     size_t peak) {
+                     const Config *cfg, size_t peak) {
     double loss = r->nll / (double)r->tokens;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "ckpt", ckpt);
@@ -139,6 +199,7 @@ static void json_row(FILE *f, const EvalResult *r, const char *ckpt, const char 
     cJSON_AddNumberToObject(o, "ppl", exp(loss));
     cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens / r->seconds);
     cJSON_AddNumberToObject(o, "peak_rss_mb", peak / 1e6);
+    json_scaling(o, cfg);
     jsonl_write(f, o);
     cJSON_Delete(o);
 }
@@ -167,6 +228,7 @@ int main(int argc, char **argv) {
     int V;
     long step;
     if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
+    apply_rope_flags(&a, &cfg, a.ckpt);
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     int lengths[MAX_LENGTHS], n_len = 1;
     lengths[0] = cfg.train.seq_len;
@@ -207,7 +269,7 @@ int main(int argc, char **argv) {
         progress_end(&pg);
         if (pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
         print_row(&r, peak_rss_bytes());
-        if (jf) json_row(jf, &r, model_path, a.split, peak_rss_bytes());
+        if (jf) json_row(jf, &r, model_path, a.split, &cfg, peak_rss_bytes());
     }
     if (jf) fclose(jf);
     model_free(&m);

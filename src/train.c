@@ -1,10 +1,14 @@
-/* train.c — `./train --config FILE [--set k=v ...] [--out DIR]` or `./train --resume DIR`.
+/* train.c — `./train --config FILE [--set k=v ...] [--out DIR] [--init RUN]` or
+ * `./train --resume DIR`.
  *
  * Writes a run directory: config.json (fully resolved), vocab.txt (line k = token id k),
  * model.safetensors + optim.safetensors (the checkpoint), log.jsonl (one JSON object per
  * logged step and per validation). Ctrl-C / SIGTERM finish the current step, write the
  * checkpoint and exit 0; --resume continues with bit-identical losses at the same thread count,
- * because batches, dropout masks and the schedule are functions of the step number alone. */
+ * because batches, dropout masks and the schedule are functions of the step number alone.
+ * --init RUN starts a new run (step 0, fresh AdamW state) from another run's weights and
+ * vocabulary, for fine-tuning under a new config — a longer train.seq_len, a RoPE scaling
+ * method — as Position Interpolation (Chen et al. 2023) fine-tunes at the extended length. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -25,7 +29,7 @@
 #include "util/util.h"
 
 static const char *USAGE =
-    "usage: ./train --config FILE [--set key=value ...] [--out DIR] [--profile]\n"
+    "usage: ./train --config FILE [--set key=value ...] [--out DIR] [--init RUN] [--profile]\n"
     "       ./train --resume DIR [--profile]\n"
     "\n"
     "Trains a decoder-only language model and writes a run directory.\n"
@@ -34,6 +38,10 @@ static const char *USAGE =
     "model.position.type=alibi\n"
     "  --out DIR         run directory (default runs/<config name>); must not hold a run already\n"
     "  --resume DIR      continue the run in DIR from its checkpoint (same config, same data)\n"
+    "  --init RUN        start from the weights of RUN (a run directory or its model.safetensors)\n"
+    "                    under the new --config, e.g. a longer train.seq_len: step 0, fresh\n"
+    "                    optimizer, RUN's vocab.txt; every tensor of the new model must be in RUN\n"
+    "                    with the same shape\n"
     "  --stop-at STEP    stop after STEP as if interrupted (checkpoint written; for testing "
     "resume)\n"
     "  --profile         print time per op family at the end\n"
@@ -42,7 +50,7 @@ static const char *USAGE =
     "Ctrl-C writes a checkpoint and exits; ./train --resume DIR continues it.\n";
 
 typedef struct {
-    const char *config, *out, *resume;
+    const char *config, *out, *resume, *init;
     const char *sets[64];
     int n_sets, profile;
     long stop_at;
@@ -55,7 +63,7 @@ static void on_signal(int sig) {
 }
 
 static int takes_value(const char *o) {
-    const char *with_value[] = {"--config", "--out", "--resume", "--stop-at", "--set"};
+    const char *with_value[] = {"--config", "--out", "--resume", "--init", "--stop-at", "--set"};
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (!strcmp(o, with_value[i])) return 1;
     return 0;
@@ -90,6 +98,8 @@ static Args parse_args(int argc, char **argv) {
             a.out = argv[++i];
         else if (!strcmp(o, "--resume"))
             a.resume = argv[++i];
+        else if (!strcmp(o, "--init"))
+            a.init = argv[++i];
         else if (!strcmp(o, "--stop-at"))
             a.stop_at = parse_positive(o, argv[++i]);
         else {
@@ -97,6 +107,10 @@ static Args parse_args(int argc, char **argv) {
             a.sets[a.n_sets++] = argv[++i];
         }
     }
+    if (a.init && a.resume)
+        user_error("--init and --resume cannot be combined: --init starts a new run from another "
+                   "run's weights, --resume continues a run");
+    if (a.init && !a.config) user_error("--init RUN needs --config FILE, the new run's config");
     if (!a.config && !a.resume)
         user_error("--config FILE or --resume DIR is required (see ./train --help)");
     if (a.config && a.resume)
@@ -131,8 +145,8 @@ static Config load_config(const Args *a, char *run_dir, size_t n) {
     return cfg;
 }
 
-/* A run's data: vocabulary (built from train, or the run's own vocab.txt on resume) and the
- * train and valid token streams. */
+/* A run's data: vocabulary (built from train, or read from a vocab.txt: the run's own on
+ * resume, the source run's with --init) and the train and valid token streams. */
 typedef struct {
     Vocab vocab;
     Tokens train, valid;
@@ -146,11 +160,10 @@ static void load_split(Tokens *t, const Config *c, const char *key, const char *
         user_error("%s: %s (get the data with scripts/get_data.sh, or set data.dir)", key, err);
 }
 
-static void load_data(RunData *d, const Config *c, const char *run_dir, int resume) {
+static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
     char path[2048], err[1024];
-    if (resume) {
-        path_join(path, sizeof path, run_dir, "vocab.txt");
-        if (vocab_load(&d->vocab, path, err, sizeof err)) user_error("%s", err);
+    if (vocab_txt) {
+        if (vocab_load(&d->vocab, vocab_txt, err, sizeof err)) user_error("%s", err);
     } else {
         path_join(path, sizeof path, c->data.dir, c->data.train);
         if (vocab_build(&d->vocab, path, err, sizeof err))
@@ -179,6 +192,45 @@ static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
     free(json);
     path_join(path, sizeof path, dir, "vocab.txt");
     if (vocab_save(v, path, err, sizeof err)) sys_error("%s", err);
+}
+
+/* --init: the checkpoint whose weights start the run, and the directory holding its vocab.txt. */
+typedef struct {
+    char model[2048], dir[2048], vocab[2100];
+    int V;
+    long step;
+    int n_unused;     /* tensors of the checkpoint the new model does not have */
+    char unused[256]; /* their names */
+} InitSource;
+
+/* Resolves --init RUN (a run directory or a model.safetensors) and checks what the tensor
+ * shapes cannot show: the head count and the activation (same shapes, another function). */
+static void open_init(InitSource *src, const char *arg, const Config *c) {
+    struct stat st;
+    char err[1024];
+    if (stat(arg, &st) != 0) user_error("--init: cannot open '%s': %s", arg, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(src->dir, sizeof src->dir, "%s", arg);
+        path_join(src->model, sizeof src->model, arg, "model.safetensors");
+    } else {
+        const char *slash = strrchr(arg, '/');
+        snprintf(src->model, sizeof src->model, "%s", arg);
+        snprintf(src->dir, sizeof src->dir, "%.*s", slash ? (int)(slash - arg) : 1,
+                 slash ? arg : ".");
+    }
+    path_join(src->vocab, sizeof src->vocab, src->dir, "vocab.txt");
+    Config old;
+    if (ckpt_read_config(src->model, &old, &src->V, &src->step, err, sizeof err))
+        user_error("--init: %s", err);
+    if (old.model.n_heads != c->model.n_heads)
+        user_error("--init: model.n_heads is %d in the config but %d in %s: the same weights "
+                   "would compute another function",
+                   c->model.n_heads, old.model.n_heads, src->model);
+    if (strcmp(old.model.activation, c->model.activation))
+        user_error("--init: model.activation is %s in the config but %s in %s: the same weights "
+                   "would compute another function",
+                   c->model.activation, old.model.activation, src->model);
+    config_free(&old);
 }
 
 typedef struct {
@@ -216,6 +268,17 @@ static void restore_checkpoint(Trainer *tr) {
         user_error("%s: model.safetensors (step %ld) and optim.safetensors (step %ld) are from "
                    "different steps",
                    tr->dir, step, tr->ts.step);
+}
+
+/* Weights from the --init checkpoint; the optimizer state stays zero and the step 0. */
+static void init_from(Trainer *tr, InitSource *src, const Vocab *v) {
+    char err[1024];
+    if (v->n != src->V)
+        user_error("--init: %s has %d words but the checkpoint's vocabulary has %d", src->vocab,
+                   v->n, src->V);
+    src->n_unused =
+        ckpt_init_model(src->model, &tr->m, src->unused, sizeof src->unused, err, sizeof err);
+    if (src->n_unused < 0) user_error("--init: %s", err);
 }
 
 /* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. */
@@ -326,6 +389,16 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
     cJSON_Delete(o);
 }
 
+/* A step-0 row recording where the weights came from (kept by a later --resume). */
+static void log_init(FILE *log, const InitSource *src) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", 0);
+    cJSON_AddStringToObject(o, "init", src->model);
+    cJSON_AddNumberToObject(o, "init_step", (double)src->step);
+    jsonl_write(log, o);
+    cJSON_Delete(o);
+}
+
 static void print_profile(const Model *m, double total) {
     static const char *names[PF_N] = {"embedding+pos", "layernorm",        "qkv matmul",
                                       "attention",     "proj matmul",      "ffn matmuls",
@@ -406,19 +479,32 @@ int main(int argc, char **argv) {
     Trainer tr = {.saved_step = -1};
     Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
     int threads = threads_setup(cfg.train.threads);
+    InitSource src = {0};
+    char vocab_txt[2048];
+    path_join(vocab_txt, sizeof vocab_txt, tr.dir, "vocab.txt");
+    if (a.init) open_init(&src, a.init, &cfg);
     RunData d = {0};
-    load_data(&d, &cfg, tr.dir, a.resume != NULL);
-    if (!a.resume) prepare_run_dir(tr.dir, &cfg, &d.vocab);
+    load_data(&d, &cfg, a.resume ? vocab_txt : a.init ? src.vocab : NULL);
     model_create(&tr.m, &cfg, d.vocab.n, cfg.train.batch, cfg.train.seq_len, 1);
     tr.adam_m = xcalloc(tr.m.pt.total, sizeof(float));
     tr.adam_v = xcalloc(tr.m.pt.total, sizeof(float));
     if (a.resume)
         restore_checkpoint(&tr), tr.saved_step = tr.ts.step;
+    else if (a.init)
+        init_from(&tr, &src, &d.vocab);
     else
         model_init(&tr.m, (uint64_t)cfg.train.seed);
+    if (!a.resume) prepare_run_dir(tr.dir, &cfg, &d.vocab); /* only once nothing can fail */
     print_summary(&tr, &d, threads);
+    if (a.init)
+        printf("  init       weights of %s (step %ld); step 0, fresh optimizer state\n", src.model,
+               src.step);
+    if (src.n_unused)
+        printf("  note       left out %d checkpoint tensor(s) this model does not have: %s\n",
+               src.n_unused, src.unused);
     if (a.resume) printf("  resuming   at step %ld of %d\n", tr.ts.step, cfg.train.steps);
     FILE *log = open_log(tr.dir, tr.ts.step);
+    if (a.init) log_init(log, &src);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     train_loop(&tr, &d, log, &a);

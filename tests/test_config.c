@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -300,10 +301,19 @@ TEST(test_config_set_position_type) {
             snprintf(text, sizeof text, "{\"model\": {\"position\": {\"type\": \"%s\"}}}", m->name);
             if (!parse_ok(&c, text)) continue;
             double def = config_pos_num(&c, k->name);
-            double val = def == k->max ? k->min : k->max;
-            snprintf(text, sizeof text, "model.position.%s=%.17g", k->name, val);
-            int ok = config_set(&c, text, err, sizeof err) == 0;
-            CHECK(ok, "%s: %s", text, err); /* a check hook may object to extreme values */
+            /* a value other than the default that the method accepts: a check hook may object
+             * to extreme values (alibi_heads > n_heads, ...), but then it must name the key */
+            double cands[] = {k->max, k->min, def + 1, def * 2, def / 2}, val = def;
+            int ok = 0;
+            for (size_t ci = 0; !ok && ci < sizeof cands / sizeof *cands; ci++) {
+                if (cands[ci] == def || cands[ci] < k->min || cands[ci] > k->max) continue;
+                if (k->type == KEY_INT && cands[ci] != floor(cands[ci])) continue;
+                val = cands[ci];
+                snprintf(text, sizeof text, "model.position.%s=%.17g", k->name, val);
+                ok = config_set(&c, text, err, sizeof err) == 0;
+                CHECK(ok || strstr(err, k->name), "%s: the rejection does not name the key: %s",
+                      text, err);
+            }
             if (ok) {
                 snprintf(text, sizeof text, "model.position.type=%s", m->name);
                 CHECK(config_set(&c, text, err, sizeof err) == 0, "%s: %s", text, err);

@@ -123,19 +123,45 @@ static int copy_tensor(StFile *f, const char *path, const char *name, const Tens
     return 0;
 }
 
-int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
+/* Copies every tensor of m's table from the file at path; the file may hold more. */
+static StFile *load_params(const char *path, Model *m, char *err, size_t n) {
     StFile *f = st_open(path, err, n);
-    if (!f) return -1;
+    if (!f) return NULL;
     int rc = check_format(f, path, err, n);
     for (int k = 0; !rc && k < m->pt.n; k++)
         rc = copy_tensor(f, path, m->pt.t[k].name, &m->pt.t[k], m->params + m->pt.t[k].offset, err,
                          n);
-    if (!rc && st_count(f) != m->pt.n) {
+    if (rc) st_close(f);
+    return rc ? NULL : f;
+}
+
+int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
+    StFile *f = load_params(path, m, err, n);
+    if (!f) return -1;
+    int rc = 0;
+    if (st_count(f) != m->pt.n) {
         snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f), m->pt.n);
         rc = -1;
     }
     st_close(f);
     return rc;
+}
+
+int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *err, size_t n) {
+    StFile *f = load_params(path, m, err, n);
+    if (!f) return -1;
+    int n_unused = 0;
+    size_t len = 0;
+    if (un) unused[0] = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const char *name = st_at(f, i)->name;
+        if (param_find(&m->pt, name) >= 0) continue;
+        if (len < un)
+            len += (size_t)snprintf(unused + len, un - len, "%s%s", n_unused ? ", " : "", name);
+        n_unused++;
+    }
+    st_close(f);
+    return n_unused;
 }
 
 int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam_v, TrainState *ts,

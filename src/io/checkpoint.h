@@ -28,6 +28,10 @@ int ckpt_save_optim(const char *path, const Model *m, const float *adam_m, const
 int ckpt_read_config(const char *path, Config *cfg, int *V, long *step, char *err, size_t n);
 /* Loads parameters into a model created from that config; every tensor must match. */
 int ckpt_load_model(const char *path, Model *m, char *err, size_t n);
+/* Starting weights for a new run (./train --init): every tensor of m must be in the file with
+ * the same shape; tensors of the file that m lacks are skipped. Returns how many were skipped
+ * (their names, comma-separated, in unused), or -1 with a message. */
+int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *err, size_t n);
 int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam_v, TrainState *ts,
                     char *err, size_t n);
 

@@ -9,12 +9,38 @@
  * Slopes (official get_slopes): for n heads, n a power of two, the geometric sequence with
  * first term and ratio 2^(-8/n), so 8 heads get 1/2 ... 1/256. Otherwise, with c the largest
  * power of two <= n: the c-head slopes, then every other entry (0, 2, 4, ...) of the 2c-head
- * slopes, n - c of them, appended (so the list is not monotonic). */
+ * slopes, n - c of them, appended (so the list is not monotonic).
+ *
+ * Extras, all off by default: `slopes` replaces the geometric list; `alibi_heads` = k biases
+ * only heads 0..k-1 (the rest see no position information at all); `trainable_slopes` makes
+ * the slopes the learned tensor pos.slopes (H), initialized to the fixed ones — the paper
+ * tried this (section 3) and found it no better and slower on GPU; here its gradient is
+ * hand-written: d m_h = sum over (b, i, j <= i) of dscores * -(i - j). Slopes of heads >= k
+ * get no gradient and stay at their initial values. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../util/util.h"
 #include "position.h"
+
+#define MAX_HEADS 1024 /* model.n_heads' maximum */
+
+typedef struct {
+    int heads;      /* heads with a bias: alibi_heads, or H */
+    int slopes_idx; /* pos.slopes, or -1 when the slopes are fixed */
+    double *sums;   /* (H, max_T) backward scratch: dscores summed per distance, or NULL */
+    float m[];      /* (H) slopes in use; refreshed from pos.slopes by prepare() */
+} Alibi;
+
+static const ConfigKey keys[] = {
+    {"trainable_slopes", KEY_BOOL, "false", 0, 1, NULL,
+     "learn the slopes (tensor pos.slopes, initialized to the fixed ones)", NO_FIELD},
+    {"slopes", KEY_FLOAT_LIST, "[]", 0, 1e6, NULL,
+     "one positive slope per head instead of the geometric 2^(-8h/H); [] = the paper's", NO_FIELD},
+    {"alibi_heads", KEY_INT, "0", 0, MAX_HEADS, NULL,
+     "bias only the first k heads, the rest get none; 0 = all heads", NO_FIELD},
+};
 
 /* Slopes for n heads into m[0..n-1]. */
 void alibi_slopes(int n, float *m) {
@@ -24,18 +50,99 @@ void alibi_slopes(int n, float *m) {
     for (int k = 0; c + k < n; k++) m[c + k] = (float)pow(2.0, -8.0 * (2 * k + 1) / (2 * c));
 }
 
+/* sums[h*T + n] = sum over b and rows i < rows of dscores[b, h, i, i - n], for n < T.
+ * dscores: (B, H, T, T). One head per OpenMP iteration, each sum in a fixed order, so the
+ * result does not depend on the thread count. Shared by the bias methods (t5, kerple_log,
+ * fire), whose parameters all enter through a function of the distance. */
+void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows) {
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        double *s = sums + (size_t)h * T;
+        for (int n = 0; n < T; n++) s[n] = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *d = dscores + ((size_t)b * H + h) * T * T;
+            for (int i = 0; i < rows && i < T; i++) {
+                const float *row = d + (size_t)i * T;
+                for (int n = 0; n <= i; n++) s[n] += row[i - n];
+            }
+        }
+    }
+}
+
+static int check(const Config *c, char *err, size_t n) {
+    int H = c->model.n_heads, k = (int)config_pos_num(c, "alibi_heads");
+    double m[MAX_HEADS];
+    int len = config_pos_list(c, "slopes", m, MAX_HEADS);
+    if (len && len != H) {
+        snprintf(err, n, "model.position.slopes: expected %d values (one per head), got %d", H,
+                 len);
+        return -1;
+    }
+    for (int h = 0; h < len; h++)
+        if (!(m[h] > 0)) {
+            snprintf(err, n, "model.position.slopes: value %d is %g, expected a positive slope", h,
+                     m[h]);
+            return -1;
+        }
+    if (k > H) {
+        snprintf(err, n, "model.position.alibi_heads: %d is more than model.n_heads (%d)", k, H);
+        return -1;
+    }
+    return 0;
+}
+
+static void declare(const Config *c, ParamTable *pt) {
+    if (config_pos_bool(c, "trainable_slopes"))
+        param_add(pt, "pos.slopes", 0, 1, (size_t)c->model.n_heads);
+}
+
+/* The fixed slopes: the override list if given, else the paper's geometric ones. */
+static void initial_slopes(const Config *c, int H, float *m) {
+    double list[MAX_HEADS];
+    int len = config_pos_list(c, "slopes", list, MAX_HEADS);
+    if (len == H)
+        for (int h = 0; h < H; h++) m[h] = (float)list[h];
+    else
+        alibi_slopes(H, m);
+}
+
 static void setup(Pos *p, const Config *c) {
-    (void)c;
-    float *m = xcalloc((size_t)p->H, sizeof *m);
-    alibi_slopes(p->H, m);
+    int H = p->H, k = (int)config_pos_num(c, "alibi_heads");
+    int slopes_idx = param_find(p->pt, "pos.slopes");
+    size_t n_sums = slopes_idx >= 0 && p->grads ? (size_t)H * p->max_T : 0;
+    size_t head = (sizeof(Alibi) + sizeof(float) * H + 63) / 64 * 64; /* sums 64-byte aligned */
+    Alibi *a = xcalloc(1, head + sizeof(double) * n_sums); /* one block: freed with free() */
+    a->heads = k ? k : H;
+    a->slopes_idx = slopes_idx;
+    a->sums = n_sums ? (double *)((char *)a + head) : NULL;
+    initial_slopes(c, H, a->m);
     free(p->state);
-    p->state = m;
+    p->state = a;
+}
+
+/* pos.slopes starts at the fixed slopes that setup() stored. */
+static void init(Pos *p, unsigned long long key) {
+    (void)key;
+    const Alibi *a = p->state;
+    if (a->slopes_idx < 0) return;
+    float *m = p->params + p->pt->t[a->slopes_idx].offset;
+    for (int h = 0; h < p->H; h++) m[h] = a->m[h];
+}
+
+static void prepare(Pos *p, int T) {
+    (void)T;
+    Alibi *a = p->state;
+    if (a->slopes_idx < 0) return;
+    const float *m = p->params + p->pt->t[a->slopes_idx].offset;
+    for (int h = 0; h < p->H; h++) a->m[h] = m[h];
 }
 
 static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int h, int i0, int ni,
                          int j0, int nj) {
     (void)layer;
-    const float m = ((const float *)p->state)[h];
+    const Alibi *a = p->state;
+    if (h >= a->heads) return;
+    const float m = a->m[h];
     for (int r = 0; r < ni; r++) {
         int i = i0 + r;
         int jmax = i - j0 + 1 < nj ? i - j0 + 1 : nj; /* keys j <= i only */
@@ -44,9 +151,30 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     }
 }
 
+/* Only installed usefully with trainable slopes: d m_h += sum_n -n * sums_h(n). */
+static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T) {
+    (void)layer;
+    Alibi *a = p->state;
+    if (a->slopes_idx < 0) return;
+    pos_bias_distance_sums(a->sums, dscores, B, p->H, T, T);
+    float *dm = p->grads + p->pt->t[a->slopes_idx].offset;
+    for (int h = 0; h < a->heads; h++) {
+        double g = 0.0;
+        for (int n = 1; n < T; n++) g -= n * a->sums[(size_t)h * T + n];
+        dm[h] += (float)g;
+    }
+}
+
 const PosMethod pos_alibi = {
     .name = "alibi",
     .summary = "linear distance penalty -m_h*(i-j) on attention scores, fixed geometric slopes",
+    .keys = keys,
+    .n_keys = sizeof keys / sizeof keys[0],
+    .check = check,
+    .declare = declare,
     .setup = setup,
+    .init = init,
+    .prepare = prepare,
     .bias_forward = bias_forward,
+    .bias_backward = bias_backward,
 };

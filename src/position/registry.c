@@ -5,11 +5,13 @@
 #include <string.h>
 
 extern const PosMethod pos_none, pos_sinusoidal, pos_alibi;
+extern const PosMethod pos_rotary, pos_xpos;
+extern const PosMethod pos_learned;
+extern const PosMethod pos_t5, pos_kerple_log, pos_fire;
 
 static const PosMethod *const methods[] = {
-    &pos_none,
-    &pos_sinusoidal,
-    &pos_alibi,
+    &pos_none,    &pos_sinusoidal, &pos_alibi,      &pos_rotary, &pos_xpos,
+    &pos_learned, &pos_t5,         &pos_kerple_log, &pos_fire,
 };
 #define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 

@@ -1,0 +1,115 @@
+/* xpos.c — xPos (Sun et al. 2022, "A Length-Extrapolatable Transformer", arXiv 2212.10554):
+ * rotary embeddings (interleaved pairs, the whole head, theta_k = base^(-2k/D); see rotary.c)
+ * with an exponential decay of the q.k product with distance.
+ *
+ * Paper sec. 3.2 (and the official torchscale XPOS module): per pair k,
+ *   zeta_k = (2k/D + gamma) / (1 + gamma),     gamma = 0.4 (torchscale: (2k + 0.4 D)/(1.4 D))
+ * q at position n is scaled by zeta_k^(n/scale_base) and k at position m by zeta_k^(-m/scale_base),
+ * so q_n . k_m carries zeta_k^((n-m)/scale_base) <= 1: a decay that, like the rotation, depends
+ * on n - m only. scale_base = 512 as in the paper.
+ *
+ * Only n - m matters, so positions may be shifted by any constant c without changing a score.
+ * Like torchscale (which starts at -(T//2)) we use c = T/2: with 0-based positions the scales
+ * would reach zeta_0^(±T/512) = 0.29^(±62) ≈ 1e±34 at T = 32000, at the edge of float's range;
+ * centred they stay within 1e±17. c depends on T, so the scaled tables are rebuilt in prepare()
+ * when the segment length changes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../util/util.h"
+#include "position.h"
+
+void rope_apply(float *x, size_t ld, const float *cos_t, const float *sin_t, float sign, int B,
+                int T, int H, int D, int d_rot, int half);
+
+typedef struct {
+    double base, gamma, scale_base;
+    int built_T;              /* segment length the tables are centred for (0: none yet) */
+    float *cq, *sq, *ck, *sk; /* (max_T, D/2): cos/sin times zeta^(±(t-c)/scale_base) */
+} Xpos;
+
+static const ConfigKey keys[] = {
+    {"base", KEY_FLOAT, "10000", 0, 1e12, NULL, "theta_k = base^(-2k/D); must be > 1", NO_FIELD},
+    {"xpos_gamma", KEY_FLOAT, "0.4", 0, 1e6, NULL,
+     "zeta_k = (2k/D + gamma)/(1 + gamma): the per-pair decay base; must be > 0", NO_FIELD},
+    {"xpos_scale_base", KEY_FLOAT, "512", 1e-6, 1e12, NULL,
+     "q.k decays as zeta_k^((i-j)/scale_base)", NO_FIELD},
+};
+
+static int check(const Config *c, char *err, size_t n) {
+    int D = c->model.d_model / c->model.n_heads;
+    if (D % 2)
+        snprintf(err, n, "model.d_model/model.n_heads = %d: xpos needs an even head dim", D);
+    else if (config_pos_num(c, "base") <= 1)
+        snprintf(err, n, "model.position.base: expected a number > 1, got %g",
+                 config_pos_num(c, "base"));
+    else if (config_pos_num(c, "xpos_gamma") <= 0)
+        snprintf(err, n, "model.position.xpos_gamma: expected a number > 0, got %g",
+                 config_pos_num(c, "xpos_gamma"));
+    else
+        return 0;
+    return -1;
+}
+
+static void setup(Pos *p, const Config *c) {
+    size_t tab = (size_t)p->max_T * (p->D / 2);
+    Xpos *x = xcalloc(1, sizeof *x + 4 * tab * sizeof(float));
+    x->cq = (float *)(x + 1);
+    x->sq = x->cq + tab;
+    x->ck = x->sq + tab;
+    x->sk = x->ck + tab;
+    x->base = config_pos_num(c, "base");
+    x->gamma = config_pos_num(c, "xpos_gamma");
+    x->scale_base = config_pos_num(c, "xpos_scale_base");
+    free(p->state);
+    p->state = x;
+}
+
+/* Tables for a segment of length T (positions centred at c = T/2), built in double. */
+static void prepare(Pos *p, int T) {
+    Xpos *x = p->state;
+    if (x->built_T == T) return;
+    const int D = p->D, P = D / 2, c = T / 2;
+    for (int k = 0; k < P; k++) {
+        double theta = pow(x->base, -2.0 * k / D);
+        double log_zeta = log((2.0 * k / D + x->gamma) / (1.0 + x->gamma));
+        for (int t = 0; t < T; t++) {
+            double a = (double)t * theta, z = exp((t - c) * log_zeta / x->scale_base);
+            size_t i = (size_t)t * P + k;
+            x->cq[i] = (float)(cos(a) * z);
+            x->sq[i] = (float)(sin(a) * z);
+            x->ck[i] = (float)(cos(a) / z);
+            x->sk[i] = (float)(sin(a) / z);
+        }
+    }
+    x->built_T = T;
+}
+
+static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T) {
+    (void)layer;
+    const Xpos *x = p->state;
+    rope_apply(q, ld, x->cq, x->sq, 1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(k, ld, x->ck, x->sk, 1.0f, B, T, p->H, p->D, p->D, 0);
+}
+
+/* The forward is a rotation times a diagonal scale per pair: its transpose is the same table
+ * with the sine negated. */
+static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T) {
+    (void)layer;
+    const Xpos *x = p->state;
+    rope_apply(dq, ld, x->cq, x->sq, -1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(dk, ld, x->ck, x->sk, -1.0f, B, T, p->H, p->D, p->D, 0);
+}
+
+const PosMethod pos_xpos = {
+    .name = "xpos",
+    .summary = "rotary with a per-pair decay zeta^((i-j)/scale_base) of q.k (Sun et al. 2022)",
+    .keys = keys,
+    .n_keys = (int)(sizeof keys / sizeof keys[0]),
+    .check = check,
+    .setup = setup,
+    .prepare = prepare,
+    .rotate_forward = rotate_forward,
+    .rotate_backward = rotate_backward,
+};

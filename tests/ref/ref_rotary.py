@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""Independent PyTorch reference for trainshort's rotary family: `rotary` (RoPE, with the PI,
+NTK-aware, dynamic-NTK and YaRN context extensions) and `xpos`.
+
+Writes tests/ref/fixtures/rotary_*.safetensors and xpos_*.safetensors in the format of
+reference.py (tests/ref/README.md), which tests/test_ref.c checks automatically.
+
+Usage: /usr/bin/python3 tests/ref/ref_rotary.py [--verify]
+
+The position maths is written here from the papers, not from the C code, and deliberately in a
+different form: interleaved RoPE as complex multiplication (RoFormer sec. 3.4.2), half pairing
+with GPT-NeoX's rotate_half, xPos with un-centred positions (the C code centres them; scores
+only depend on n - m). The rest of the model is reference.py's.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference import (FIXDIR, N_LAYERS, SEQ_LEN, BATCH, V_DEFAULT, case_seed, gelu_erf,  # noqa: E402
+                       init_params, layer_norm, linear, make_tokens, param_shapes,
+                       safetensors_bytes, silu)
+
+
+# ----------------------------------------------------------------------------- position maths
+
+
+def rope_freqs(pos, d_rot, T, orig_len):
+    """Angular frequency per pair (d_rot/2,) and the q/k magnitude factor, for a segment of
+    length T. Formulas: RoFormer (theta_k = base^(-2k/d)); PI (Chen et al. 2023: m -> m/s);
+    NTK-aware (base * s^(d/(d-2))); dynamic NTK (s = max(1, T/L)); YaRN (Peng et al. 2023,
+    sec. 3.2 ramp over r = L/lambda, sec. 3.4 sqrt(1/t) = 0.1 ln s + 1 on q and on k)."""
+    base = float(pos.get("base", 10000.0))
+    scaling = pos.get("scaling", "none")
+    s = float(pos.get("factor", 1.0))
+    if scaling == "dynamic-ntk":
+        s = max(1.0, T / orig_len)
+    if scaling in ("ntk", "dynamic-ntk"):
+        base = base * s ** (d_rot / (d_rot - 2))
+    theta = base ** (-torch.arange(0, d_rot, 2, dtype=torch.float64) / d_rot)
+    mag = 1.0
+    if scaling == "pi":
+        theta = theta / s
+    elif scaling == "yarn":
+        alpha, beta = float(pos.get("yarn_alpha", 1.0)), float(pos.get("yarn_beta", 32.0))
+        r = orig_len / (2 * math.pi / theta)  # turns of each frequency over the original length
+        gamma = ((r - alpha) / (beta - alpha)).clamp(0.0, 1.0)
+        theta = (1 - gamma) * theta / s + gamma * theta
+        mag = 0.1 * math.log(s) + 1.0
+    return theta, mag
+
+
+def rope(x, pos, cfg):
+    """x: (B, H, T, D). Rotates the first rotary_dim dims of every head by position."""
+    B, H, T, D = x.shape
+    d_rot = pos.get("rotary_dim", 0) or D
+    orig_len = pos.get("orig_len", 0) or cfg["train"]["seq_len"]
+    theta, mag = rope_freqs(pos, d_rot, T, orig_len)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * theta[None, :]  # (T, d_rot/2)
+    xr, rest = x[..., :d_rot], x[..., d_rot:]
+    if pos.get("rotary_pairing", "interleaved") == "interleaved":
+        z = torch.complex(xr[..., 0::2], xr[..., 1::2]) * torch.polar(torch.ones_like(ang), ang)
+        out = torch.stack([z.real, z.imag], dim=-1).flatten(-2)
+    else:
+        cos, sin = torch.cos(ang).repeat(1, 2), torch.sin(ang).repeat(1, 2)
+        x1, x2 = xr[..., :d_rot // 2], xr[..., d_rot // 2:]
+        out = xr * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return torch.cat([out * mag, rest], dim=-1)
+
+
+def xpos(x, pos, downscale):
+    """Sun et al. 2022: interleaved RoPE, and pair k scaled by zeta_k^(n/scale_base) (q) or
+    zeta_k^(-n/scale_base) (k, downscale), zeta_k = (2k/D + gamma)/(1 + gamma)."""
+    B, H, T, D = x.shape
+    p = dict(pos)
+    p["scaling"] = "none"
+    out = rope(x, {"base": p.get("base", 10000.0)}, {"train": {"seq_len": T}})
+    gamma, sb = float(p.get("xpos_gamma", 0.4)), float(p.get("xpos_scale_base", 512.0))
+    zeta = (torch.arange(0, D, 2, dtype=torch.float64) / D + gamma) / (1 + gamma)
+    n = torch.arange(T, dtype=torch.float64)[:, None]
+    scale = zeta[None, :] ** ((-n if downscale else n) / sb)  # (T, D/2)
+    return out * scale.repeat_interleave(2, dim=1)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def forward(P, inputs, targets, cfg):
+    m = cfg["model"]
+    C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
+    D = C // H
+    B, T = inputs.shape
+    pos = m["position"]
+    x = P["tok_emb.weight"][inputs] * math.sqrt(C)
+    embed = x
+    causal = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
+    hidden = []
+    for l in range(N):
+        p = f"layers.{l}."
+        h = layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
+        qkv = linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
+        q, k, v = (t.reshape(B, T, H, D).permute(0, 2, 1, 3) for t in qkv.split(C, dim=-1))
+        if pos["type"] == "rotary":
+            q, k = rope(q, pos, cfg), rope(k, pos, cfg)
+        elif pos["type"] == "xpos":
+            q, k = xpos(q, pos, False), xpos(k, pos, True)
+        else:
+            raise ValueError(pos["type"])
+        s = q @ k.transpose(-1, -2) / math.sqrt(D)
+        s = s.masked_fill(~causal, float("-inf"))
+        o = (torch.softmax(s, dim=-1) @ v).permute(0, 2, 1, 3).reshape(B, T, C)
+        x = x + linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
+        h2 = layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
+        u = linear(h2, P[p + "ffn.fc1.weight"], P[p + "ffn.fc1.bias"])
+        if m["activation"] == "relu":
+            g = torch.relu(u)
+        elif m["activation"] == "gelu":
+            g = gelu_erf(u)
+        else:
+            g = silu(linear(h2, P[p + "ffn.gate.weight"], P[p + "ffn.gate.bias"])) * u
+        x = x + linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
+        hidden.append(x)
+    if m["final_norm"]:
+        x = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
+    logits = x @ P["tok_emb.weight"].t()
+    loss = (torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]).mean()
+    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": x}
+
+
+# ----------------------------------------------------------------------------- cases
+
+# name, position object, activation, final_norm, n_heads, d_model, d_ff
+CASES = [
+    ("rotary_interleaved_gelu_final_h2", {"type": "rotary"}, "gelu", True, 2, 16, 24),
+    ("rotary_half_dim4_swiglu_nofinal_h2",
+     {"type": "rotary", "rotary_dim": 4, "rotary_pairing": "half"}, "swiglu", False, 2, 16, 24),
+    # orig_len 256 with D = 8: r = 40.7, 4.07, 0.41, 0.04 turns, so the ramp is 1, inside, 0, 0
+    ("rotary_yarn4_relu_final_h2",
+     {"type": "rotary", "scaling": "yarn", "factor": 4, "orig_len": 256}, "relu", True, 2, 16, 24),
+    ("rotary_pi2_gelu_nofinal_h4", {"type": "rotary", "scaling": "pi", "factor": 2}, "gelu",
+     False, 4, 16, 24),
+    ("rotary_ntk3_half_relu_final_h2",
+     {"type": "rotary", "scaling": "ntk", "factor": 3, "rotary_pairing": "half"}, "relu", True,
+     2, 16, 24),
+    # T = 9 > orig_len 4: the segment's factor is 2.25
+    ("rotary_dynntk_gelu_final_h2", {"type": "rotary", "scaling": "dynamic-ntk", "orig_len": 4},
+     "gelu", True, 2, 16, 24),
+    # scale_base 16 instead of 512 so that the decay over 9 positions is visible
+    ("xpos_sb16_gelu_final_h2", {"type": "xpos", "xpos_scale_base": 16}, "gelu", True, 2, 16, 24),
+]
+
+
+def make_config(position, activation, final_norm, H, C, F, n_layers=N_LAYERS, T=SEQ_LEN, B=BATCH):
+    return {"model": {"n_layers": n_layers, "d_model": C, "n_heads": H, "d_ff": F,
+                      "activation": activation, "final_norm": final_norm, "dropout": 0,
+                      "attn_dropout": 0, "act_dropout": 0, "position": dict(position)},
+            "train": {"seq_len": T, "batch": B}}
+
+
+def build_case(spec, V=V_DEFAULT):
+    name, position, activation, final_norm, H, C, F = spec
+    cfg = make_config(position, activation, final_norm, H, C, F)
+    gen = torch.Generator().manual_seed(case_seed(name))
+    P = init_params(cfg, V, gen)
+    inputs, targets = make_tokens(cfg, V, gen)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    out = forward(leaves, inputs, targets, cfg)
+    out["loss"].backward()
+    return name, cfg, P, leaves, inputs, targets, out
+
+
+def case_bytes(built, V=V_DEFAULT):
+    name, cfg, P, leaves, inputs, targets, out = built
+    f32 = lambda t: t.detach().numpy().astype("<f4")  # noqa: E731
+    tensors = [(k, "F32", f32(P[k])) for k, _ in param_shapes(cfg, V)]
+    tensors += [("inputs", "I32", inputs.numpy().astype("<i4")),
+                ("targets", "I32", targets.numpy().astype("<i4")),
+                ("expect.logits", "F32", f32(out["logits"])),
+                ("expect.loss", "F32", f32(out["loss"]).reshape(())),
+                ("expect.embed", "F32", f32(out["embed"]))]
+    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
+    tensors.append(("expect.final", "F32", f32(out["final"])))
+    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k, _ in param_shapes(cfg, V)]
+    m = cfg["model"]
+    desc = (f"trainshort reference case {name}: {m['n_layers']} layers, d_model {m['d_model']}, "
+            f"{m['n_heads']} heads, d_ff {m['d_ff']}, {m['activation']} FFN, position "
+            f"{json.dumps(m['position'])}, {'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, "
+            f"vocab {V}, B={cfg['train']['batch']} T={cfg['train']['seq_len']}; torch float64, stored F32")
+    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": desc}
+    return safetensors_bytes(tensors, meta)
+
+
+# ----------------------------------------------------------------------------- self-checks
+
+
+def selfcheck():
+    g = torch.Generator().manual_seed(7)
+    cfg = {"train": {"seq_len": 12}}
+    x = torch.randn(1, 1, 12, 8, generator=g, dtype=torch.float64)
+    y = torch.randn(1, 1, 12, 8, generator=g, dtype=torch.float64)
+    plain = rope(x, {"type": "rotary"}, cfg)
+    # 1. scaling at factor 1 is plain RoPE
+    for sc in ("pi", "ntk", "yarn", "dynamic-ntk"):
+        assert torch.allclose(rope(x, {"scaling": sc, "factor": 1}, cfg), plain, atol=1e-14), sc
+    # 2. rotation preserves norms; scores depend on i - j only (same vector at every position)
+    assert torch.allclose(plain.norm(dim=-1), x.norm(dim=-1))
+    xs, ys = x[..., :1, :].expand(1, 1, 12, 8), y[..., :1, :].expand(1, 1, 12, 8)
+    for p in ({"type": "rotary"}, {"rotary_pairing": "half", "rotary_dim": 4}):
+        sc = rope(xs, p, cfg) @ rope(ys, p, cfg).transpose(-1, -2)
+        for d in range(-11, 12):
+            diag = torch.diagonal(sc[0, 0], d)
+            assert (diag - diag[0]).abs().max() < 1e-12, (p, d)
+    xq, xk = xpos(xs, {}, False), xpos(ys, {}, True)
+    sc = xq @ xk.transpose(-1, -2)
+    for d in range(-11, 12):
+        diag = torch.diagonal(sc[0, 0], d)
+        assert (diag - diag[0]).abs().max() < 1e-12, d
+    # 3. the complex form equals the explicit rotation (RoFormer eq. 34) on one pair
+    th = 10000.0 ** (-2 * 1 / 8)
+    a = 5 * th
+    r = plain[0, 0, 5]
+    assert abs(r[2] - (x[0, 0, 5, 2] * math.cos(a) - x[0, 0, 5, 3] * math.sin(a))) < 1e-14
+    assert abs(r[3] - (x[0, 0, 5, 2] * math.sin(a) + x[0, 0, 5, 3] * math.cos(a))) < 1e-14
+    # 4. YaRN: the ramp is 1 / inside / 0 for the case's frequencies
+    th, mag = rope_freqs({"scaling": "yarn", "factor": 4}, 8, 9, 256)
+    th0 = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    ratio = (th / th0).tolist()
+    assert abs(ratio[0] - 1) < 1e-15 and 0.25 < ratio[1] < 1 and abs(ratio[2] - 0.25) < 1e-15
+    assert abs(mag - (0.1 * math.log(4) + 1)) < 1e-15
+    # 5. gradcheck of the position maths
+    for p in ({"type": "rotary", "scaling": "yarn", "factor": 4, "orig_len": 256},
+              {"type": "rotary", "rotary_pairing": "half", "rotary_dim": 4}):
+        xx = x.clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda t: rope(t, p, cfg), (xx,))
+    xx = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: xpos(t, {"xpos_scale_base": 16}, True), (xx,))
+    # 6. every case: finite, deterministic, and its position settings visibly matter: the
+    #    logits move by > 1e-2 against plain RoPE (plain RoPE itself: against half pairing)
+    for spec in CASES:
+        name, cfg, P, leaves, inputs, targets, out = built = build_case(spec)
+        assert math.isfinite(out["loss"].item())
+        assert case_bytes(built) == case_bytes(build_case(spec)), name
+        c2 = json.loads(json.dumps(cfg))
+        plain = {"type": "rotary"}
+        c2["model"]["position"] = plain if cfg["model"]["position"] != plain else \
+            {"type": "rotary", "rotary_pairing": "half"}
+        e = (forward(P, inputs, targets, c2)["logits"] - out["logits"].detach()).abs().max().item()
+        assert e > 1e-2, (name, e)
+        print(f"selfcheck: {name}: max|dlogits| against {c2['model']['position']}: {e:.3g}")
+    print("selfcheck: ok")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--verify", action="store_true", help="compare with committed fixtures, write nothing")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    selfcheck()
+    bad = 0
+    for spec in CASES:
+        built = build_case(spec)
+        data = case_bytes(built)
+        path = os.path.join(FIXDIR, spec[0] + ".safetensors")
+        print(f"{spec[0]:40s} loss {built[6]['loss'].item():.9f}  ({len(data)} bytes)")
+        if args.verify:
+            same = os.path.exists(path) and open(path, "rb").read() == data
+            print(f"  {'same' if same else 'DIFFERS'}")
+            bad += not same
+        else:
+            with open(path, "wb") as fh:
+                fh.write(data)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
