@@ -6,12 +6,13 @@
 # tokens_per_s is the mean over the timed steps (after a warm-up); flops_per_token counts the
 # matmuls, the causal attention and the output layer, x3 for forward + backward (as ./train
 # reports it). Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"]
+# (default: every registered position method, in registry order).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 steps=30
 warm=5
-methods="sinusoidal alibi"
+methods=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
@@ -23,6 +24,10 @@ data=data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || data=../shared/data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || { echo "bench_train: WikiText-2 not found (scripts/get_data.sh wikitext-2)" >&2; exit 1; }
 make -s all
+if [[ -z $methods ]]; then
+    # the registered methods, from the choices of model.position.type in the config reference
+    methods=$(./train --help-config | sed -n 's/^| `model.position.type` | enum | [^|]* | \([^|]*\) |.*/\1/p' | tr -d ,)
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for m in $methods; do
