@@ -1,5 +1,8 @@
-/* eval.c — `./eval --ckpt RUN --split valid --lvalid 128,256,512 [--json FILE]`:
- * nonoverlapping evaluation (see evaluate.h) of a checkpoint at several lengths L_valid. */
+/* eval.c — `./eval --ckpt RUN --lvalid 512..16000 [--mode sliding --stride S] [--json FILE]`:
+ * a sweep of evaluation lengths L_valid over a split, nonoverlapping (the paper's tables) or
+ * sliding-window (its Appendix B), see evaluate.h and docs/evaluation.md. One table row per
+ * length, an optional JSON line per length (resumable with --skip-done) and an optional
+ * per-position loss profile (the paper's "early token curse", section 5). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -11,23 +14,56 @@
 #include "data/data.h"
 #include "evaluate.h"
 #include "io/checkpoint.h"
+#include "io/lengths.h"
 #include "io/progress.h"
 #include "model.h"
 #include "position/position.h"
 #include "util/blas_env.h"
 #include "util/util.h"
 
+/* `git describe --always --dirty` at build time (the Makefile), so a --json row says which code
+ * produced it. */
+#ifndef TRAINSHORT_REV
+#define TRAINSHORT_REV "unknown"
+#endif
+
 static const char *USAGE =
-    "usage: ./eval --ckpt RUN [--split valid|test] [--lvalid LIST] [--data DIR] [--json FILE]\n"
+    "usage: ./eval --ckpt RUN [--split valid|test] [--lvalid LIST] [--data DIR]\n"
+    "              [--mode nonoverlapping|sliding] [--stride S] [--json FILE [--skip-done]]\n"
+    "              [--per-position FILE [--per-position-buckets N] [--per-position-scale S]]\n"
     "\n"
-    "Scores a split with nonoverlapping segments of each length L_valid (fairseq's convention:\n"
-    "every token scored once, no context carried across segments) and prints one row per length.\n"
+    "Scores a split at each length L_valid and prints one row per length: L_valid, segments (or\n"
+    "windows), tokens scored, mean loss, perplexity, tokens scored per second, peak memory.\n"
+    "Every token is scored exactly once in both modes (docs/evaluation.md).\n"
     "  --ckpt RUN     run directory (or its model.safetensors); vocab.txt must sit beside it\n"
     "  --split S      valid (default) or test\n"
-    "  --lvalid LIST  lengths: a comma list 128,256,1024 or a range A..B (A, 2A, 4A, ... and B);\n"
-    "                 default: the training length\n"
+    "  --lvalid LIST  lengths, comma-separated items of these forms (default: the training "
+    "length):\n"
+    "                   N         one length                        128,256,1024\n"
+    "                   A..B      A, 2A, 4A, ... below B, then B     512..16000 = "
+    "512,1024,...,8192,16000\n"
+    "                   A..B:S    A, A+S, A+2S, ... below B, then B  100..350:100 = "
+    "100,200,300,350\n"
+    "                   paper     the paper's rows for training length L: L + 0, 1, 10, 20, ..., "
+    "100,\n"
+    "                             200, ..., 1000, 2000, ..., 15000 (35 lengths)\n"
     "  --data DIR     read the split from DIR instead of the run's data.dir\n"
-    "  --json FILE    append one JSON line per length to FILE\n"
+    "  --mode M       nonoverlapping (default): consecutive L_valid-long segments, no context\n"
+    "                 carried over (fairseq --context-window 0); sliding: windows of L_valid "
+    "tokens\n"
+    "                 advancing by --stride S, each scoring only its last S tokens (the first "
+    "window\n"
+    "                 all of them), so every token sees L_valid-S to L_valid-1 tokens of context\n"
+    "  --stride S     sliding mode only, 1 <= S <= every L_valid; S = L_valid is nonoverlapping\n"
+    "  --json FILE    append one JSON line per length to FILE (checkpoint, split, mode, stride,\n"
+    "                 git revision, the numbers)\n"
+    "  --skip-done    skip lengths whose row (same ckpt, data, split, mode, stride, RoPE "
+    "settings)\n"
+    "                 is already in the --json FILE: resumes an interrupted sweep\n"
+    "  --per-position FILE       append, per length, the mean loss by position inside the\n"
+    "                 segment/window, bucketed, as a JSON line (docs/evaluation.md)\n"
+    "  --per-position-buckets N  number of buckets (default 64)\n"
+    "  --per-position-scale S    linear (default) or log bucket widths\n"
     "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n"
     "RoPE context extension (rotary models only; sets model.position.scaling/factor/orig_len):\n"
     "  --rope-scaling none|pi|ntk|dynamic-ntk|yarn\n"
@@ -35,13 +71,21 @@ static const char *USAGE =
     "  --rope-factor F     scale factor s >= 1 for pi, ntk and yarn (e.g. L_valid / L_train)\n"
     "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n";
 
-#define MAX_LENGTHS 256
-
 typedef struct {
-    const char *ckpt, *split, *lvalid, *data, *json;
+    const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position;
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
-    int threads;
+    int threads, stride, sliding, skip_done, buckets, log_scale;
 } Args;
+
+/* An integer flag value in [lo, hi]. */
+static int parse_int(const char *flag, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi)
+        user_error("%s: expected an integer from %ld to %ld, got '%s'", flag, lo, hi, v);
+    return (int)x;
+}
 
 static int parse_threads(const char *v) {
     char *end;
@@ -51,70 +95,66 @@ static int parse_threads(const char *v) {
     return (int)x;
 }
 
+/* One flag with a value; returns 0 if o is not one of them. */
+static int parse_flag(Args *a, const char *o, const char *v) {
+    const char **str = !strcmp(o, "--ckpt")            ? &a->ckpt
+                       : !strcmp(o, "--split")         ? &a->split
+                       : !strcmp(o, "--lvalid")        ? &a->lvalid
+                       : !strcmp(o, "--data")          ? &a->data
+                       : !strcmp(o, "--json")          ? &a->json
+                       : !strcmp(o, "--mode")          ? &a->mode
+                       : !strcmp(o, "--per-position")  ? &a->per_position
+                       : !strcmp(o, "--rope-scaling")  ? &a->rope_scaling
+                       : !strcmp(o, "--rope-factor")   ? &a->rope_factor
+                       : !strcmp(o, "--rope-orig-len") ? &a->rope_orig_len
+                                                       : NULL;
+    if (str)
+        *str = v;
+    else if (!strcmp(o, "--threads"))
+        a->threads = parse_threads(v);
+    else if (!strcmp(o, "--stride"))
+        a->stride = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+    else if (!strcmp(o, "--per-position-buckets"))
+        a->buckets = parse_int(o, v, 1, 100000);
+    else if (!strcmp(o, "--per-position-scale")) {
+        if (strcmp(v, "linear") && strcmp(v, "log"))
+            user_error("--per-position-scale: expected linear or log, got '%s'", v);
+        a->log_scale = !strcmp(v, "log");
+    } else
+        return 0;
+    return 1;
+}
+
+/* Flags that only make sense together. */
+static void check_args(Args *a) {
+    if (!a->ckpt) user_error("--ckpt RUN is required (see ./eval --help)");
+    if (strcmp(a->split, "valid") && strcmp(a->split, "test"))
+        user_error("--split: expected valid or test, got '%s'", a->split);
+    if (strcmp(a->mode, "nonoverlapping") && strcmp(a->mode, "sliding"))
+        user_error("--mode: expected nonoverlapping or sliding, got '%s'", a->mode);
+    a->sliding = !strcmp(a->mode, "sliding");
+    if (a->sliding && !a->stride) user_error("--mode sliding needs --stride S (1 <= S <= L_valid)");
+    if (!a->sliding && a->stride) user_error("--stride applies to --mode sliding only");
+    if (a->skip_done && !a->json) user_error("--skip-done needs --json FILE (the rows to skip)");
+}
+
 static Args parse_args(int argc, char **argv) {
-    Args a = {.split = "valid", .threads = -1};
+    Args a = {.split = "valid", .mode = "nonoverlapping", .threads = -1, .buckets = 64};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
+        if (!strcmp(o, "--skip-done")) {
+            a.skip_done = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             user_error("unknown argument or missing value: '%s' (see ./eval --help)", o);
-        const char *v = argv[++i];
-        if (!strcmp(o, "--ckpt"))
-            a.ckpt = v;
-        else if (!strcmp(o, "--split"))
-            a.split = v;
-        else if (!strcmp(o, "--lvalid"))
-            a.lvalid = v;
-        else if (!strcmp(o, "--data"))
-            a.data = v;
-        else if (!strcmp(o, "--json"))
-            a.json = v;
-        else if (!strcmp(o, "--threads"))
-            a.threads = parse_threads(v);
-        else if (!strcmp(o, "--rope-scaling"))
-            a.rope_scaling = v;
-        else if (!strcmp(o, "--rope-factor"))
-            a.rope_factor = v;
-        else if (!strcmp(o, "--rope-orig-len"))
-            a.rope_orig_len = v;
-        else
+        if (!parse_flag(&a, o, argv[i + 1]))
             user_error("unknown argument '%s' (see ./eval --help)", o);
+        i++;
     }
-    if (!a.ckpt) user_error("--ckpt RUN is required (see ./eval --help)");
-    if (strcmp(a.split, "valid") && strcmp(a.split, "test"))
-        user_error("--split: expected valid or test, got '%s'", a.split);
+    check_args(&a);
     return a;
-}
-
-static long parse_len(const char *s, const char *end, const char *all) {
-    char *stop;
-    errno = 0;
-    long v = strtol(s, &stop, 10);
-    if (stop != end || s == end || errno || v < 1 || v > 10000000)
-        user_error("--lvalid: '%s' is not a list of positive lengths (e.g. 128,256 or 512..16000)",
-                   all);
-    return v;
-}
-
-/* "128,256,1024" or "A..B" (A, 2A, 4A, ... below B, then B). */
-static int parse_lengths(const char *s, int *out) {
-    int n = 0;
-    const char *dots = strstr(s, "..");
-    if (dots) {
-        long a = parse_len(s, dots, s), b = parse_len(dots + 2, s + strlen(s), s);
-        if (b < a) user_error("--lvalid: range '%s' ends below its start", s);
-        for (long v = a; v < b && n < MAX_LENGTHS - 1; v *= 2) out[n++] = (int)v;
-        out[n++] = (int)b;
-        return n;
-    }
-    for (const char *p = s;; p++) {
-        const char *e = p + strcspn(p, ",");
-        if (n == MAX_LENGTHS) user_error("--lvalid: more than %d lengths", MAX_LENGTHS);
-        out[n++] = (int)parse_len(p, e, s);
-        if (!*e) break;
-        p = e;
-    }
-    return n;
 }
 
 /* --ckpt accepts the run directory or the model file inside it. */
@@ -178,6 +218,46 @@ static void json_scaling(cJSON *o, const Config *cfg) {
     cJSON_AddNumberToObject(o, "rope_orig_len", L > 0 ? L : cfg->train.seq_len);
 }
 
+/* What every row of a sweep shares. */
+typedef struct {
+    const Args *a;
+    const Config *cfg;
+    const char *model_path, *data_path;
+} Sweep;
+
+static int stride_of(const Args *a, int L) {
+    return a->sliding ? a->stride : L;
+}
+
+/* The fields that say which evaluation a row is; --skip-done compares exactly these. */
+static cJSON *row_identity(const Sweep *s, int L) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "ckpt", s->model_path);
+    cJSON_AddStringToObject(o, "data", s->data_path);
+    cJSON_AddStringToObject(o, "split", s->a->split);
+    cJSON_AddStringToObject(o, "mode", s->a->mode);
+    cJSON_AddNumberToObject(o, "stride", stride_of(s->a, L));
+    cJSON_AddNumberToObject(o, "lvalid", L);
+    json_scaling(o, s->cfg);
+    return o;
+}
+
+/* Is a row with every field of id among the JSON lines of text? */
+static int row_done(char *text, const cJSON *id) {
+    int found = 0;
+    for (char *line = text, *nl; line && *line && !found; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cJSON *row = cJSON_Parse(line);
+        found = cJSON_IsObject(row);
+        for (const cJSON *f = id->child; f && found; f = f->next)
+            found = cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(row, f->string), 1);
+        cJSON_Delete(row);
+        if (nl) *nl = '\n';
+    }
+    return found;
+}
+
 static void print_row(const EvalResult *r, size_t peak) {
     double loss = r->nll / (double)r->tokens;
     printf("%8d %9zu %10zu %9.4f %11.2f %10.0f %9.0f\n", r->L, r->segments, r->tokens, loss,
@@ -185,38 +265,158 @@ static void print_row(const EvalResult *r, size_t peak) {
     fflush(stdout);
 }
 
-static void json_row(FILE *f, const EvalResult *r, const char *ckpt, const char *split,
-                     const Config *cfg, size_t peak) {
+static void json_row(FILE *f, const Sweep *s, const EvalResult *r, size_t peak) {
     double loss = r->nll / (double)r->tokens;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "ckpt", ckpt);
-    cJSON_AddStringToObject(o, "split", split);
-    cJSON_AddStringToObject(o, "mode", "nonoverlapping");
-    cJSON_AddNumberToObject(o, "lvalid", r->L);
+    cJSON *o = row_identity(s, r->L);
+    cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
     cJSON_AddNumberToObject(o, "segments", (double)r->segments);
     cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(o, "nll", r->nll); /* cJSON prints doubles round-trip exact */
     cJSON_AddNumberToObject(o, "loss", loss);
     cJSON_AddNumberToObject(o, "ppl", exp(loss));
     cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens / r->seconds);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
     cJSON_AddNumberToObject(o, "peak_rss_mb", peak / 1e6);
-    json_scaling(o, cfg);
     jsonl_write(f, o);
     cJSON_Delete(o);
 }
 
+/* Bucket edges over positions [0, L): bucket i is [edges[i], edges[i+1]). Linear: N equal
+ * widths; log: edges at L^(i/N), so the first positions — where the early-token curse lives —
+ * get buckets of their own. Edges that coincide (L < N, or the log scale's first buckets) merge.
+ * Returns the number of buckets (<= N). */
+static int bucket_edges(int L, int N, int log_scale, long *edges) {
+    int k = 0;
+    edges[k++] = 0;
+    for (int i = 1; i <= N; i++) {
+        long e = log_scale ? (long)floor(pow((double)L, (double)i / N)) : (long)L * i / N;
+        if (i == N) e = L; /* pow may land a hair below L */
+        if (e > edges[k - 1]) edges[k++] = e;
+    }
+    return k - 1;
+}
+
+static void per_position_row(FILE *f, const Sweep *s, int L, const EvalPositions *p) {
+    long *edges = xcalloc((size_t)s->a->buckets + 1, sizeof *edges);
+    int nb = bucket_edges(L, s->a->buckets, s->a->log_scale, edges);
+    cJSON *o = row_identity(s, L);
+    cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
+    cJSON_AddStringToObject(o, "scale", s->a->log_scale ? "log" : "linear");
+    cJSON *je = cJSON_AddArrayToObject(o, "edges"), *jl = cJSON_AddArrayToObject(o, "loss"),
+          *jc = cJSON_AddArrayToObject(o, "count");
+    cJSON_AddItemToArray(je, cJSON_CreateNumber(0));
+    for (int b = 0; b < nb; b++) {
+        double nll = 0.0;
+        size_t count = 0;
+        for (long t = edges[b]; t < edges[b + 1]; t++) nll += p->nll[t], count += p->count[t];
+        cJSON_AddItemToArray(je, cJSON_CreateNumber((double)edges[b + 1]));
+        /* an empty bucket (a split shorter than L) has no mean: null, not 0 */
+        cJSON_AddItemToArray(jl, count ? cJSON_CreateNumber(nll / count) : cJSON_CreateNull());
+        cJSON_AddItemToArray(jc, cJSON_CreateNumber((double)count));
+    }
+    jsonl_write(f, o);
+    cJSON_Delete(o);
+    free(edges);
+}
+
+/* The progress line covers the whole sweep, each length weighted by its work: tokens the model
+ * reads times FLOPs per token at that length (attention grows with L_valid). */
 typedef struct {
-    Progress *pg;
-    int L;
-    double t0;
-} EvalProgress;
+    Progress pg;
+    double t0, work_total, work_before, work_L;
+    int L, index, count;
+} SweepProgress;
+
+static double length_work(const Config *cfg, int V, size_t n, int L, int S) {
+    return (double)eval_tokens_read(n, L, S) * model_flops_per_token(cfg, V, L);
+}
 
 static void on_progress(void *ctx, size_t done, size_t total) {
-    EvalProgress *e = ctx;
+    SweepProgress *e = ctx;
+    double frac = (e->work_before + e->work_L * done / (double)total) / e->work_total;
     double el = now_seconds() - e->t0;
-    char eta[32];
-    format_duration(el / (double)done * (double)(total - done), eta, sizeof eta);
-    progress_show(e->pg, 0, "L_valid %d: %zu/%zu tokens (%.0f%%), ETA %s", e->L, done, total,
-                  100.0 * done / total, eta);
+    char eta[32], bar[31];
+    int fill = (int)(frac * 30 + 0.5);
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    format_duration(frac > 0 ? el / frac * (1 - frac) : 0, eta, sizeof eta);
+    progress_show(&e->pg, 0, "[%s] %3.0f%%  L_valid %d (%d/%d)  ETA %s", bar, 100 * frac, e->L,
+                  e->index, e->count, eta);
+}
+
+/* Lengths from --lvalid (default: the training length); each must admit the stride. */
+static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
+    char err[512];
+    int n = 1;
+    lengths[0] = cfg->train.seq_len;
+    if (a->lvalid &&
+        (n = lengths_parse(a->lvalid, cfg->train.seq_len, lengths, err, sizeof err)) < 0)
+        user_error("--lvalid: %s", err);
+    for (int i = 0; i < n; i++)
+        if (a->sliding && a->stride > lengths[i])
+            user_error("--stride %d is above L_valid %d (sliding needs 1 <= S <= L_valid)",
+                       a->stride, lengths[i]);
+    return n;
+}
+
+/* Which lengths --skip-done leaves out (todo[i] = 0). Returns how many remain. */
+static int mark_todo(const Sweep *s, const int *lengths, int n, int *todo) {
+    size_t len;
+    char *text = s->a->skip_done ? read_file(s->a->json, &len) : NULL;
+    int left = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *id = row_identity(s, lengths[i]);
+        todo[i] = !(text && row_done(text, id));
+        left += todo[i];
+        cJSON_Delete(id);
+    }
+    free(text);
+    return left;
+}
+
+static FILE *open_append(const char *flag, const char *path) {
+    FILE *f = NULL;
+    if (path && !(f = fopen(path, "a")))
+        user_error("%s: cannot open '%s': %s", flag, path, strerror(errno));
+    return f;
+}
+
+typedef struct {
+    FILE *json, *per_position;
+    EvalPositions pos;
+} Outputs;
+
+/* Evaluates every length still to do, printing and writing each row as it completes. */
+static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, const int *lengths,
+                      const int *todo, int n, Outputs *out) {
+    SweepProgress sp = {.t0 = now_seconds()};
+    progress_init(&sp.pg);
+    for (int i = 0; i < n; i++) {
+        if (!todo[i]) continue;
+        sp.work_total += length_work(s->cfg, m->V, tok->n, lengths[i], stride_of(s->a, lengths[i]));
+        sp.count++;
+    }
+    for (int i = 0; i < n; i++) {
+        int L = lengths[i], S = stride_of(s->a, L);
+        if (!todo[i]) {
+            printf("# L_valid %d: already in %s, skipped (--skip-done)\n", L, s->a->json);
+            continue;
+        }
+        sp.L = L, sp.index++;
+        sp.work_L = length_work(s->cfg, m->V, tok->n, L, S);
+        EvalPositions *pos = out->per_position ? &out->pos : NULL;
+        if (pos) {
+            memset(pos->nll, 0, (size_t)L * sizeof *pos->nll);
+            memset(pos->count, 0, (size_t)L * sizeof *pos->count);
+        }
+        EvalResult r = eval_sliding(m, tok->ids, tok->n, L, S, eos, pos, on_progress, &sp);
+        sp.work_before += sp.work_L;
+        progress_end(&sp.pg);
+        if (sp.pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
+        print_row(&r, peak_rss_bytes());
+        if (out->json) json_row(out->json, s, &r, peak_rss_bytes());
+        if (pos) per_position_row(out->per_position, s, L, pos);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -230,9 +430,8 @@ int main(int argc, char **argv) {
     if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
     apply_rope_flags(&a, &cfg, a.ckpt);
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
-    int lengths[MAX_LENGTHS], n_len = 1;
-    lengths[0] = cfg.train.seq_len;
-    if (a.lvalid) n_len = parse_lengths(a.lvalid, lengths);
+    int lengths[LENGTHS_MAX], todo[LENGTHS_MAX];
+    int n_len = sweep_lengths(&a, &cfg, lengths);
 
     Vocab vocab;
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
@@ -244,34 +443,33 @@ int main(int argc, char **argv) {
     Tokens tok;
     if (tokens_load(&tok, path, &vocab, 1, err, sizeof err))
         user_error("%s: %s", a.data ? "--data" : "data.dir", err);
+    Sweep s = {&a, &cfg, model_path, path};
+    mark_todo(&s, lengths, n_len, todo);
 
     int max_L = 0;
-    for (int i = 0; i < n_len; i++) max_L = lengths[i] > max_L ? lengths[i] : max_L;
+    for (int i = 0; i < n_len; i++)
+        if (todo[i] && lengths[i] > max_L) max_L = lengths[i];
     /* up to 8k tokens per forward pass: several short segments at once, one long one */
-    int max_B = max_L >= 8192 ? 1 : 8192 / max_L;
+    int max_B = max_L >= 8192 ? 1 : 8192 / (max_L ? max_L : 1);
     Model m;
-    model_create(&m, &cfg, V, max_B, max_L, 0);
+    model_create(&m, &cfg, V, max_B, max_L ? max_L : 1, 0);
     if (ckpt_load_model(model_path, &m, err, sizeof err)) user_error("%s", err);
-    FILE *jf = NULL;
-    if (a.json && !(jf = fopen(a.json, "a")))
-        user_error("--json: cannot open '%s': %s", a.json, strerror(errno));
+    Outputs out = {.json = open_append("--json", a.json),
+                   .per_position = open_append("--per-position", a.per_position)};
+    if (out.per_position) {
+        out.pos.nll = xcalloc((size_t)max_L + 1, sizeof *out.pos.nll);
+        out.pos.count = xcalloc((size_t)max_L + 1, sizeof *out.pos.count);
+    }
 
     printf("%s (step %ld, trained at L=%d), %s split: %zu tokens", model_path, step,
            cfg.train.seq_len, a.split, tok.n);
     if (tok.n_unk) printf(", %zu unknown words mapped to <unk>", tok.n_unk);
-    printf("\n%8s %9s %10s %9s %11s %10s %9s\n", "L_valid", "segments", "tokens", "loss", "ppl",
-           "tokens/s", "peak MB");
-    Progress pg;
-    progress_init(&pg);
-    for (int i = 0; i < n_len; i++) {
-        EvalProgress ep = {&pg, lengths[i], now_seconds()};
-        EvalResult r = eval_nonoverlap(&m, tok.ids, tok.n, lengths[i], vocab.eos, on_progress, &ep);
-        progress_end(&pg);
-        if (pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
-        print_row(&r, peak_rss_bytes());
-        if (jf) json_row(jf, &r, model_path, a.split, &cfg, peak_rss_bytes());
-    }
-    if (jf) fclose(jf);
+    if (a.sliding) printf("; sliding windows, stride %d", a.stride);
+    printf("\n%8s %9s %10s %9s %11s %10s %9s\n", "L_valid", a.sliding ? "windows" : "segments",
+           "tokens", "loss", "ppl", "tokens/s", "peak MB");
+    run_sweep(&s, &m, &tok, vocab.eos, lengths, todo, n_len, &out);
+    if (out.json) fclose(out.json);
+    if (out.per_position) fclose(out.per_position), free(out.pos.nll), free(out.pos.count);
     model_free(&m);
     tokens_free(&tok);
     vocab_free(&vocab);

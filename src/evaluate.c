@@ -1,12 +1,41 @@
-/* evaluate.c — see evaluate.h. */
+/* evaluate.c — see evaluate.h. Full-length windows are batched, up to the model's capacity, so
+ * short L_valid run many windows per forward pass; a window cut short by the end of the stream
+ * (or a stream shorter than L) runs alone. */
 #include "evaluate.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #include "util/util.h"
 
-/* Inputs and targets of segment k (length len) of the stream. */
-static void segment(const int32_t *ids, size_t start, int len, int eos, int32_t *in, int32_t *tg) {
+size_t eval_window_count(size_t n, int L, int S) {
+    if (n == 0) return 0;
+    if (n <= (size_t)L) return 1;
+    return 1 + (n - (size_t)L + (size_t)S - 1) / (size_t)S; /* 1 + ceil((n - L) / S) */
+}
+
+EvalWindow eval_window(size_t n, int L, int S, size_t k) {
+    size_t start = k * (size_t)S, end = start + (size_t)L;
+    /* window k-1 reached (k-1)S + L: everything before that is already scored */
+    size_t score = k == 0 ? 0 : start - (size_t)S + (size_t)L;
+    if (end > n) end = n;
+    assert(score < end);
+    return (EvalWindow){start, score, end};
+}
+
+size_t eval_tokens_read(size_t n, int L, int S) {
+    size_t total = 0, w = eval_window_count(n, L, S);
+    for (size_t k = 0; k < w; k++) {
+        EvalWindow x = eval_window(n, L, S, k);
+        total += x.end - x.start;
+    }
+    return total;
+}
+
+/* Inputs and targets of a window: the targets are ids[start, start+len), the inputs the same
+ * shifted right by one, <eos> before the first token of the stream. */
+static void window_io(const int32_t *ids, size_t start, int len, int eos, int32_t *in,
+                      int32_t *tg) {
     in[0] = start == 0 ? eos : ids[start - 1];
     for (int t = 0; t < len; t++) {
         if (t > 0) in[t] = ids[start + t - 1];
@@ -14,36 +43,61 @@ static void segment(const int32_t *ids, size_t start, int len, int eos, int32_t 
     }
 }
 
-EvalResult eval_nonoverlap(Model *m, const int32_t *ids, size_t n, int L, int eos,
-                           EvalProgressFn progress, void *ctx) {
-    EvalResult r = {.L = L};
+/* Sums the scored losses of B windows of length len (windows k0 .. k0+B-1) into r and pos. The
+ * sum runs in one fixed order (window, then position) so a result is reproducible bit for bit. */
+static void score(EvalResult *r, EvalPositions *pos, const float *losses, size_t n, int L, int S,
+                  size_t k0, int B, int len) {
+    double sum = 0.0;
+    for (int b = 0; b < B; b++) {
+        EvalWindow w = eval_window(n, L, S, k0 + (size_t)b);
+        const float *l = losses + (size_t)b * len;
+        for (size_t t = w.score - w.start; t < w.end - w.start; t++) {
+            sum += l[t];
+            if (pos) pos->nll[t] += l[t], pos->count[t]++;
+        }
+        r->tokens += w.end - w.score;
+    }
+    r->nll += sum;
+    r->segments += (size_t)B;
+}
+
+EvalResult eval_sliding(Model *m, const int32_t *ids, size_t n, int L, int S, int eos,
+                        EvalPositions *pos, EvalProgressFn progress, void *ctx) {
+    assert(L >= 1 && L <= m->max_T && S >= 1 && S <= L);
+    EvalResult r = {.L = L, .stride = S};
     double t0 = now_seconds();
-    int maxB = m->max_B * m->max_T / L;
+    size_t cap_tokens = (size_t)m->max_B * m->max_T;
+    int maxB = (int)(cap_tokens / (size_t)L);
     if (maxB > m->max_B) maxB = m->max_B;
     if (maxB < 1) maxB = 1;
     size_t cap = (size_t)maxB * L;
     int32_t *in = xcalloc(cap, sizeof *in), *tg = xcalloc(cap, sizeof *tg);
     float *losses = xcalloc(cap, sizeof *losses);
-    size_t pos = 0;
-    while (pos < n) {
-        /* full segments batched together; the final short one alone */
-        int len = n - pos >= (size_t)L ? L : (int)(n - pos), B = 0;
-        while (B < maxB && pos + (size_t)len <= n && (len == L || B == 0)) {
-            segment(ids, pos, len, eos, in + (size_t)B * len, tg + (size_t)B * len);
-            pos += (size_t)len;
+    size_t nw = eval_window_count(n, L, S);
+    for (size_t k = 0; k < nw;) {
+        /* consecutive full-length windows together; a shorter one alone */
+        EvalWindow w = eval_window(n, L, S, k);
+        int len = (int)(w.end - w.start), B = 0;
+        while (B < maxB && k + (size_t)B < nw) {
+            EvalWindow x = eval_window(n, L, S, k + (size_t)B);
+            if ((int)(x.end - x.start) != len || (B > 0 && len < L)) break;
+            window_io(ids, x.start, len, eos, in + (size_t)B * len, tg + (size_t)B * len);
             B++;
-            if (len < L) break;
-            if (n - pos < (size_t)L) break;
         }
         model_forward(m, in, B, len, 0, 0);
-        r.nll += model_loss(m, tg, losses);
-        r.segments += (size_t)B;
-        r.tokens += (size_t)B * len;
-        if (progress) progress(ctx, pos, n);
+        model_loss(m, tg, losses);
+        score(&r, pos, losses, n, L, S, k, B, len);
+        k += (size_t)B;
+        if (progress) progress(ctx, r.tokens, n);
     }
     free(in);
     free(tg);
     free(losses);
     r.seconds = now_seconds() - t0;
     return r;
+}
+
+EvalResult eval_nonoverlap(Model *m, const int32_t *ids, size_t n, int L, int eos,
+                           EvalProgressFn progress, void *ctx) {
+    return eval_sliding(m, ids, n, L, L, eos, NULL, progress, ctx);
 }

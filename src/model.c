@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +88,15 @@ LayerView layer_view(const Model *m, float *base, int l) {
 }
 
 /* Carves the activation buffers out of one allocation. In evaluation only one layer's worth
- * is kept (layers overwrite each other), so memory does not grow with depth. */
+ * is kept (layers overwrite each other), so memory does not grow with depth, and attention is
+ * tiled (attention_forward_tiled), so nothing (B, H, T, T) is allocated: at T = 16k that
+ * would be 8 GB per buffer for the reference model's 8 heads. */
 static void alloc_activations(Model *m) {
     Activations *a = &m->a;
     size_t N = (size_t)m->max_B * m->max_T, C = m->C, F = m->F, H = m->H;
-    size_t TT = (size_t)m->max_T * m->max_T, S = m->training ? (size_t)m->L : 1;
+    size_t TT = m->training ? (size_t)m->max_T * m->max_T : 0;
+    size_t S = m->training ? (size_t)m->L : 1;
+    a->att_threads = m->training ? 0 : omp_get_max_threads();
     struct {
         float **p;
         size_t n;
@@ -116,6 +121,8 @@ static void alloc_activations(Model *m) {
         {&a->tmp, N * C},
         {&a->bh_tt, m->max_B * H * TT},
         {&a->logits, (size_t)XENT_CHUNK * m->V},
+        {&a->att_tiles,
+         m->training ? 0 : attention_tiled_scratch_floats(m->C, m->H, a->att_threads)},
         {&a->dres, m->training ? N * C : 0},
         {&a->dtmp, m->training ? N * C : 0},
         {&a->dln, m->training ? N * C : 0},
@@ -225,8 +232,11 @@ static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape
     TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
     if (pm->rotate_forward)
         TIMED(PF_ATTN, 0, pm->rotate_forward(&m->pos, qkv, qkv + C, 3 * (size_t)C, l, m->B, m->T));
-    TIMED(PF_ATTN, 0,
-          attention_forward(att, a->probs + s * (size_t)m->B * m->H * m->T * m->T, qkv, as));
+    if (a->att_tiles) /* an evaluation model */
+        TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, as, a->att_tiles));
+    else
+        TIMED(PF_ATTN, 0,
+              attention_forward(att, a->probs + s * (size_t)m->B * m->H * m->T * m->T, qkv, as));
     TIMED(PF_PROJ, 0, matmul_forward(a->tmp, att, w.proj_w, w.proj_b, N, C, C));
     TIMED(PF_RESID, 0, {
         dropout_forward(a->tmp, a->tmp, NC, drop, site_key(m->key, l, SITE_ATTN_OUT));
@@ -282,7 +292,8 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
                         .pos = &m->pos,
                         .attn_dropout = training ? (float)m->cfg->model.attn_dropout : 0.0f,
                         .key = site_key(key, l, SITE_ATTN_P),
-                        .scratch = a->bh_tt};
+                        .scratch = a->bh_tt,
+                        .tile_threads = a->att_threads};
         block_forward(m, l, N, drop, &as);
     }
     const float *last = a->res + (m->training ? (size_t)m->L * NC : 0);

@@ -35,13 +35,18 @@ typedef struct {
     float *mid; /* (L, N, C) residual stream after the attention sub-block */
     float *ln1, *ln1_mean, *ln1_rstd, *ln2, *ln2_mean, *ln2_rstd; /* (L, N, C), (L, N) */
     float *qkv;              /* (L, N, 3C), q and k after the position method's rotation */
-    float *probs;            /* (L, B, H, T, T) */
+    float *probs;            /* (L, B, H, T, T), training models only */
     float *att;              /* (L, N, C) concatenated head outputs */
     float *fc1, *gate, *act; /* (L, N, F): pre-activation, SwiGLU gate, FFN hidden (dropped) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N, C), (N) */
     float *tmp;                       /* (N, C) */
-    float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward */
+    float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward;
+                    * training models only */
     float *logits; /* (XENT_CHUNK, V) */
+    /* evaluation models only (probs and bh_tt are then NULL): per-thread tiles of
+     * attention_forward_tiled, sized for att_threads threads; independent of T */
+    float *att_tiles;
+    int att_threads;
     /* gradient scratch (training only) */
     float *dres, *dtmp, *dln, *datt, *dqkv, *dff1, *dff2;
 } Activations;
@@ -70,7 +75,10 @@ typedef struct {
 
 /* The tensor table for a config (no allocation): names, shapes, decay flags. */
 void model_declare(const Config *cfg, ParamTable *pt, int V);
-/* Allocates parameters (and gradients if training) and activations for max_B x max_T. */
+/* Allocates parameters (and gradients if training) and activations for max_B x max_T.
+ * An evaluation model (training = 0) keeps one layer's activations and uses the tiled
+ * attention, so its activations grow as O(max_B * max_T * (C + F)), with no T x T term; it
+ * runs with at most the omp_get_max_threads() current at creation. */
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training);
 void model_free(Model *m);
 /* Random initialization from the seed (see docs in model.c). */

@@ -11,6 +11,7 @@
  * fills the scores in place, so no bias matrix is ever stored. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "../util/util.h"
@@ -139,4 +140,122 @@ void attention_backward(float *dqkv, float *dscores, const float *dout, const fl
                             q + (size_t)r0 * ld, (int)ld, 1.0f, dk, (int)ld);
             }
         }
+}
+
+/* ---- evaluation: tiled attention with an online softmax --------------------------------
+ *
+ * The forward pass of FlashAttention (Dao et al. 2022, Algorithm 1) on a CPU: a tile of
+ * ATT_TILE_Q query rows meets the keys ATT_TILE_K at a time, and each row keeps a running
+ * maximum m, a running sum l and an unnormalized output o (Milakov & Gimelshein 2018,
+ * "Online normalizer calculation for softmax", Algorithm 3). When a key tile raises the
+ * maximum from m to m', the earlier sum and output are rescaled by exp(m - m'):
+ *
+ *   m' = max(m, max_j s_j),  l' = l e^(m - m') + sum_j e^(s_j - m'),
+ *   o' = o e^(m - m') + sum_j e^(s_j - m') v_j,                 and at the end o / l.
+ *
+ * Memory per thread is one score tile and one output tile, whatever T is; only the caller's
+ * qkv (B, T, 3C) grows with T. Tile sizes (measured by scripts/bench_eval.sh, reference model,
+ * D = 32): a K or V tile is 256 x 32 floats = 32 KB, the score tile 64 x 256 = 64 KB and the
+ * Q and output tiles 8 KB each, ~140 KB in all, which stays in a 512 KB-1 MB L2 while the
+ * tile's two products run; 256 keys per tile make the exp/max pass and the rescale of o cheap
+ * next to the products, and 64 query rows keep the per-item work small enough for the dynamic
+ * schedule to balance the causal triangle. */
+
+/* Floats of one thread's tiles: scores (Q x K), output (Q x D), running max and sum (Q),
+ * each rounded up to 16 floats so every part starts 64-byte aligned. */
+static size_t tile_floats(int D) {
+    size_t parts[] = {(size_t)ATT_TILE_Q * ATT_TILE_K, (size_t)ATT_TILE_Q * D, ATT_TILE_Q,
+                      ATT_TILE_Q};
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) n += (parts[i] + 15) / 16 * 16;
+    return n;
+}
+
+size_t attention_tiled_scratch_floats(int C, int H, int nthreads) {
+    return tile_floats(C / H) * (size_t)(nthreads > 0 ? nthreads : 1);
+}
+
+/* Online-softmax step for one score tile S (ni x nj, row stride ATT_TILE_K) of query rows
+ * i0.. and keys j0..: masks j > i, turns S into e^(s - m') in place (0 where masked), updates
+ * mx and l, and rescales o (row stride D) by e^(m - m'). first: no earlier tile (o, l unset). */
+static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0, int ni, int j0,
+                                int nj, int D, int first) {
+    for (int r = 0; r < ni; r++) {
+        float *row = S + (size_t)r * ATT_TILE_K;
+        int valid = i0 + r - j0 + 1; /* keys j <= i: the causal mask on the diagonal tile */
+        if (valid > nj) valid = nj;
+        if (valid <= 0) { /* the whole row is masked: nothing changes */
+            memset(row, 0, sizeof(float) * (size_t)nj);
+            continue;
+        }
+        float m_new = first ? row[0] : mx[r];
+        for (int c = 0; c < valid; c++) m_new = row[c] > m_new ? row[c] : m_new;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < valid; c++) {
+            row[c] = exp_fast(row[c] - m_new);
+            sum += row[c];
+        }
+        if (valid < nj) memset(row + valid, 0, sizeof(float) * (size_t)(nj - valid));
+        if (first) {
+            l[r] = sum;
+        } else {
+            float alpha = exp_fast(mx[r] - m_new);
+            l[r] = l[r] * alpha + sum;
+            if (alpha != 1.0f)
+                for (int d = 0; d < D; d++) o[(size_t)r * D + d] *= alpha;
+        }
+        mx[r] = m_new;
+    }
+}
+
+/* One work item: query rows i0..i0+ni-1 of (batch b, head h); out rows get o / l. */
+static void attention_query_tile(float *out, const float *qkv, const AttnShape *s, int b, int h,
+                                 int i0, int ni, float *tiles) {
+    const int T = s->T, C = s->C, D = C / s->H;
+    const size_t ld = 3 * (size_t)C;
+    const float scale = 1.0f / sqrtf((float)D);
+    const PosMethod *m = s->pos ? s->pos->m : NULL;
+    const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    float *S = tiles, *o = S + ((size_t)ATT_TILE_Q * ATT_TILE_K + 15) / 16 * 16;
+    float *mx = o + ((size_t)ATT_TILE_Q * D + 15) / 16 * 16, *l = mx + (ATT_TILE_Q + 15) / 16 * 16;
+    const int kend = i0 + ni; /* causal: the last row sees keys 0..kend-1 */
+    for (int j0 = 0; j0 < kend; j0 += ATT_TILE_K) {
+        const int nj = kend - j0 < ATT_TILE_K ? kend - j0 : ATT_TILE_K, first = j0 == 0;
+        /* S = Q K^T / sqrt(D) + bias: the bias after the scaling, as attention_forward */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, nj, D, scale, q + (size_t)i0 * ld,
+                    (int)ld, k + (size_t)j0 * ld, (int)ld, 0.0f, S, ATT_TILE_K);
+        if (m && m->bias_forward)
+            m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, i0, ni, j0, nj);
+        online_softmax_tile(S, o, mx, l, i0, ni, j0, nj, D, first);
+        /* o = o * alpha (done above) + P V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, D, nj, 1.0f, S, ATT_TILE_K,
+                    v + (size_t)j0 * ld, (int)ld, first ? 0.0f : 1.0f, o, D);
+    }
+    float *dst = out + ((size_t)b * T + i0) * C + (size_t)h * D;
+    for (int r = 0; r < ni; r++) {
+        const float inv = 1.0f / l[r];
+        for (int d = 0; d < D; d++) dst[(size_t)r * C + d] = o[(size_t)r * D + d] * inv;
+    }
+}
+
+void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, float *scratch) {
+    const int BH = s->B * s->H, nqt = (s->T + ATT_TILE_Q - 1) / ATT_TILE_Q;
+    const size_t per_thread = tile_floats(s->C / s->H);
+    const long items = (long)BH * nqt;
+    int nt = omp_get_max_threads();
+    if (nt > s->tile_threads) nt = s->tile_threads; /* the scratch has tile_threads slots */
+    if (nt < 1) nt = 1;
+        /* Later query tiles meet more keys, so items go out longest first (query tile descending)
+         * under a dynamic schedule: the greedy longest-first order balances the triangle. */
+#pragma omp parallel num_threads(nt)
+    {
+        float *tiles = scratch + per_thread * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < items; it++) {
+            const int qt = nqt - 1 - (int)(it / BH), bh = (int)(it % BH);
+            const int i0 = qt * ATT_TILE_Q, ni = s->T - i0 < ATT_TILE_Q ? s->T - i0 : ATT_TILE_Q;
+            attention_query_tile(out, qkv, s, bh / s->H, bh % s->H, i0, ni, tiles);
+        }
+    }
 }

@@ -66,6 +66,7 @@ typedef struct {
     float attn_dropout; /* 0 in evaluation */
     uint64_t key;       /* dropout key for this layer and step */
     float *scratch;     /* (B, H, T, T), needed in forward when attn_dropout > 0 */
+    int tile_threads;   /* attention_forward_tiled: threads its scratch was sized for */
 } AttnShape;
 /* qkv (B, T, 3C): q | k | v, heads contiguous inside each. out (B, T, C): concatenated heads.
  * probs (B, H, T, T): softmax probabilities (before dropout), saved for backward; entries
@@ -75,6 +76,16 @@ void attention_forward(float *out, float *probs, const float *qkv, const AttnSha
  * (scratch, also handed to the position method's bias_backward by the caller). */
 void attention_backward(float *dqkv, float *dscores, const float *dout, const float *qkv,
                         const float *probs, const AttnShape *s);
+
+/* Evaluation attention in memory independent of T (the same maths as attention_forward, no
+ * dropout, nothing saved): query tiles of ATT_TILE_Q rows meet key tiles of ATT_TILE_K keys
+ * with an online softmax, so no (T, T) matrix exists. scratch: attention_tiled_scratch_floats
+ * (C, H, s->tile_threads) floats; at most s->tile_threads OpenMP threads are used. */
+#define ATT_TILE_Q 64
+#define ATT_TILE_K 256
+size_t attention_tiled_scratch_floats(int C, int H, int nthreads);
+/* qkv (B, T, 3C) as above; out (B, T, C) = . */
+void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, float *scratch);
 
 /* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */
 /* The [N x V] logits are the largest tensor of the model (270 MB at N = 2048, V = 33k), so

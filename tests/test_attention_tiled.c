@@ -1,0 +1,198 @@
+/* test_attention_tiled.c — the evaluation attention (attention_forward_tiled, online softmax
+ * over tiles) against a plain reference that materializes the scores, for every registered
+ * position method, at odd lengths and at the tile boundaries; an evaluation model against a
+ * training model with the same weights; and the evaluation model's memory: linear in T. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/io/config.h"
+#include "../src/model.h"
+#include "../src/util/util.h"
+#include "gradcheck.h"
+#include "test.h"
+
+/* Longest T below; learned positions need a table row per position (train.seq_len). */
+#define MAX_T 1024
+
+/* A tiny model with the given position method: 2 layers, H heads of width D. */
+static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, int B, int T,
+                      int training) {
+    char text[512], err[512];
+    snprintf(text, sizeof text,
+             "{\"model\": {\"n_layers\": 2, \"d_model\": %d, \"n_heads\": %d, \"d_ff\": 24, "
+             "\"dropout\": 0, \"position\": {\"type\": \"%s\"}}, \"train\": {\"seq_len\": %d}}",
+             H * D, H, method, MAX_T);
+    if (config_from_text(cfg, text, "test", err, sizeof err)) {
+        CHECK(0, "%s: %s", method, err);
+        return 0;
+    }
+    model_create(m, cfg, 11, B, T, training);
+    model_init(m, 7);
+    return 1;
+}
+
+/* Every learnable position tensor random, so biases differ per head, layer and distance. */
+static void randomize_pos(Model *m, unsigned long long seed) {
+    for (int k = 0; k < m->pt.n; k++)
+        if (strncmp(m->pt.t[k].name, "pos.", 4) == 0)
+            fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.5f, seed + k);
+}
+
+/* The definition, in double: s_ij = q_i.k_j / sqrt(D) + bias(i, j) for j <= i, the bias from
+ * the method's hook called once on the whole T x T matrix; p_i = softmax(s_i); o_i = p_i V. */
+static void naive_attention(double *out, const float *qkv, const Pos *pos, int layer, int B, int T,
+                            int C, int H) {
+    const int D = C / H;
+    const size_t ld = 3 * (size_t)C;
+    float *bias = xcalloc((size_t)T * T, sizeof *bias);
+    double *s = xcalloc((size_t)T, sizeof *s);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(bias, 0, sizeof(float) * (size_t)T * T);
+            if (pos->m->bias_forward)
+                pos->m->bias_forward(pos, bias, (size_t)T, layer, h, 0, T, 0, T);
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+            for (int i = 0; i < T; i++) {
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    double dot = 0.0;
+                    for (int d = 0; d < D; d++) dot += (double)q[i * ld + d] * k[j * ld + d];
+                    s[j] = dot / sqrt((double)D) + bias[(size_t)i * T + j];
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+                double *o = out + ((size_t)b * T + i) * C + (size_t)h * D;
+                for (int d = 0; d < D; d++) {
+                    double acc = 0.0;
+                    for (int j = 0; j <= i; j++) acc += s[j] * v[j * ld + d];
+                    o[d] = acc / sum;
+                }
+            }
+        }
+    free(bias);
+    free(s);
+}
+
+/* Tiled vs naive for one method and length; also tiled on one thread vs all threads (every
+ * work item is computed alone, so the result must not depend on the thread count). */
+static void check_tiled(const char *method, int T) {
+    const int B = 2, H = 3, D = 8, C = H * D, layer = 1;
+    Model m;
+    Config cfg;
+    if (!tiny_model(&m, &cfg, method, H, D, B, T, 0)) return;
+    randomize_pos(&m, 11);
+    if (m.pos.m->prepare) m.pos.m->prepare(&m.pos, T);
+    const size_t N = (size_t)B * T;
+    float *qkv = xcalloc(N * 3 * C, sizeof *qkv), *out = xcalloc(N * C, sizeof *out);
+    float *out1 = xcalloc(N * C, sizeof *out1);
+    double *ref = xcalloc(N * C, sizeof *ref);
+    /* amplitude 1.5: scores spread over several units, so softmax rows are far from uniform
+     * and the running maximum changes from tile to tile */
+    fill_random(qkv, N * 3 * C, 1.5f, 1000 + T);
+    if (m.pos.m->rotate_forward)
+        m.pos.m->rotate_forward(&m.pos, qkv, qkv + C, 3 * (size_t)C, layer, B, T);
+
+    int nt = omp_get_max_threads();
+    float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
+    AttnShape s = {
+        .B = B, .T = T, .C = C, .H = H, .layer = layer, .pos = &m.pos, .tile_threads = nt};
+    attention_forward_tiled(out, qkv, &s, scratch);
+    s.tile_threads = 1;
+    attention_forward_tiled(out1, qkv, &s, scratch);
+    naive_attention(ref, qkv, &m.pos, layer, B, T, C, H);
+
+    double worst = 0.0;
+    size_t at = 0, differ = 0;
+    for (size_t e = 0; e < N * C; e++) {
+        double err = fabs(out[e] - ref[e]) / (fabs(ref[e]) > 1.0 ? fabs(ref[e]) : 1.0);
+        if (err > worst || err != err) worst = err, at = e;
+        differ += out[e] != out1[e];
+    }
+    CHECK(worst <= 1e-5, "%s T=%d: tiled vs naive, max relative error %.3g at b=%zu i=%zu col %zu",
+          method, T, worst, at / C / T, at / C % T, at % C);
+    CHECK(differ == 0, "%s T=%d: %zu outputs differ between 1 and %d threads", method, T, differ,
+          nt);
+    free(qkv), free(out), free(out1), free(ref), free(scratch);
+    model_free(&m);
+    config_free(&cfg);
+}
+
+TEST(test_attention_tiled_every_method_and_length) {
+    /* odd lengths, then each side of the query and key tile boundaries */
+    const int Ts[] = {1,
+                      7,
+                      129,
+                      1000,
+                      ATT_TILE_Q,
+                      ATT_TILE_Q + 1,
+                      ATT_TILE_K - 1,
+                      ATT_TILE_K,
+                      ATT_TILE_K + 1,
+                      2 * ATT_TILE_K};
+    for (int i = 0; i < pos_count(); i++)
+        for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++) check_tiled(pos_at(i)->name, Ts[t]);
+}
+
+/* Per-token losses of an evaluation model (tiled attention) and a training model (the
+ * training attention, in its evaluation forward) holding the same weights. */
+TEST(test_attention_tiled_model_matches_training_model) {
+    const int B = 2, T = 300, V = 11; /* T spans two key tiles and five query tiles */
+    int32_t *in = xcalloc((size_t)B * T, sizeof *in), *tg = xcalloc((size_t)B * T, sizeof *tg);
+    float *le = xcalloc((size_t)B * T, sizeof *le), *lt = xcalloc((size_t)B * T, sizeof *lt);
+    for (int i = 0; i < B * T; i++)
+        in[i] = (int32_t)(hash64(i) % V), tg[i] = (int32_t)(hash64(i + 7777) % V);
+    for (int k = 0; k < pos_count(); k++) {
+        const char *method = pos_at(k)->name;
+        Model ev, tr;
+        Config cfg;
+        if (!tiny_model(&tr, &cfg, method, 4, 4, B, T, 1)) continue;
+        model_create(&ev, &cfg, V, B, T, 0);
+        randomize_pos(&tr, 5);
+        memcpy(ev.params, tr.params, sizeof(float) * tr.pt.total);
+        CHECK(ev.a.probs == NULL && ev.a.bh_tt == NULL && ev.a.att_tiles != NULL,
+              "%s: the evaluation model allocates (B, H, T, T) buffers", method);
+        model_forward(&ev, in, B, T, 0, 0);
+        model_loss(&ev, tg, le);
+        model_forward(&tr, in, B, T, 0, 0);
+        model_loss(&tr, tg, lt);
+        double worst = 0.0;
+        for (int i = 0; i < B * T; i++) {
+            double e = fabs(le[i] - lt[i]) / (fabs(lt[i]) > 1.0 ? fabs(lt[i]) : 1.0);
+            worst = e > worst || e != e ? e : worst;
+        }
+        CHECK(worst <= 1e-5,
+              "%s: per-token losses of the evaluation and training models differ "
+              "by %.3g (relative)",
+              method, worst);
+        model_free(&ev);
+        model_free(&tr);
+        config_free(&cfg);
+    }
+    free(in), free(tg), free(le), free(lt);
+}
+
+/* The allocator's bookkeeping (act_bytes) of an evaluation model is a + b*T: no T^2 term. */
+static size_t eval_act_bytes(int T) {
+    Model m;
+    Config cfg;
+    if (!tiny_model(&m, &cfg, "alibi", 8, 32, 1, T, 0)) return 0;
+    size_t bytes = m.act_bytes;
+    model_free(&m);
+    config_free(&cfg);
+    return bytes;
+}
+
+TEST(test_attention_tiled_memory_linear_in_T) {
+    size_t a1 = eval_act_bytes(1024), a2 = eval_act_bytes(2048), a4 = eval_act_bytes(4096);
+    CHECK(a4 <= 2.1 * a2, "activations: %zu bytes at T=4096, %zu at T=2048 (ratio %.3f > 2.1)", a4,
+          a2, (double)a4 / a2);
+    CHECK(a4 - a2 == 2 * (a2 - a1),
+          "activations not linear in T: %zu, %zu, %zu bytes at T = 1024, 2048, 4096", a1, a2, a4);
+    /* the per-thread tiles are sized by (C, H, threads) only: a score tile, an output tile
+     * and two vectors, with at most 16 floats of alignment padding each */
+    size_t one = attention_tiled_scratch_floats(256, 8, 1);
+    CHECK(one <= (size_t)ATT_TILE_Q * ATT_TILE_K + (size_t)ATT_TILE_Q * 32 + 2 * ATT_TILE_Q + 64,
+          "tile scratch: %zu floats per thread", one);
+    CHECK(attention_tiled_scratch_floats(256, 8, 4) == 4 * one, "tile scratch is not per thread");
+}
