@@ -2,6 +2,7 @@
  * with the line "N passed, N failed" (exit status 1 if anything failed). */
 #include "test.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,37 @@ const char *test_tmpdir(const char *name) {
     if (system(cmd) != 0) sys_error("cannot clear %s", dir);
     if (mkdir_p(dir) != 0) sys_error("cannot create %s", dir);
     return dir;
+}
+
+int sh(char *out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return run_cmd(cmd, out, OUT_LEN);
+}
+
+int count_lines(const char *text) {
+    int n = 0;
+    for (const char *p = text; *p; p++) n += *p == '\n';
+    return n;
+}
+
+int same_files(const char *p, const char *q) {
+    size_t np = 0, nq = 0;
+    char *a = read_file(p, &np), *b = read_file(q, &nq);
+    int same = a && b && np == nq && !memcmp(a, b, np);
+    free(a);
+    free(b);
+    return same;
+}
+
+void cli_scratch(const char *name, char *dir, size_t n) {
+    snprintf(dir, n, "%s", test_tmpdir(name));
+    char out[OUT_LEN];
+    if (sh(out, "mkdir -p %s/data && cp tests/fixtures/cli/wiki.*.tokens %s/data/", dir, dir))
+        sys_error("cannot copy the fixtures: %s", out);
 }
 
 int main(int argc, char **argv) {

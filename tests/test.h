@@ -46,4 +46,13 @@ int run_cmd(const char *cmd, char *out, size_t outlen);
 /* Scratch directory for files a test writes (tests/tmp/<name>), created empty. */
 const char *test_tmpdir(const char *name);
 
+/* Helpers of the tests that run ./train and ./eval. Command output buffers are OUT_LEN bytes. */
+#define OUT_LEN 65536
+/* run_cmd() of a printf-formatted command; out (OUT_LEN bytes) gets stdout and stderr. */
+int sh(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int count_lines(const char *text);
+int same_files(const char *p, const char *q); /* byte-identical (both readable) */
+/* Fresh tests/tmp/<name> in dir, with the tiny corpus of tests/fixtures/cli in <dir>/data. */
+void cli_scratch(const char *name, char *dir, size_t n);
+
 #endif

@@ -22,36 +22,16 @@
 #include "../src/io/config.h"
 #include "../src/util/util.h"
 
-#define FIXTURES     "tests/fixtures/cli"
 #define WIKITEXT2    "../shared/data/wikitext-2"
 #define VOCAB_SIZE   266
 #define TRAIN_TOKENS 794
 #define VALID_TOKENS 105
 #define TEST_TOKENS  51
-#define OUT_LEN      65536
 
 /* ---- files and commands ---- */
 
 static void write_text(const char *path, const char *text) {
     if (write_file_atomic(path, text, strlen(text))) sys_error("cannot write %s", path);
-}
-
-/* Runs a printf-formatted shell command; out receives stdout and stderr. */
-__attribute__((format(printf, 2, 3))) static int sh(char *out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return run_cmd(cmd, out, OUT_LEN);
-}
-
-/* Fresh scratch directory tests/tmp/<name> with the fixture corpus in <dir>/data. */
-static void setup(const char *name, char *dir, size_t n) {
-    snprintf(dir, n, "%s", test_tmpdir(name));
-    char out[OUT_LEN];
-    if (sh(out, "mkdir -p %s/data && cp " FIXTURES "/wiki.*.tokens %s/data/", dir, dir))
-        sys_error("cannot copy the fixtures: %s", out);
 }
 
 /* Puts a JSON value at a dotted path ("model.position.type=alibi"); a value that is not JSON is
@@ -99,21 +79,6 @@ static int train_run(const char *dir, char *out) {
 
 static int same_bytes(const char *a, size_t na, const char *b, size_t nb) {
     return a && b && na == nb && !memcmp(a, b, na);
-}
-
-static int same_files(const char *p, const char *q) {
-    size_t np = 0, nq = 0;
-    char *a = read_file(p, &np), *b = read_file(q, &nq);
-    int same = same_bytes(a, np, b, nq);
-    free(a);
-    free(b);
-    return same;
-}
-
-static int count_lines(const char *text) {
-    int n = 0;
-    for (const char *p = text; *p; p++) n += *p == '\n';
-    return n;
 }
 
 /* A user's mistake: status 2, one line "error: ..." containing want, and no trace left at
@@ -239,7 +204,7 @@ static void expect_token_accounting(const char *eval_cmd, const int *lengths, in
 
 TEST(test_cli_config_errors) {
     char dir[256], cfg[600], run[600], out[OUT_LEN];
-    setup("cli_config_errors", dir, sizeof dir);
+    cli_scratch("cli_config_errors", dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/bad.json", dir);
     snprintf(run, sizeof run, "%s/run", dir);
     char empty[600];
@@ -348,7 +313,7 @@ TEST(test_cli_help) {
 
 TEST(test_cli_refuses_overwrite) {
     char dir[256], path[600], out[OUT_LEN];
-    setup("cli_overwrite", dir, sizeof dir);
+    cli_scratch("cli_overwrite", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, NULL);
     if (!train_run(dir, out)) return;
@@ -376,7 +341,7 @@ TEST(test_cli_refuses_overwrite) {
 
 TEST(test_cli_run_directory) {
     char dir[256], path[600], out[OUT_LEN];
-    setup("cli_run_dir", dir, sizeof dir);
+    cli_scratch("cli_run_dir", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, (const char *[]){"model.position.type=alibi", "train.accum=2", NULL});
     if (!train_run(dir, out)) return;
@@ -481,7 +446,7 @@ TEST(test_cli_run_directory) {
 
 TEST(test_cli_eval_repeatable) {
     char dir[256], path[600], out[OUT_LEN], out2[OUT_LEN];
-    setup("cli_eval", dir, sizeof dir);
+    cli_scratch("cli_eval", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, (const char *[]){"train.threads=2", NULL});
     if (!train_run(dir, out)) return;
@@ -537,7 +502,7 @@ TEST(test_cli_eval_repeatable) {
  * validation losses and final checkpoints must be identical. */
 static void check_resume(const char *name, const char *const *overrides) {
     char dir[256], path[600], out[OUT_LEN];
-    setup(name, dir, sizeof dir);
+    cli_scratch(name, dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, overrides);
     int rc = sh(out, "./train --config %s/cfg.json --out %s/A", dir, dir);
@@ -598,7 +563,7 @@ static long resumed_at(const char *out) {
 
 TEST(test_cli_sigint) {
     char dir[256], path[600], optim[600], out[OUT_LEN];
-    setup("cli_sigint", dir, sizeof dir);
+    cli_scratch("cli_sigint", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(
         path, dir,
@@ -654,7 +619,7 @@ static void expect_corrupt(const char *dir, const char *damage, const char *eval
 
 TEST(test_cli_corrupt_checkpoints) {
     char dir[256], path[600], out[OUT_LEN];
-    setup("cli_corrupt", dir, sizeof dir);
+    cli_scratch("cli_corrupt", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, NULL);
     if (!train_run(dir, out)) return;
@@ -707,7 +672,7 @@ TEST(test_cli_corrupt_checkpoints) {
 
 TEST(test_cli_eval_token_accounting) {
     char dir[256], path[600], out[OUT_LEN], cmd[4096];
-    setup("cli_eval_tokens", dir, sizeof dir);
+    cli_scratch("cli_eval_tokens", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, (const char *[]){"train.steps=2", NULL});
     if (!train_run(dir, out)) return;
@@ -750,7 +715,7 @@ TEST(test_cli_wikitext2_counts) {
         return;
     }
     char dir[256], path[600], out[OUT_LEN], cmd[4096];
-    setup("cli_wikitext2", dir, sizeof dir);
+    cli_scratch("cli_wikitext2", dir, sizeof dir);
     /* One step on WikiText-2 itself; its folder is read-only here, so no token cache is kept. */
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir,
@@ -789,7 +754,7 @@ TEST(test_cli_wikitext2_counts) {
  * the checkpoint on disk is the one written before the blow-up. */
 TEST(test_cli_nan_keeps_last_checkpoint) {
     char dir[512], out[OUT_LEN], path[600];
-    setup("cli_nan", dir, sizeof dir);
+    cli_scratch("cli_nan", dir, sizeof dir);
     const char *over[] = {
         "train.lr=10",     "train.weight_decay=10", "train.clip=0",       "train.warmup=0",
         "train.steps=200", "train.ckpt_every=2",    "train.eval_every=0", NULL};

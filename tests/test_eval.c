@@ -23,7 +23,6 @@
 
 #define FIXTURES     "tests/fixtures/cli"
 #define VALID_TOKENS 105
-#define OUT_LEN      65536
 
 /* ---- --lvalid ---- */
 
@@ -186,21 +185,6 @@ TEST(test_eval_sliding_reference) {
 }
 
 /* ---- ./eval's sweep ---- */
-
-__attribute__((format(printf, 2, 3))) static int sh(char *out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return run_cmd(cmd, out, OUT_LEN);
-}
-
-static int count_lines(const char *text) {
-    int n = 0;
-    for (const char *p = text; *p; p++) n += *p == '\n';
-    return n;
-}
 
 /* A tiny trained run in tests/tmp/<name>/run (2 steps: the numbers only need to be real). */
 static int trained_run(const char *name, char *dir, size_t n) {

@@ -21,24 +21,6 @@
 #include "../src/model.h"
 #include "../src/util/util.h"
 
-#define FIXTURES "tests/fixtures/cli"
-#define OUT_LEN  65536
-
-__attribute__((format(printf, 2, 3))) static int sh(char *out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return run_cmd(cmd, out, OUT_LEN);
-}
-
-static int count_lines(const char *text) {
-    int n = 0;
-    for (const char *p = text; *p; p++) n += *p == '\n';
-    return n;
-}
-
 /* A user's mistake: status 2, one line "error: ..." containing want (and want2, if given), and
  * nothing created at absent (if given). */
 static void expect_user_error(int rc, const char *out, const char *want, const char *want2,
@@ -54,10 +36,8 @@ static void expect_user_error(int rc, const char *out, const char *want, const c
 /* Scratch directory with the corpus in <dir>/data and the tiny learned model's config in
  * <dir>/cfg.json (1 layer, d_model 16, 12 steps of 2 x 16 tokens). */
 static void setup(const char *name, char *dir, size_t n) {
-    snprintf(dir, n, "%s", test_tmpdir(name));
-    char out[OUT_LEN], path[600], text[2048];
-    if (sh(out, "mkdir -p %s/data && cp " FIXTURES "/wiki.*.tokens %s/data/", dir, dir))
-        sys_error("cannot copy the fixtures: %s", out);
+    cli_scratch(name, dir, n);
+    char path[600], text[2048];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 1, \"d_model\": 16, \"n_heads\": 2, \"d_ff\": 32, "
              "\"position\": {\"type\": \"learned\"}},"
@@ -91,15 +71,6 @@ static double log_value(const char *dir, const char *run, int step, const char *
     }
     free(text);
     return v;
-}
-
-static int same_files(const char *p, const char *q) {
-    size_t np = 0, nq = 0;
-    char *a = read_file(p, &np), *b = read_file(q, &nq);
-    int same = a && b && np == nq && !memcmp(a, b, np);
-    free(a);
-    free(b);
-    return same;
 }
 
 /* ---- the table ---- */

@@ -329,17 +329,6 @@ TEST(test_pos_rotary_check_errors) {
 
 /* ---- ./eval --rope-* (tiny runs on tests/fixtures/cli, as test_cli.c) ---- */
 
-#define OUT_LEN 65536
-
-__attribute__((format(printf, 2, 3))) static int sh(char *out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return run_cmd(cmd, out, OUT_LEN);
-}
-
 /* Trains <dir>/run: 1 layer, d_model 16, 6 steps of 2 x 16 tokens, with `position`. */
 static int train_tiny(const char *dir, const char *position, char *out) {
     char cfg[1024], path[600];
