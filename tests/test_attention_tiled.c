@@ -74,10 +74,11 @@ static void naive_attention(double *out, const float *qkv, const Pos *pos, int l
     free(s);
 }
 
-/* Tiled vs naive for one method and length; also tiled on one thread vs all threads (every
- * work item is computed alone, so the result must not depend on the thread count). */
-static void check_tiled(const char *method, int T) {
-    const int B = 2, H = 3, D = 8, C = H * D, layer = 1;
+/* Tiled vs naive for one method, length and head width; also tiled on one thread vs all
+ * threads (every work item is computed alone, so the result must not depend on the thread
+ * count). */
+static void check_tiled(const char *method, int T, int D) {
+    const int B = 2, H = 3, C = H * D, layer = 1;
     Model m;
     Config cfg;
     if (!tiny_model(&m, &cfg, method, H, D, B, T, 0)) return;
@@ -131,7 +132,16 @@ TEST(test_attention_tiled_every_method_and_length) {
                       ATT_TILE_K + 1,
                       2 * ATT_TILE_K};
     for (int i = 0; i < pos_count(); i++)
-        for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++) check_tiled(pos_at(i)->name, Ts[t]);
+        for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++)
+            check_tiled(pos_at(i)->name, Ts[t], 8);
+}
+
+/* Head width 32 (the reference model's) takes the kernel's specialized P.V path. */
+TEST(test_attention_tiled_head_width_32) {
+    const char *methods[] = {"none", "alibi", "rotary", "t5"};
+    const int Ts[] = {1, 129, ATT_TILE_K + 1, 1000};
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+        for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++) check_tiled(methods[i], Ts[t], 32);
 }
 
 /* Per-token losses of an evaluation model (tiled attention) and a training model (the

@@ -153,21 +153,31 @@ void attention_backward(float *dqkv, float *dscores, const float *dout, const fl
  *   m' = max(m, max_j s_j),  l' = l e^(m - m') + sum_j e^(s_j - m'),
  *   o' = o e^(m - m') + sum_j e^(s_j - m') v_j,                 and at the end o / l.
  *
- * Memory per thread is one score tile and one output tile, whatever T is; only the caller's
- * qkv (B, T, 3C) grows with T. Tile sizes (measured by scripts/bench_eval.sh, reference model,
- * D = 32): a K or V tile is 256 x 32 floats = 32 KB, the score tile 64 x 256 = 64 KB and the
- * Q and output tiles 8 KB each, ~140 KB in all, which stays in a 512 KB-1 MB L2 while the
- * tile's two products run; 256 keys per tile make the exp/max pass and the rescale of o cheap
- * next to the products, and 64 query rows keep the per-item work small enough for the dynamic
- * schedule to balance the causal triangle. */
+ * Memory per thread is the key tile transposed, one score strip and one output tile, whatever
+ * T is; only the caller's qkv (B, T, 3C) grows with T. Sizes (measured with the reference
+ * model, D = 32, on 2 AVX-512 cores): the transposed key tile is 32 x 256 floats = 32 KB, the
+ * score strip 16 x 256 = 16 KB, the output tile 128 x 32 = 16 KB. The products are plain C
+ * loops blocked for registers (strip_scores, strip_pv) rather than cblas_sgemm calls, whose
+ * per-call cost is large next to products with an inner dimension of 32: the kernel went
+ * from ~95 GFLOP/s at T = 16k with sgemm on 64 x 256 tiles to ~100 with these loops, ~127
+ * once the row maximum below was vectorized, and ~150 with 128-row work items, since
+ * transposing a key tile costs about a quarter of its products at 64 rows. 128 rows still
+ * leave the dynamic schedule enough items to balance the causal triangle.
+ * tests/test_attention_tiled.c checks the result against a double-precision reference. */
 
-/* Floats of one thread's tiles: scores (Q x K), output (Q x D), running max and sum (Q),
- * each rounded up to 16 floats so every part starts 64-byte aligned. */
+/* Query rows go through a key tile ATT_STRIP at a time: the strip's scores (16 x 256 floats,
+ * 16 KB) are computed, biased, exponentiated and multiplied by V while they are still in L1,
+ * instead of a whole ATT_TILE_Q x 256 tile going through L2 between the passes. */
+#define ATT_STRIP 16
+
+/* Floats of one thread's tiles: the key tile transposed (D x K), the score strip (ATT_STRIP
+ * x K), the output tile (Q x D), running max and sum (Q), each rounded up to 16 floats so
+ * every part starts 64-byte aligned. */
 static size_t tile_floats(int D) {
-    size_t parts[] = {(size_t)ATT_TILE_Q * ATT_TILE_K, (size_t)ATT_TILE_Q * D, ATT_TILE_Q,
-                      ATT_TILE_Q};
+    size_t parts[] = {(size_t)D * ATT_TILE_K, (size_t)ATT_STRIP * ATT_TILE_K,
+                      (size_t)ATT_TILE_Q * D, ATT_TILE_Q, ATT_TILE_Q};
     size_t n = 0;
-    for (int i = 0; i < 4; i++) n += (parts[i] + 15) / 16 * 16;
+    for (int i = 0; i < 5; i++) n += (parts[i] + 15) / 16 * 16;
     return n;
 }
 
@@ -175,9 +185,73 @@ size_t attention_tiled_scratch_floats(int C, int H, int nthreads) {
     return tile_floats(C / H) * (size_t)(nthreads > 0 ? nthreads : 1);
 }
 
+/* KT (D x ATT_TILE_K) = keys 0..nj-1 of k (row stride ld) transposed, columns nj..ncp-1 zero:
+ * with the keys along a row, a score row is a sum of D rows of KT, which vectorizes. */
+static void transpose_keys(float *restrict KT, const float *restrict k, size_t ld, int nj, int ncp,
+                           int D) {
+    for (int c = 0; c < nj; c++)
+        for (int d = 0; d < D; d++) KT[(size_t)d * ATT_TILE_K + c] = k[(size_t)c * ld + d];
+    for (int d = 0; d < D; d++)
+        for (int c = nj; c < ncp; c++) KT[(size_t)d * ATT_TILE_K + c] = 0.0f;
+}
+
+/* S (nr x ncp, row stride ATT_TILE_K) = scale * Q KT for query rows q (row stride ld); ncp is
+ * a multiple of 64. Register blocking: 4 rows x 64 keys = 16 vector accumulators of 16 floats
+ * (AVX-512), each KT vector loaded once for 4 rows; the compiler vectorizes the c loops. Rows
+ * past nr in the last group of 4 repeat row nr-1 (S has ATT_STRIP rows, a multiple of 4). */
+static void strip_scores(float *restrict S, const float *restrict q, size_t ld,
+                         const float *restrict KT, int nr, int ncp, int D, float scale) {
+    for (int r = 0; r < nr; r += 4) {
+        const float *qr[4];
+        for (int a = 0; a < 4; a++) qr[a] = q + (size_t)(r + a < nr ? r + a : nr - 1) * ld;
+        for (int c0 = 0; c0 < ncp; c0 += 64) {
+            float acc[4][64] = {{0.0f}};
+            for (int d = 0; d < D; d++) {
+                const float *kt = KT + (size_t)d * ATT_TILE_K + c0;
+                for (int a = 0; a < 4; a++) {
+                    const float qv = qr[a][d];
+                    for (int c = 0; c < 64; c++) acc[a][c] += qv * kt[c];
+                }
+            }
+            for (int a = 0; a < 4; a++)
+                for (int c = 0; c < 64; c++)
+                    S[(size_t)(r + a) * ATT_TILE_K + c0 + c] = acc[a][c] * scale;
+        }
+    }
+}
+
+/* o (nr x D) += P V for P (nr x nj, row stride ATT_TILE_K) and v (nj rows, stride ld). For
+ * D = 32 (the reference model) 4 rows are kept in 8 vector accumulators and each V row is
+ * loaded once for the 4; other widths take the plain loop. */
+static void strip_pv(float *restrict o, const float *restrict P, const float *restrict v, size_t ld,
+                     int nr, int nj, int D) {
+    int r = 0;
+    if (D == 32)
+        for (; r + 4 <= nr; r += 4) {
+            float acc[4][32];
+            for (int a = 0; a < 4; a++)
+                for (int d = 0; d < 32; d++) acc[a][d] = o[(size_t)(r + a) * 32 + d];
+            for (int j = 0; j < nj; j++) {
+                const float *vj = v + (size_t)j * ld;
+                for (int a = 0; a < 4; a++) {
+                    const float p = P[(size_t)(r + a) * ATT_TILE_K + j];
+                    for (int d = 0; d < 32; d++) acc[a][d] += p * vj[d];
+                }
+            }
+            for (int a = 0; a < 4; a++)
+                for (int d = 0; d < 32; d++) o[(size_t)(r + a) * 32 + d] = acc[a][d];
+        }
+    for (; r < nr; r++)
+        for (int j = 0; j < nj; j++) {
+            const float p = P[(size_t)r * ATT_TILE_K + j];
+            for (int d = 0; d < D; d++) o[(size_t)r * D + d] += p * v[(size_t)j * ld + d];
+        }
+}
+
 /* Online-softmax step for one score tile S (ni x nj, row stride ATT_TILE_K) of query rows
  * i0.. and keys j0..: masks j > i, turns S into e^(s - m') in place (0 where masked), updates
- * mx and l, and rescales o (row stride D) by e^(m - m'). first: no earlier tile (o, l unset). */
+ * mx and l, and rescales o (row stride D) by e^(m - m'). first: no earlier tile (o, l unset;
+ * o is zeroed). */
 static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0, int ni, int j0,
                                 int nj, int D, int first) {
     for (int r = 0; r < ni; r++) {
@@ -189,6 +263,8 @@ static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0,
             continue;
         }
         float m_new = first ? row[0] : mx[r];
+        /* simd reduction: a plain ?: loop stays scalar (NaN order), a third of the time */
+#pragma omp simd reduction(max : m_new)
         for (int c = 0; c < valid; c++) m_new = row[c] > m_new ? row[c] : m_new;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -199,6 +275,7 @@ static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0,
         if (valid < nj) memset(row + valid, 0, sizeof(float) * (size_t)(nj - valid));
         if (first) {
             l[r] = sum;
+            memset(o + (size_t)r * D, 0, sizeof(float) * (size_t)D);
         } else {
             float alpha = exp_fast(mx[r] - m_new);
             l[r] = l[r] * alpha + sum;
@@ -217,20 +294,26 @@ static void attention_query_tile(float *out, const float *qkv, const AttnShape *
     const float scale = 1.0f / sqrtf((float)D);
     const PosMethod *m = s->pos ? s->pos->m : NULL;
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-    float *S = tiles, *o = S + ((size_t)ATT_TILE_Q * ATT_TILE_K + 15) / 16 * 16;
+    float *KT = tiles, *S = KT + ((size_t)D * ATT_TILE_K + 15) / 16 * 16;
+    float *o = S + ((size_t)ATT_STRIP * ATT_TILE_K + 15) / 16 * 16;
     float *mx = o + ((size_t)ATT_TILE_Q * D + 15) / 16 * 16, *l = mx + (ATT_TILE_Q + 15) / 16 * 16;
     const int kend = i0 + ni; /* causal: the last row sees keys 0..kend-1 */
     for (int j0 = 0; j0 < kend; j0 += ATT_TILE_K) {
         const int nj = kend - j0 < ATT_TILE_K ? kend - j0 : ATT_TILE_K, first = j0 == 0;
-        /* S = Q K^T / sqrt(D) + bias: the bias after the scaling, as attention_forward */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, nj, D, scale, q + (size_t)i0 * ld,
-                    (int)ld, k + (size_t)j0 * ld, (int)ld, 0.0f, S, ATT_TILE_K);
-        if (m && m->bias_forward)
-            m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, i0, ni, j0, nj);
-        online_softmax_tile(S, o, mx, l, i0, ni, j0, nj, D, first);
-        /* o = o * alpha (done above) + P V */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, D, nj, 1.0f, S, ATT_TILE_K,
-                    v + (size_t)j0 * ld, (int)ld, first ? 0.0f : 1.0f, o, D);
+        transpose_keys(KT, k + (size_t)j0 * ld, ld, nj, (nj + 63) / 64 * 64, D);
+        for (int r0 = 0; r0 < ni; r0 += ATT_STRIP) {
+            const int i = i0 + r0, nr = ni - r0 < ATT_STRIP ? ni - r0 : ATT_STRIP;
+            if (i + nr <= j0) continue; /* every row of the strip is before the key tile */
+            /* the strip's last row sees keys up to i + nr - 1: fewer than nj on the diagonal */
+            const int nc = i + nr - j0 < nj ? i + nr - j0 : nj;
+            /* S = Q K^T / sqrt(D) + bias: the bias after the scaling, as attention_forward */
+            strip_scores(S, q + (size_t)i * ld, ld, KT, nr, (nc + 63) / 64 * 64, D, scale);
+            if (m && m->bias_forward)
+                m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, i, nr, j0, nc);
+            online_softmax_tile(S, o + (size_t)r0 * D, mx + r0, l + r0, i, nr, j0, nc, D, first);
+            /* o = o * alpha (done above) + P V */
+            strip_pv(o + (size_t)r0 * D, S, v + (size_t)j0 * ld, ld, nr, nc, D);
+        }
     }
     float *dst = out + ((size_t)b * T + i0) * C + (size_t)h * D;
     for (int r = 0; r < ni; r++) {

@@ -81,7 +81,7 @@ void attention_backward(float *dqkv, float *dscores, const float *dout, const fl
  * dropout, nothing saved): query tiles of ATT_TILE_Q rows meet key tiles of ATT_TILE_K keys
  * with an online softmax, so no (T, T) matrix exists. scratch: attention_tiled_scratch_floats
  * (C, H, s->tile_threads) floats; at most s->tile_threads OpenMP threads are used. */
-#define ATT_TILE_Q 64
+#define ATT_TILE_Q 128
 #define ATT_TILE_K 256
 size_t attention_tiled_scratch_floats(int C, int H, int nthreads);
 /* qkv (B, T, 3C) as above; out (B, T, C) = . */
