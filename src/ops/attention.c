@@ -200,7 +200,8 @@ static void transpose_keys(float *restrict KT, const float *restrict k, size_t l
  * (AVX-512), each KT vector loaded once for 4 rows; the compiler vectorizes the c loops. Rows
  * past nr in the last group of 4 repeat row nr-1 (S has ATT_STRIP rows, a multiple of 4). */
 static void strip_scores(float *restrict S, const float *restrict q, size_t ld,
-                         const float *restrict KT, int nr, int ncp, int D, float scale) {
+                         const float *restrict KT, int nr, int ncp, int D, float scale, float slope,
+                         int i, int j0) {
     for (int r = 0; r < nr; r += 4) {
         const float *qr[4];
         for (int a = 0; a < 4; a++) qr[a] = q + (size_t)(r + a < nr ? r + a : nr - 1) * ld;
@@ -213,9 +214,13 @@ static void strip_scores(float *restrict S, const float *restrict q, size_t ld,
                     for (int c = 0; c < 64; c++) acc[a][c] += qv * kt[c];
                 }
             }
-            for (int a = 0; a < 4; a++)
+            /* a linear bias -slope (i - j) is added in the same store (ALiBi's fast path) */
+            for (int a = 0; a < 4; a++) {
+                const int dj = j0 + c0 - (i + r + a);
                 for (int c = 0; c < 64; c++)
-                    S[(size_t)(r + a) * ATT_TILE_K + c0 + c] = acc[a][c] * scale;
+                    S[(size_t)(r + a) * ATT_TILE_K + c0 + c] =
+                        acc[a][c] * scale + slope * (float)(dj + c);
+            }
         }
     }
 }
@@ -298,6 +303,7 @@ static void attention_query_tile(float *out, const float *qkv, const AttnShape *
     float *o = S + ((size_t)ATT_STRIP * ATT_TILE_K + 15) / 16 * 16;
     float *mx = o + ((size_t)ATT_TILE_Q * D + 15) / 16 * 16, *l = mx + (ATT_TILE_Q + 15) / 16 * 16;
     const int kend = i0 + ni; /* causal: the last row sees keys 0..kend-1 */
+    const float slope = m && m->linear_slope ? m->linear_slope(s->pos, s->layer, h) : 0.0f;
     for (int j0 = 0; j0 < kend; j0 += ATT_TILE_K) {
         const int nj = kend - j0 < ATT_TILE_K ? kend - j0 : ATT_TILE_K, first = j0 == 0;
         transpose_keys(KT, k + (size_t)j0 * ld, ld, nj, (nj + 63) / 64 * 64, D);
@@ -307,8 +313,9 @@ static void attention_query_tile(float *out, const float *qkv, const AttnShape *
             /* the strip's last row sees keys up to i + nr - 1: fewer than nj on the diagonal */
             const int nc = i + nr - j0 < nj ? i + nr - j0 : nj;
             /* S = Q K^T / sqrt(D) + bias: the bias after the scaling, as attention_forward */
-            strip_scores(S, q + (size_t)i * ld, ld, KT, nr, (nc + 63) / 64 * 64, D, scale);
-            if (m && m->bias_forward)
+            strip_scores(S, q + (size_t)i * ld, ld, KT, nr, (nc + 63) / 64 * 64, D, scale, slope, i,
+                         j0);
+            if (m && m->bias_forward && !m->linear_slope)
                 m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, i, nr, j0, nc);
             online_softmax_tile(S, o + (size_t)r0 * D, mx + r0, l + r0, i, nr, j0, nc, D, first);
             /* o = o * alpha (done above) + P V */

@@ -151,6 +151,12 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     }
 }
 
+static float linear_slope(const Pos *p, int layer, int h) {
+    (void)layer;
+    const Alibi *a = p->state;
+    return h < a->heads ? a->m[h] : 0.0f;
+}
+
 /* Only installed usefully with trainable slopes: d m_h += sum_n -n * sums_h(n). */
 static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T) {
     (void)layer;
@@ -176,5 +182,6 @@ const PosMethod pos_alibi = {
     .init = init,
     .prepare = prepare,
     .bias_forward = bias_forward,
+    .linear_slope = linear_slope,
     .bias_backward = bias_backward,
 };

@@ -52,6 +52,11 @@ typedef struct {
      * masked by the caller and may be left untouched. */
     void (*bias_forward)(const Pos *p, float *scores, size_t ld, int layer, int h, int i0, int ni,
                          int j0, int nj);
+    /* Optional shortcut for biases that are exactly -slope_h * (i - j) (ALiBi): returns the
+     * slope of head h in layer l (0 for an unbiased head). The evaluation kernel then folds
+     * the bias into its score loop instead of a separate pass over each tile; bias_forward
+     * must still be given and compute the same values. */
+    float (*linear_slope)(const Pos *p, int layer, int h);
     /* dscores: (B, H, T, T), zero above the diagonal; accumulate parameter gradients. */
     void (*bias_backward)(Pos *p, const float *dscores, int layer, int B, int T);
 } PosMethod;
