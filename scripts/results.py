@@ -1,0 +1,849 @@
+#!/usr/bin/env python3
+"""results.py — the ALiBi paper's tables, figures and claims from the files ./train and ./eval
+wrote. Python 3 standard library; matplotlib (Debian's python3-matplotlib) for the figures.
+
+  scripts/pyenv.sh scripts/results.py --runs runs/quick --out results/quick [--preset FILE]
+
+Reads, for every directory under --runs that holds a config.json (one training run):
+  config.json         method (model.position.type), training length L (train.seq_len), shape
+  log.jsonl           training rows (tokens, elapsed_s, peak_rss_mb) and validation rows
+  eval.jsonl          ./eval --json rows: nonoverlapping sweeps and sliding windows
+  per_position.jsonl  ./eval --per-position rows
+and --runs/manifest.json (written by reproduce.py: the commands) if present. Nothing else: every
+number in the output comes from those files. Writes into --out:
+  table_L<n>.md           a row per L_valid, a column per method, perplexity; best of a row bold
+                          (the layout of the paper's Tables 2 and 3)
+  fig1_extrapolation.png  perplexity vs L_valid, a panel per training L (Figure 1)
+  speed_memory.md, fig2_speed_memory.png   training/evaluation tokens/s and memory (Table 1, Fig. 2)
+  fig4_alibi_lengths.png  ALiBi trained at several L across L_valid, sinusoidal at its own L (Fig. 4)
+  fig_per_position.png    mean loss by position inside the segment at a long L_valid
+  sliding.md              nonoverlapping vs sliding-window perplexity at L_valid = L (Appendix B)
+  claims.md, claims.json  the paper's seven qualitative claims, each with its rule, the measured
+                          numbers and a verdict
+  README.md               what was run: commands, configs, revision, machine, wall-clock time
+  runs/<model>/           copies of the JSONL and config files above (not the checkpoints), so
+                          the results can be regenerated from results/ alone (--runs results/X/runs)
+Rows are matched on (split, mode, stride, L_valid); when a row appears twice, the last one counts.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+# ---- the rules of the claims (stated in claims.md) ----
+ONSET = 0.05          # "degrades": perplexity more than 5% above that at L_valid = L
+FLAT = 0.02           # "improves or stays flat": never more than 2% above that at L_valid = L
+WELL_BEYOND = 4       # ... checked up to at least 4L
+T5_BEST = (1.5, 3.0)  # "improves up to about 2L": the best L_valid is within [1.5L, 3L]
+CLOSE = 0.05          # "close": at most 5% above
+
+ORDER = ["sinusoidal", "rotary", "t5", "alibi"]
+LABELS = {"sinusoidal": "Sinusoidal", "rotary": "Rotary", "t5": "T5 bias", "alibi": "ALiBi",
+          "none": "No position", "learned": "Learned", "xpos": "xPos", "kerple_log": "KERPLE-log",
+          "fire": "FIRE"}
+COLORS = {"sinusoidal": "#1f77b4", "rotary": "#2ca02c", "t5": "#ff7f0e", "alibi": "#d62728",
+          "none": "#7f7f7f", "learned": "#9467bd", "xpos": "#8c564b", "kerple_log": "#e377c2",
+          "fire": "#17becf"}
+
+
+def label(method):
+    return LABELS.get(method, method)
+
+
+def method_key(run):
+    m = run.method
+    return (ORDER.index(m) if m in ORDER else len(ORDER), m, run.name)
+
+
+def fmt_ppl(x):
+    return "–" if x is None else "%.2f" % x
+
+
+def fmt_pct(x):
+    return "–" if x is None else "%+.1f%%" % (100.0 * x)
+
+
+def fmt_int(x):
+    return "–" if x is None else "{:,}".format(int(round(x)))
+
+
+def fmt_duration(s):
+    if s is None:
+        return "–"
+    s = int(round(s))
+    if s < 60:
+        return "%d s" % s
+    if s < 3600:
+        return "%d min %02d s" % (s // 60, s % 60)
+    return "%d h %02d min" % (s // 3600, (s % 3600) // 60)
+
+
+def read_jsonl(path):
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return rows
+
+
+def get(d, dotted, default=None):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return default
+        d = d[part]
+    return d
+
+
+# ---- runs ----
+
+class Run:
+    """One run directory: its config, training log and evaluation rows."""
+
+    def __init__(self, name, path, split):
+        self.name, self.path = name, path
+        with open(os.path.join(path, "config.json")) as f:
+            self.cfg = json.load(f)
+        self.method = get(self.cfg, "model.position.type", "?")
+        self.L = int(get(self.cfg, "train.seq_len", 0))
+        self.nonoverlap, self.sliding, self.per_position = {}, {}, {}
+        self.eval_seconds, self.revs, self.data, self.tokens = 0.0, set(), None, None
+        self.eval_peak = None
+        for r in read_jsonl(os.path.join(path, "eval.jsonl")):
+            if r.get("split", "valid") != split or "ppl" not in r:
+                continue
+            lv, stride = r.get("lvalid"), r.get("stride")
+            if r.get("mode") == "sliding" and stride != lv:
+                self.sliding[(lv, stride)] = r
+            else:
+                self.nonoverlap[lv] = r
+        for r in list(self.nonoverlap.values()) + list(self.sliding.values()):
+            self.eval_seconds += r.get("seconds", 0.0)
+            if r.get("rev"):
+                self.revs.add(r["rev"])
+            self.data = self.data or r.get("data")
+            self.tokens = self.tokens or r.get("tokens")
+            if r.get("peak_rss_mb") is not None:
+                self.eval_peak = max(self.eval_peak or 0.0, r["peak_rss_mb"])
+        for r in read_jsonl(os.path.join(path, "per_position.jsonl")):
+            if r.get("split", "valid") == split and r.get("mode", "nonoverlapping") == "nonoverlapping":
+                self.per_position[r.get("lvalid")] = r
+        log = read_jsonl(os.path.join(path, "log.jsonl"))
+        train = [r for r in log if "loss" in r and "elapsed_s" in r]
+        val = [r for r in log if "val_ppl" in r]
+        self.train_rows = train
+        self.train_speed = self.train_seconds = self.train_peak = self.train_tokens = None
+        if train:
+            a, b = train[0], train[-1]
+            if len(train) > 1 and b["elapsed_s"] > a["elapsed_s"]:
+                # after the first row: leaves out the first step's start-up cost
+                self.train_speed = (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
+            elif b["elapsed_s"] > 0:
+                self.train_speed = b["tokens"] / b["elapsed_s"]
+            self.train_seconds, self.train_tokens = b["elapsed_s"], b["tokens"]
+            peaks = [r["peak_rss_mb"] for r in train if r.get("peak_rss_mb") is not None]
+            self.train_peak = max(peaks) if peaks else None
+        self.final_val = val[-1] if val else None
+
+    def ppl(self, lvalid):
+        r = self.nonoverlap.get(lvalid)
+        return r["ppl"] if r else None
+
+    def curve(self):
+        """(L_valid, ppl) of the nonoverlapping rows, by L_valid."""
+        return sorted((lv, r["ppl"]) for lv, r in self.nonoverlap.items())
+
+    def longest(self):
+        c = self.curve()
+        return c[-1] if c else (None, None)
+
+
+def load_runs(runs_dir, split):
+    runs = []
+    for cfg in sorted(glob.glob(os.path.join(runs_dir, "*", "config.json"))):
+        d = os.path.dirname(cfg)
+        try:
+            runs.append(Run(os.path.basename(d), d, split))
+        except (OSError, ValueError) as e:
+            print("results: skipping %s: %s" % (d, e), file=sys.stderr)
+    return sorted(runs, key=lambda r: (r.L,) + method_key(r))
+
+
+def by_length(runs):
+    out = {}
+    for r in runs:
+        out.setdefault(r.L, []).append(r)
+    return out
+
+
+def main_lengths(runs):
+    """Training lengths with at least two methods: the panels of Figure 1 and the tables' focus."""
+    groups = by_length(runs)
+    main = [L for L, rs in sorted(groups.items()) if len({r.method for r in rs}) >= 2]
+    return main or sorted(groups)
+
+
+def pick(runs, method, L):
+    """The run of a method at a length: the default-named one if there are several."""
+    cands = [r for r in runs if r.method == method and r.L == L]
+    for r in cands:
+        if r.name == "%s-L%d" % (method, L):
+            return r
+    return cands[0] if cands else None
+
+
+def column_labels(runs):
+    labels = [label(r.method) for r in runs]
+    return [lab if labels.count(lab) == 1 else r.name for lab, r in zip(labels, runs)]
+
+
+DATASET = None  # the manifest's name for the corpus, when there is one
+
+
+def dataset_name(runs):
+    if DATASET:
+        return DATASET
+    for r in runs:
+        if r.data:
+            d = os.path.basename(os.path.dirname(r.data))
+            return {"wikitext-2": "WikiText-2", "wikitext-103": "WikiText-103"}.get(d, d)
+    return "the evaluation split"
+
+
+# ---- tables ----
+
+def md_table(header, rows, align=None):
+    align = align or ["---:"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(runs, out, split):
+    files = []
+    for L, rs in sorted(by_length(runs).items()):
+        lvalids = sorted({lv for r in rs for lv in r.nonoverlap})
+        rows = []
+        for lv in lvalids:
+            vals = [r.ppl(lv) for r in rs]
+            shown = [None if v is None else round(v, 2) for v in vals]
+            best = min((v for v in shown if v is not None), default=None)
+            cells = [("**%s**" % fmt_ppl(v) if s == best else fmt_ppl(v)) if v is not None else "–"
+                     for v, s in zip(vals, shown)]
+            rows.append([str(lv)] + cells)
+        tokens = next((r.tokens for r in rs if r.tokens), None)
+        text = "# Validation perplexity, models trained with L = %d\n\n" % L
+        text += ("Nonoverlapping evaluation on %s (%s split, %s tokens scored at every L_valid), "
+                 "the layout of the paper's Tables 2 and 3. The lowest perplexity of each row is "
+                 "in bold; – = not evaluated.\n\n" % (dataset_name(rs), split, fmt_int(tokens)))
+        text += md_table(["L_valid"] + column_labels(rs), rows)
+        path = os.path.join(out, "table_L%d.md" % L)
+        write(path, text)
+        files.append(path)
+    return files
+
+
+def write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---- claims ----
+
+class Claim:
+    def __init__(self, num, title, rule, paper, header):
+        self.num, self.title, self.rule, self.paper, self.header = num, title, rule, paper, header
+        self.rows, self.results = [], []  # table rows; per training length: True/False
+
+    def verdict(self):
+        if not self.results:
+            return "not measured in this preset"
+        return "reproduced" if all(self.results) else "not reproduced"
+
+
+def yes(ok):
+    return "yes" if ok else "no"
+
+
+def onset(run):
+    """The smallest L_valid > L whose perplexity is more than ONSET above that at L_valid = L:
+    (L_valid, ppl, change), or None."""
+    base = run.ppl(run.L)
+    for lv, p in run.curve():
+        if lv > run.L and p > base * (1 + ONSET):
+            return lv, p, p / base - 1
+    return None
+
+
+def onset_text(run):
+    o = onset(run)
+    if o:
+        return "%d (%s)" % (o[0], fmt_pct(o[2]))
+    return "none up to %d" % run.longest()[0]
+
+
+def claim_sinusoidal(runs, Ls):
+    c = Claim(1, "Sinusoidal degrades as soon as L_valid exceeds L by a small margin",
+              "For each training length L, the *onset* is the smallest measured L_valid > L whose "
+              "perplexity is more than %d%% above the perplexity at L_valid = L. Reproduced if the "
+              "onset exists and is at most 2L, at every L with a sinusoidal model evaluated at "
+              "L_valid = L and at some L_valid in (L, 2L]." % (100 * ONSET),
+              "Paper (WikiText-103, Table 2, L = 512): 20.05 at 512, 20.59 at 612, 24.86 at 712, "
+              "43.54 at 1012; it improves until about L + 20 and degrades past about L + 50.",
+              ["L", "ppl at L_valid = L", "onset L_valid", "ppl at onset", "change", "meets rule"])
+    for L in Ls:
+        s = pick(runs, "sinusoidal", L)
+        if not s or s.ppl(L) is None or not any(L < lv <= 2 * L for lv, _ in s.curve()):
+            continue
+        o = onset(s)
+        ok = o is not None and o[0] <= 2 * L
+        if o:
+            c.rows.append([L, fmt_ppl(s.ppl(L)), o[0], fmt_ppl(o[1]), fmt_pct(o[2]), yes(ok)])
+        else:
+            lv, p = s.longest()
+            c.rows.append([L, fmt_ppl(s.ppl(L)), "none up to %d" % lv, "–", "–", yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_rotary(runs, Ls):
+    c = Claim(2, "Rotary degrades later than sinusoidal",
+              "Onsets as in claim 1. Reproduced if, at every L with both models, the sinusoidal "
+              "onset exists and the rotary onset is at a larger L_valid (or there is none in the "
+              "measured range); when both are at the same L_valid, rotary's rise there must be "
+              "less than half of sinusoidal's.",
+              "Paper (Table 2, L = 512): rotary 20.07 at 512, 19.79 at 712, 21.37 at 1012, 79.25 at "
+              "15512; it improves until about L + 200 (L + 100 for L = 1024).",
+              ["L", "sinusoidal onset (change)", "rotary onset (change)", "meets rule"])
+    for L in Ls:
+        s, r = pick(runs, "sinusoidal", L), pick(runs, "rotary", L)
+        if not s or not r or s.ppl(L) is None or r.ppl(L) is None:
+            continue
+        if not any(lv > L for lv, _ in s.curve()) or not any(lv > L for lv, _ in r.curve()):
+            continue
+        so, ro = onset(s), onset(r)
+        ok = so is not None and (ro is None or ro[0] > so[0] or (ro[0] == so[0] and ro[2] < so[2] / 2))
+        c.rows.append([L, onset_text(s), onset_text(r), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_t5(runs, Ls):
+    lo, hi = T5_BEST
+    c = Claim(3, "T5 bias improves up to about 2L",
+              "For each L, the measured L_valid with T5 bias's lowest perplexity is between %gL "
+              "and %gL and that perplexity is below the one at L_valid = L. Needs an L_valid in "
+              "[%gL, %gL] and one beyond %gL (to see where it stops improving)." % (lo, hi, lo, hi, hi),
+              "Paper (Tables 2, 3): best 18.77 at 1112 for L = 512 (19.65 at 512, 64.94 at 12512); "
+              "best 18.30 at 1824 for L = 1024 (18.80 at 1024).",
+              ["L", "ppl at L_valid = L", "lowest ppl", "at L_valid", "L_valid / L", "longest L_valid",
+               "ppl there", "meets rule"])
+    for L in Ls:
+        t = pick(runs, "t5", L)
+        if not t or t.ppl(L) is None:
+            continue
+        curve = [(lv, p) for lv, p in t.curve() if lv >= L]
+        if not any(lo * L <= lv <= hi * L for lv, _ in curve) or curve[-1][0] <= hi * L:
+            continue
+        blv, bp = min(curve, key=lambda x: (x[1], x[0]))
+        ok = lo * L <= blv <= hi * L and bp < t.ppl(L)
+        c.rows.append([L, fmt_ppl(t.ppl(L)), fmt_ppl(bp), blv, "%.2f" % (blv / float(L)),
+                       curve[-1][0], fmt_ppl(curve[-1][1]), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_alibi(runs, Ls):
+    c = Claim(4, "ALiBi improves or stays flat well beyond L and stays stable to the longest L_valid",
+              "For each L, no measured L_valid > L has a perplexity more than %d%% above the one "
+              "at L_valid = L, and the longest measured L_valid is at least %dL (otherwise that L "
+              "is not measured)." % (100 * FLAT, WELL_BEYOND),
+              "Paper (Tables 2, 3): L = 512: 19.73 at 512, 18.40 at 3512, 18.31 at 15512; "
+              "L = 1024: 18.66 at 1024, 17.92 at 3024, 17.98 at 16024.",
+              ["L", "ppl at L_valid = L", "worst L_valid > L", "ppl there", "change",
+               "longest L_valid", "ppl there", "change", "meets rule"])
+    for L in Ls:
+        a = pick(runs, "alibi", L)
+        if not a or a.ppl(L) is None:
+            continue
+        base = a.ppl(L)
+        beyond = [(lv, p) for lv, p in a.curve() if lv > L]
+        if not beyond or beyond[-1][0] < WELL_BEYOND * L:
+            continue
+        wlv, wp = max(beyond, key=lambda x: (x[1], -x[0]))
+        llv, lp = beyond[-1]
+        ok = wp <= base * (1 + FLAT)
+        c.rows.append([L, fmt_ppl(base), wlv, fmt_ppl(wp), fmt_pct(wp / base - 1), llv,
+                       fmt_ppl(lp), fmt_pct(lp / base - 1), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_alibi_vs_sin(runs, Ls):
+    c = Claim(5, "ALiBi trained at L beats sinusoidal trained at L",
+              "At L_valid = L, where neither model extrapolates, ALiBi's perplexity is lower than "
+              "sinusoidal's, at every L with both. ALiBi's lowest perplexity at any L_valid >= L is "
+              "shown too but is not part of the rule.",
+              "Paper (Table 5): at L_valid = L ALiBi is better for L >= 256 (19.73 vs 20.05 at 512, "
+              "18.66 vs 19.34 at 1024) but not at L = 64 and 128 (28.46 vs 28.03, 23.98 vs 23.81).",
+              ["L", "sinusoidal at L", "ALiBi at L", "ALiBi vs sinusoidal", "ALiBi lowest (L_valid)",
+               "meets rule"])
+    for L in Ls:
+        s, a = pick(runs, "sinusoidal", L), pick(runs, "alibi", L)
+        if not s or not a or s.ppl(L) is None or a.ppl(L) is None:
+            continue
+        ok = a.ppl(L) < s.ppl(L)
+        blv, bp = min(((lv, p) for lv, p in a.curve() if lv >= L), key=lambda x: (x[1], x[0]))
+        c.rows.append([L, fmt_ppl(s.ppl(L)), fmt_ppl(a.ppl(L)), fmt_pct(a.ppl(L) / s.ppl(L) - 1),
+                       "%s (%d)" % (fmt_ppl(bp), blv), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_t5_slowest(runs, Ls):
+    methods = sorted({r.method for r in runs if r.L in Ls and r.train_speed},
+                     key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    c = Claim(6, "T5 bias is the slowest to train",
+              "Training speed = tokens between the first and the last training row of log.jsonl "
+              "divided by the elapsed_s between them (validation is not counted). Reproduced if "
+              "T5 bias has the lowest training speed of all methods at every L with T5 bias and "
+              "another method.",
+              "Paper (Table 1, one V100, words/s at L = 512): sinusoidal 28.5k, rotary 20.0k, "
+              "T5 bias 14.4k, ALiBi 28.3k. Narang et al. (2021) measured T5 bias only 8.7% slower "
+              "than sinusoidal on TPU.",
+              ["L"] + ["%s tokens/s" % label(m) for m in methods] + ["slowest", "T5 vs fastest", "meets rule"])
+    for L in Ls:
+        speed = {}
+        for m in methods:
+            r = pick(runs, m, L)
+            if r and r.train_speed:
+                speed[m] = r.train_speed
+        if "t5" not in speed or len(speed) < 2:
+            continue
+        slowest = min(speed, key=lambda m: speed[m])
+        fastest = max(speed, key=lambda m: speed[m])
+        ok = all(speed["t5"] < v for m, v in speed.items() if m != "t5")
+        c.rows.append([L] + [fmt_int(speed.get(m)) for m in methods] +
+                      [label(slowest), fmt_pct(speed["t5"] / speed[fastest] - 1), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def claim_half_length(runs, Ls):
+    c = Claim(7, "ALiBi trained at L/2 is close to sinusoidal trained at L",
+              "For each L with a sinusoidal model at L and an ALiBi model at L/2 evaluated at "
+              "L_valid = L: ALiBi's perplexity is at most %d%% above sinusoidal's at L_valid = L "
+              "(lower counts as close)." % (100 * CLOSE),
+              "Paper (Table 5): ALiBi trained at 512 gets 18.81 at L_valid = 1024, sinusoidal "
+              "trained at 1024 gets 19.34; ALiBi at 256 gets 19.89 at 512 vs sinusoidal's 20.05.",
+              ["L", "ALiBi trained at L/2, at L_valid = L", "sinusoidal trained at L, at L",
+               "difference", "meets rule"])
+    for L in sorted({r.L for r in runs}):
+        s = pick(runs, "sinusoidal", L)
+        a = pick(runs, "alibi", L // 2) if L % 2 == 0 else None
+        if not s or not a or s.ppl(L) is None or a.ppl(L) is None:
+            continue
+        ok = a.ppl(L) <= s.ppl(L) * (1 + CLOSE)
+        c.rows.append([L, fmt_ppl(a.ppl(L)), fmt_ppl(s.ppl(L)), fmt_pct(a.ppl(L) / s.ppl(L) - 1), yes(ok)])
+        c.results.append(ok)
+    return c
+
+
+def all_claims(runs):
+    Ls = sorted({r.L for r in runs})
+    return [claim_sinusoidal(runs, Ls), claim_rotary(runs, Ls), claim_t5(runs, Ls),
+            claim_alibi(runs, Ls), claim_alibi_vs_sin(runs, Ls), claim_t5_slowest(runs, Ls),
+            claim_half_length(runs, Ls)]
+
+
+def write_claims(claims, runs, out):
+    text = ("# The paper's claims, checked against these runs\n\n"
+            "Each claim of Press, Smith & Lewis (2022) is tested with the rule stated under it, on "
+            "nonoverlapping validation perplexity (%s) and training speed from log.jsonl. "
+            "Verdicts: **reproduced** (the rule holds at every training length where it could be "
+            "checked), **not reproduced** (it fails at one or more; the table says where), **not "
+            "measured in this preset** (the models or lengths the rule needs are missing).\n\n"
+            % dataset_name(runs))
+    text += md_table(["#", "claim", "verdict"],
+                     [[c.num, c.title, c.verdict()] for c in claims], ["---:", "---", "---"])
+    for c in claims:
+        text += "\n## %d. %s\n\n" % (c.num, c.title)
+        text += "Rule: %s\n\n" % c.rule
+        text += "%s\n\n" % c.paper
+        if c.rows:
+            text += md_table(c.header, c.rows)
+            text += "\n"
+        text += "Verdict: **%s**\n" % c.verdict()
+    write(os.path.join(out, "claims.md"), text)
+    js = [{"claim": c.num, "title": c.title, "rule": c.rule, "verdict": c.verdict(),
+           "header": c.header, "rows": c.rows} for c in claims]
+    write(os.path.join(out, "claims.json"), json.dumps(js, indent=1) + "\n")
+
+
+# ---- speed, memory, sliding windows ----
+
+def write_speed(runs, out):
+    rows = []
+    for L, rs in sorted(by_length(runs).items()):
+        common = set.intersection(*[set(r.nonoverlap) for r in rs]) if rs else set()
+        far = max(common) if common else None
+        for r in sorted(rs, key=method_key):
+            e_L = r.nonoverlap.get(L, {}).get("tokens_per_s")
+            e_far = r.nonoverlap.get(far, {}).get("tokens_per_s") if far else None
+            rows.append([label(r.method), L, fmt_int(r.train_speed), fmt_int(e_L),
+                         "%s (%s)" % (fmt_int(e_far), far) if far else "–",
+                         fmt_int(r.train_peak), fmt_int(r.eval_peak)])
+    text = ("# Training and evaluation speed and memory\n\n"
+            "The paper's Table 1 / Figure 2 on this machine. Training tokens/s: tokens between "
+            "the first and the last training row of log.jsonl over the elapsed_s between them "
+            "(validation excluded). Evaluation tokens/s: tokens scored per second by ./eval at "
+            "L_valid = L and at the longest L_valid every model of that L was evaluated at. Peak "
+            "memory: the largest peak_rss_mb (resident set, MB) of the training log, and of the "
+            "evaluation rows — ./eval sizes its buffers once for the longest L_valid of a "
+            "command, so the evaluation figure is the memory at the longest length evaluated.\n\n")
+    text += md_table(["method", "L", "train tokens/s", "eval tokens/s at L", "eval tokens/s (at L_valid)",
+                      "train peak MB", "eval peak MB"], rows, ["---", "---:", "---:", "---:", "---:", "---:", "---:"])
+    write(os.path.join(out, "speed_memory.md"), text)
+
+
+def write_sliding(runs, out):
+    rows = []
+    for r in sorted(runs, key=lambda r: (r.L,) + method_key(r)):
+        for (lv, stride), row in sorted(r.sliding.items()):
+            if lv != r.L:
+                continue
+            non = r.ppl(lv)
+            llv, lp = r.longest()
+            rows.append([r.name, label(r.method), r.L, stride, fmt_ppl(non), fmt_ppl(row["ppl"]),
+                         fmt_pct(row["ppl"] / non - 1) if non else "–",
+                         "%s (%d)" % (fmt_ppl(lp), llv) if llv else "–"])
+    text = ("# Nonoverlapping vs sliding-window evaluation at L_valid = L\n\n"
+            "The paper's Appendix B point. Nonoverlapping segments give the first tokens of each "
+            "segment little context (the \"early token curse\"); a sliding window of L_valid = L "
+            "tokens advancing by the stride scores each token after the first window with "
+            "L - stride to L - 1 tokens of context (docs/evaluation.md). The last column is the "
+            "nonoverlapping perplexity at the longest L_valid evaluated: for ALiBi the paper finds "
+            "that most of its gain from L_valid > L is this same effect.\n\n")
+    if rows:
+        text += md_table(["model", "method", "L", "stride", "nonoverlapping ppl", "sliding ppl",
+                          "change", "nonoverlapping at longest L_valid"], rows,
+                         ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:"])
+    else:
+        text += "No sliding-window rows in these runs.\n"
+    write(os.path.join(out, "sliding.md"), text)
+
+
+# ---- figures ----
+
+def figures(runs, out, fig4_names):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    except ImportError:
+        print("results: matplotlib is not available to %s (install python3-matplotlib, or run "
+              "through scripts/pyenv.sh); figures skipped, the markdown is written"
+              % sys.executable)
+        return []
+    plain = FuncFormatter(lambda v, _: "%g" % v)
+    data = dataset_name(runs)
+    made = []
+
+    def log_x(ax, values):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+    def maybe_log_y(ax, values, what):
+        values = [v for v in values if v]
+        if values and max(values) / min(values) > 3:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_ylabel(what + " (log scale)")
+        else:
+            ax.set_ylabel(what)
+
+    def save(fig, name, rect=(0, 0, 1, 1)):
+        path = os.path.join(out, name)
+        fig.tight_layout(rect=rect)
+        fig.savefig(path + ".tmp.png", dpi=110)
+        os.replace(path + ".tmp.png", path)
+        plt.close(fig)
+        made.append(path)
+
+    groups = by_length(runs)
+    main = main_lengths(runs)
+
+    # Figure 1: perplexity vs L_valid per training length
+    fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.6), squeeze=False)
+    for ax, L in zip(axes[0], main):
+        ys = []
+        for r in sorted(groups[L], key=method_key):
+            c = r.curve()
+            if not c:
+                continue
+            ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3.5, lw=1.6,
+                    color=COLORS.get(r.method), label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
+            ys += [y for _, y in c]
+        ax.axvline(L, color="0.4", ls=":", lw=1.2)
+        ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
+        log_x(ax, None)
+        maybe_log_y(ax, ys, "validation perplexity")
+        ax.set_xlabel("evaluation length L_valid (tokens, log scale)")
+        ax.set_title("trained at L = %d" % L)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=9)
+    fig.suptitle("Figure 1: extrapolation — %s validation perplexity vs L_valid (nonoverlapping)" % data)
+    save(fig, "fig1_extrapolation.png")
+
+    # Figure 2: speed and memory per method and training length
+    methods = sorted({r.method for r in runs}, key=lambda m: (ORDER.index(m) if m in ORDER else 9, m))
+    Ls = sorted(groups)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [("training speed", "tokens/s", lambda r: r.train_speed),
+              ("evaluation speed at L_valid = L", "tokens/s", lambda r: r.nonoverlap.get(r.L, {}).get("tokens_per_s")),
+              ("training peak memory", "MB (resident)", lambda r: r.train_peak)]
+    width = 0.8 / max(1, len(methods))
+    for ax, (title, unit, f) in zip(axes, panels):
+        for k, m in enumerate(methods):
+            xs, hs = [], []
+            for i, L in enumerate(Ls):
+                r = pick(runs, m, L)
+                v = f(r) if r else None
+                if v:
+                    xs.append(i + (k - (len(methods) - 1) / 2.0) * width)
+                    hs.append(v)
+            ax.bar(xs, hs, width * 0.95, color=COLORS.get(m), label=label(m))
+        ax.set_xticks(range(len(Ls)))
+        ax.set_xticklabels(["L = %d" % L for L in Ls])
+        ax.set_xlabel("training length")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(methods)), fontsize=9)
+    fig.suptitle("Figure 2: speed and memory by position method (%d cores)" % (os.cpu_count() or 0))
+    save(fig, "fig2_speed_memory.png", rect=(0, 0.08, 1, 1))
+
+    # Figure 4: ALiBi at several L across L_valid; sinusoidal at its own L
+    chosen = [r for r in runs if r.name in fig4_names] if fig4_names else \
+        [r for r in runs if r.method in ("alibi", "sinusoidal")]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ys = []
+    alibi = sorted([r for r in chosen if r.method == "alibi"], key=lambda r: r.L)
+    cmap = plt.get_cmap("Reds")
+    for i, r in enumerate(alibi):
+        c = [(x, y) for x, y in r.curve() if x >= r.L]
+        if c:
+            ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3.5,
+                    color=cmap(0.45 + 0.5 * i / max(1, len(alibi) - 1)), label="ALiBi, L = %d" % r.L)
+            ys += [y for _, y in c]
+    sin = sorted([(r.L, r.ppl(r.L)) for r in chosen if r.method == "sinusoidal" and r.ppl(r.L)])
+    if sin:
+        ax.plot([x for x, _ in sin], [y for _, y in sin], "s--", color=COLORS["sinusoidal"], ms=6,
+                label="Sinusoidal trained at L, L_valid = L")
+        ys += [y for _, y in sin]
+    log_x(ax, None)
+    maybe_log_y(ax, ys, "validation perplexity")
+    ax.set_xlabel("evaluation length L_valid (tokens, log scale)")
+    ax.set_title("Figure 4: ALiBi trained at several L, %s (nonoverlapping)" % data)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    save(fig, "fig4_alibi_lengths.png")
+
+    # Per-position loss at the long L_valid, per training length
+    panels = [L for L in main if any(r.per_position for r in groups[L])]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 5.6 * len(panels)), 4.6), squeeze=False)
+        for ax, L in zip(axes[0], panels):
+            P = max(lv for r in groups[L] for lv in r.per_position)
+            for r in sorted(groups[L], key=method_key):
+                row = r.per_position.get(P)
+                if not row:
+                    continue
+                e, loss = row["edges"], row["loss"]
+                pts = [((e[i] + e[i + 1] - 1) / 2.0 + 1, loss[i]) for i in range(len(loss)) if loss[i] is not None]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1.6, color=COLORS.get(r.method),
+                        label=label(r.method))
+            ax.axvline(L, color="0.4", ls=":", lw=1.2)
+            ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+            ax.set_xlabel("position in the segment + 1 (tokens, log scale)")
+            ax.set_ylabel("mean loss (nats per token)")
+            ax.set_title("trained at L = %d, L_valid = %d" % (L, P))
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=9)
+        fig.suptitle("Where each method breaks: mean loss by position in the segment (%s)" % data)
+        save(fig, "fig_per_position.png")
+    return made
+
+
+# ---- README ----
+
+def machine():
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%d cores (os.cpu_count), CPU: %s, %s" % (os.cpu_count() or 0, cpu or platform.processor() or "unknown",
+                                                    platform.platform())
+
+
+def git_rev():
+    try:
+        return subprocess.check_output(["git", "describe", "--always", "--dirty"], stderr=subprocess.DEVNULL,
+                                       cwd=os.path.dirname(os.path.abspath(__file__))).decode().strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def shape(r):
+    g = lambda k: get(r.cfg, k)
+    out = g("model.output")
+    o = ""
+    if isinstance(out, dict) and out.get("type") == "adaptive":
+        o = ", adaptive %s/%s" % (out.get("cutoffs"), out.get("factor"))
+    return "%s×%s, %s heads, d_ff %s%s" % (g("model.n_layers"), g("model.d_model"), g("model.n_heads"), g("model.d_ff"), o)
+
+
+def write_readme(runs, out, claims, manifest, files, runs_dir):
+    name = manifest.get("preset") or os.path.basename(os.path.normpath(out))
+    text = "# Results: %s\n\n" % name
+    if manifest.get("description"):
+        text += manifest["description"] + "\n\n"
+    if manifest.get("notes"):
+        text += manifest["notes"] + "\n\n"
+    text += "Generated by `scripts/results.py` from the JSONL files `./train` and `./eval` wrote " \
+            "(copied in [runs/](runs/)). Regenerate with `scripts/pyenv.sh scripts/results.py " \
+            "--runs %s --out %s`.\n\n" % (os.path.join(out, "runs"), out)
+    if os.path.isfile(os.path.join(out, "fig1_extrapolation.png")):
+        text += "![Figure 1](fig1_extrapolation.png)\n\n"
+    text += "## Claims\n\n" + md_table(["#", "claim", "verdict"], [[c.num, c.title, c.verdict()] for c in claims],
+                                       ["---:", "---", "---"])
+    text += "\nDetails and rules: [claims.md](claims.md).\n\n## Files\n\n"
+    for f in files:
+        b = os.path.basename(f)
+        text += "- [%s](%s)\n" % (b, b)
+    text += "\n## Models\n\n"
+    rows = []
+    tot_train = tot_eval = 0.0
+    for r in sorted(runs, key=lambda r: (r.L,) + method_key(r)):
+        g = lambda k: get(r.cfg, k)
+        tps = (g("train.batch") or 0) * (g("train.accum") or 1) * r.L
+        val = r.final_val
+        rows.append([r.name, label(r.method), r.L, shape(r), "%s × %s" % (fmt_int(g("train.steps")), fmt_int(tps)),
+                     fmt_int(r.train_tokens), fmt_duration(r.train_seconds), fmt_int(r.train_speed),
+                     fmt_duration(r.eval_seconds), "%s (%s tokens)" % (fmt_ppl(val["val_ppl"]), fmt_int(val["val_tokens"])) if val else "–"])
+        tot_train += r.train_seconds or 0.0
+        tot_eval += r.eval_seconds
+    text += md_table(["model", "method", "L", "layers×d_model", "steps × tokens/step", "tokens trained",
+                      "training time", "train tokens/s", "evaluation time", "last validation ppl"], rows,
+                     ["---", "---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:"])
+    text += ("\nWall-clock: %s training (log.jsonl `elapsed_s` of the last row; validation during "
+             "training not included) and %s evaluation (sum of `seconds` of the eval rows), %s in "
+             "all.\n" % (fmt_duration(tot_train), fmt_duration(tot_eval), fmt_duration(tot_train + tot_eval)))
+    text += "\n## Commands\n\n"
+    cmds = manifest.get("commands")
+    if cmds:
+        base = manifest.get("base_config")
+        text += "Run by `scripts/reproduce.sh --preset %s` (preset file `%s`; base config `%s`). Per model:\n\n```sh\n" \
+                % (name, manifest.get("preset_file", "?"), base)
+        order = [m["name"] for m in manifest.get("models", []) if m.get("name") in cmds]
+        for m in order + sorted(set(cmds) - set(order)):
+            text += "\n".join(cmds[m]) + "\n"
+        text += ("```\n\nThe base config is copied as [runs/base-config.json](runs/base-config.json) when "
+                 "the preset defines it inline; the resolved config of each run (every default "
+                 "filled in) is `runs/<model>/config.json`.\n")
+    else:
+        text += "No manifest.json in %s: the commands were not recorded.\n" % runs_dir
+    revs = sorted({v for r in runs for v in r.revs})
+    text += "\n## Revision and machine\n\n"
+    text += "- git revision of the ./eval build (from the eval rows): %s\n" % (", ".join(revs) or "unknown")
+    text += "- git revision when these results were written: %s\n" % git_rev()
+    text += "- machine: %s\n" % machine()
+    write(os.path.join(out, "README.md"), text)
+
+
+def copy_raw(runs, runs_dir, out):
+    dest_root = os.path.join(out, "runs")
+    if os.path.realpath(runs_dir) == os.path.realpath(dest_root):
+        return
+    for r in runs:
+        d = os.path.join(dest_root, r.name)
+        os.makedirs(d, exist_ok=True)
+        for f in ("config.json", "log.jsonl", "eval.jsonl", "per_position.jsonl"):
+            src = os.path.join(r.path, f)
+            if os.path.isfile(src):
+                shutil.copyfile(src, os.path.join(d, f))
+    for f in ("manifest.json", "base-config.json"):  # the commands, and the config they name
+        src = os.path.join(runs_dir, f)
+        if os.path.isfile(src):
+            os.makedirs(dest_root, exist_ok=True)
+            shutil.copyfile(src, os.path.join(dest_root, f))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="scripts/results.py",
+                                 description="Tables, figures and claims from trainshort run directories.")
+    ap.add_argument("--runs", required=True, help="directory of run directories (runs/<preset>)")
+    ap.add_argument("--out", required=True, help="results directory (results/<preset>)")
+    ap.add_argument("--preset", help="the preset file (for the Figure 4 model list)")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--no-figures", action="store_true")
+    args = ap.parse_args(argv)
+    manifest_path = os.path.join(args.runs, "manifest.json")
+    manifest = {}
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    global DATASET
+    DATASET = manifest.get("dataset")
+    fig4 = manifest.get("figure4") or []
+    if args.preset:
+        with open(args.preset) as f:
+            fig4 = json.load(f).get("figure4") or fig4
+    runs = load_runs(args.runs, args.split)
+    if not runs:
+        print("error: no run directories (with config.json) under %s" % args.runs, file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    files = write_tables(runs, args.out, args.split)
+    write_speed(runs, args.out)
+    write_sliding(runs, args.out)
+    claims = all_claims(runs)
+    write_claims(claims, runs, args.out)
+    made = [] if args.no_figures else figures(runs, args.out, fig4)
+    files = made + files + [os.path.join(args.out, f) for f in
+                            ("speed_memory.md", "sliding.md", "claims.md", "claims.json")]
+    copy_raw(runs, args.runs, args.out)
+    write_readme(runs, args.out, claims, manifest, files, args.runs)
+    print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(runs), ", ".join(
+        "%d %s" % (c.num, c.verdict()) for c in claims)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

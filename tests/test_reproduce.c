@@ -1,0 +1,460 @@
+/* test_reproduce.c — scripts/reproduce.sh and scripts/results.py, the experiment pipeline of
+ * issue 7: the tables and the claims checker give known answers on hand-written fixtures; the
+ * smoke preset runs end to end and a second run redoes nothing; every preset's --dry-run lists
+ * its jobs with a time estimate without data; user mistakes are one "error: " line, status 2.
+ *
+ * Fixtures (tests/fixtures/results/):
+ *   paper/  the run-directory files (config.json, log.jsonl, eval.jsonl, per_position.jsonl) of
+ *           ten models, filled with the paper's own numbers: perplexities and eval speeds from
+ *           Tables 2 and 3 (a subset of rows), ALiBi at other lengths from Table 5, training
+ *           speed and memory from Table 1, sliding-window (stride 1) perplexities from Tables
+ *           13-15. The paper's numbers must reproduce all seven claims.
+ *   mixed/  three models at L = 16 with made-up numbers chosen to fail claims 1, 4 and 6, leave
+ *           2, 3 and 7 unmeasurable, satisfy 5, and tie two cells of one table row.
+ * The expected lines below were worked out by hand from those files (e.g. sinusoidal L = 512:
+ * 24.86 / 20.05 = +24.0% at L_valid 712, the first row more than 5% above L_valid = 512).
+ *
+ * Everything is skipped, with a message, when no Python 3 is installed. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../src/util/util.h"
+
+#define FIXTURES "tests/fixtures/results"
+
+static char g_py[512];
+
+/* The interpreter scripts/pyenv.sh picks; 0 (and a skip line) when there is none. */
+static int python_ready(void) {
+    char out[OUT_LEN];
+    int rc = sh(out, "scripts/pyenv.sh");
+    if (rc != 0 && strstr(out, "no Python 3")) {
+        printf("  skip: %s", out);
+        return 0;
+    }
+    CHECK(rc == 0, "scripts/pyenv.sh: status %d: %s", rc, out);
+    if (rc != 0) return 0;
+    snprintf(g_py, sizeof g_py, "%.*s", (int)strcspn(out, "\n"), out);
+    return 1;
+}
+
+static int has_matplotlib(void) {
+    char out[OUT_LEN];
+    return sh(out, "%s -c 'import matplotlib'", g_py) == 0;
+}
+
+static char *slurp(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t n;
+    return read_file(path, &n);
+}
+
+/* Whether text has a line exactly equal to line. */
+static int has_line(const char *text, const char *line) {
+    size_t n = strlen(line);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, line, n) && (p[n] == '\n' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static void expect_line(const char *text, const char *line, const char *where) {
+    CHECK(text && has_line(text, line), "%s: no line '%s' in:\n%s", where, line,
+          text ? text : "(missing)");
+}
+
+/* Section "## <num>. ..." of claims.md, up to the next "## " (caller frees). */
+static char *claim_section(const char *claims, int num) {
+    char head[16];
+    snprintf(head, sizeof head, "\n## %d. ", num);
+    const char *s = claims ? strstr(claims, head) : NULL;
+    if (!s) return NULL;
+    const char *e = strstr(s + 1, "\n## ");
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    char *out = malloc(n + 1);
+    memcpy(out, s, n);
+    out[n] = 0;
+    return out;
+}
+
+static void expect_claim(const char *claims, int num, const char *verdict,
+                         const char *const *lines) {
+    char *sec = claim_section(claims, num), want[128], where[32];
+    snprintf(want, sizeof want, "Verdict: **%s**", verdict);
+    snprintf(where, sizeof where, "claim %d", num);
+    CHECK(sec != NULL, "claims.md has no section for claim %d", num);
+    if (!sec) return;
+    expect_line(sec, want, where);
+    for (int i = 0; lines && lines[i]; i++) expect_line(sec, lines[i], where);
+    free(sec);
+}
+
+/* The first markdown table of text: every row has the header's number of cells and the second
+ * line is the |---| separator. Returns the number of body rows, -1 if malformed. */
+static int md_table_rows(const char *text, int *cols) {
+    const char *p = text ? strstr(text, "\n|") : NULL;
+    if (!p) return -1;
+    int rows = -2, want = -1;
+    for (p++; *p == '|'; rows++) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int bars = 0, sep = 1;
+        for (size_t i = 0; i < len; i++) {
+            bars += p[i] == '|';
+            sep &= strchr("|-: ", p[i]) != NULL;
+        }
+        if (want < 0) want = bars;
+        if (bars != want || len < 2 || p[len - 1] != '|' || (rows == -1 && !sep)) return -1;
+        if (!e) {
+            rows++;
+            break;
+        }
+        p = e + 1;
+    }
+    *cols = want - 1;
+    return rows;
+}
+
+static int is_png(const char *dir, const char *name) {
+    char *data = slurp(dir, name);
+    int ok = data && !memcmp(data, "\x89PNG\r\n\x1a\n", 8);
+    free(data);
+    return ok;
+}
+
+/* Runs scripts/results.py on a fixture into tests/tmp/<name>; the directory, or NULL. */
+static const char *results_of(const char *fixture, const char *name, int figures) {
+    static char dir[512];
+    char out[OUT_LEN];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir(name));
+    int rc = sh(out, "%s scripts/results.py --runs %s/%s --out %s%s", g_py, FIXTURES, fixture, dir,
+                figures ? "" : " --no-figures");
+    CHECK(rc == 0, "results.py on %s: status %d: %s", fixture, rc, out);
+    return rc == 0 ? dir : NULL;
+}
+
+TEST(test_reproduce_tables_from_paper_fixture) {
+    if (!python_ready()) return;
+    const char *dir = results_of("paper", "reproduce_tables", 0);
+    if (!dir) return;
+    char *t = slurp(dir, "table_L512.md");
+    int cols = 0;
+    CHECK(md_table_rows(t, &cols) == 13 && cols == 5, "table_L512.md: %d rows, %d columns",
+          md_table_rows(t, &cols), cols);
+    expect_line(t, "| L_valid | Sinusoidal | Rotary | T5 bias | ALiBi |", "table_L512.md");
+    expect_line(t, "| 512 | 20.05 | 20.07 | **19.65** | 19.73 |", "table_L512.md");
+    expect_line(t, "| 1012 | 43.54 | 21.37 | 18.79 | **18.73** |", "table_L512.md");
+    expect_line(t, "| 1024 | – | – | – | **18.81** |", "table_L512.md"); /* Table 5 only */
+    expect_line(t, "| 15512 | 406.01 | 79.25 | – | **18.31** |", "table_L512.md"); /* T5 OOM */
+    free(t);
+    t = slurp(dir, "table_L1024.md");
+    expect_line(t, "| 1025 | 19.33 | 19.34 | 18.82 | **18.67** |", "table_L1024.md");
+    expect_line(t, "| 1224 | 20.54 | 19.38 | 18.58 | **18.40** |", "table_L1024.md");
+    free(t);
+    t = slurp(dir, "table_L256.md");
+    CHECK(md_table_rows(t, &cols) == 6 && cols == 3, "table_L256.md: %d rows, %d columns",
+          md_table_rows(t, &cols), cols);
+    expect_line(t, "| 256 | 21.45 | **21.29** |", "table_L256.md");
+    expect_line(t, "| 512 | – | **19.89** |", "table_L256.md");
+    free(t);
+
+    t = slurp(dir, "sliding.md");
+    expect_line(t, "| alibi-L1024 | ALiBi | 1024 | 1 | 18.66 | 17.46 | -6.4% | 17.98 (16024) |",
+                "sliding.md");
+    expect_line(
+        t, "| sinusoidal-L512 | Sinusoidal | 512 | 1 | 20.05 | 18.35 | -8.5% | 406.01 (15512) |",
+        "sliding.md");
+    CHECK(t && !strstr(t, "| rotary-L"), "sliding.md lists rotary, which has no sliding row");
+    free(t);
+    t = slurp(dir, "speed_memory.md");
+    expect_line(t, "| T5 bias | 512 | 14,400 | 11,724 | 3,660 (8512) | 16,900 | 1,851 |",
+                "speed_memory.md");
+    expect_line(t, "| ALiBi | 256 | – | 16,000 | 16,000 (256) | – | 800 |", "speed_memory.md");
+    free(t);
+    t = slurp(dir, "README.md");
+    CHECK(t && strstr(t, "| t5-L1024 | T5 bias | 1024 |") && strstr(t, "machine: "),
+          "README.md lacks the model table or the machine: %s", t ? t : "(missing)");
+    free(t);
+}
+
+TEST(test_reproduce_ties_are_all_bold) {
+    if (!python_ready()) return;
+    const char *dir = results_of("mixed", "reproduce_ties", 0);
+    if (!dir) return;
+    char *t = slurp(dir, "table_L16.md");
+    expect_line(t, "| L_valid | Sinusoidal | T5 bias | ALiBi |", "table_L16.md");
+    /* 31.00 and 31.004 print alike, so both are the best of the row */
+    expect_line(t, "| 32 | **31.00** | 31.50 | **31.00** |", "table_L16.md");
+    expect_line(t, "| 64 | 33.00 | – | **29.00** |", "table_L16.md");
+    free(t);
+}
+
+TEST(test_reproduce_claims_on_the_papers_numbers) {
+    if (!python_ready()) return;
+    const char *dir = results_of("paper", "reproduce_claims", 0);
+    if (!dir) return;
+    char *c = slurp(dir, "claims.md");
+    int cols = 0;
+    CHECK(md_table_rows(c, &cols) == 7 && cols == 3, "claims.md summary: %d rows",
+          md_table_rows(c, &cols));
+    const char *c1[] = {"| 512 | 20.05 | 712 | 24.86 | +24.0% | yes |",
+                        "| 1024 | 19.34 | 1224 | 20.54 | +6.2% | yes |", NULL};
+    const char *c2[] = {"| 512 | 712 (+24.0%) | 1012 (+6.5%) | yes |",
+                        "| 1024 | 1224 (+6.2%) | 1524 (+16.9%) | yes |", NULL};
+    const char *c3[] = {"| 512 | 19.65 | 18.79 | 1012 | 1.98 | 8512 | 43.08 | yes |",
+                        "| 1024 | 18.80 | 18.34 | 2024 | 1.98 | 8024 | 25.79 | yes |", NULL};
+    const char *c4[] = {"| 256 | 21.29 | 512 | 19.89 | -6.6% | 3072 | 19.03 | -10.6% | yes |",
+                        "| 512 | 19.73 | 513 | 19.62 | -0.6% | 15512 | 18.31 | -7.2% | yes |",
+                        "| 1024 | 18.66 | 1025 | 18.67 | +0.1% | 16024 | 17.98 | -3.6% | yes |",
+                        NULL};
+    const char *c5[] = {"| 256 | 21.45 | 21.29 | -0.7% | 19.03 (3072) | yes |",
+                        "| 1024 | 19.34 | 18.66 | -3.5% | 17.92 (3024) | yes |", NULL};
+    const char *c6[] = {"| 512 | 28,500 | 20,000 | 14,400 | 28,300 | T5 bias | -49.5% | yes |",
+                        "| 1024 | 26,000 | 17,700 | 13,000 | 25,800 | T5 bias | -50.0% | yes |",
+                        NULL};
+    const char *c7[] = {"| 512 | 19.89 | 20.05 | -0.8% | yes |",
+                        "| 1024 | 18.81 | 19.34 | -2.7% | yes |", NULL};
+    const char *const *lines[] = {c1, c2, c3, c4, c5, c6, c7};
+    for (int k = 1; k <= 7; k++) expect_claim(c, k, "reproduced", lines[k - 1]);
+    free(c);
+    c = slurp(dir, "claims.json");
+    CHECK(c && strstr(c, "\"verdict\": \"reproduced\"") && !strstr(c, "not reproduced"),
+          "claims.json: %s", c ? c : "(missing)");
+    free(c);
+}
+
+TEST(test_reproduce_claims_not_reproduced_or_not_measured) {
+    if (!python_ready()) return;
+    const char *dir = results_of("mixed", "reproduce_claims_mixed", 0);
+    if (!dir) return;
+    char *c = slurp(dir, "claims.md");
+    const char *c1[] = {"| 16 | 30.00 | 64 | 33.00 | +10.0% | no |", NULL}; /* onset > 2L */
+    const char *c4[] = {"| 16 | 29.99 | 32 | 31.00 | +3.4% | 256 | 29.20 | -2.6% | no |", NULL};
+    const char *c5[] = {"| 16 | 30.00 | 29.99 | -0.0% | 29.00 (64) | yes |", NULL};
+    const char *c6[] = {"| 16 | 10,000 | 12,000 | 9,900 | ALiBi | +0.0% | no |", NULL};
+    expect_claim(c, 1, "not reproduced", c1);
+    expect_claim(c, 2, "not measured in this preset", NULL); /* no rotary model */
+    expect_claim(c, 3, "not measured in this preset", NULL); /* T5 stops at 2L */
+    expect_claim(c, 4, "not reproduced", c4);
+    expect_claim(c, 5, "reproduced", c5);
+    expect_claim(c, 6, "not reproduced", c6);
+    expect_claim(c, 7, "not measured in this preset", NULL); /* no ALiBi at L/2 */
+    free(c);
+}
+
+TEST(test_reproduce_figures_from_fixture) {
+    if (!python_ready()) return;
+    if (!has_matplotlib()) {
+        printf("  skip: %s cannot import matplotlib (python3-matplotlib)\n", g_py);
+        return;
+    }
+    const char *dir = results_of("paper", "reproduce_figures", 1);
+    if (!dir) return;
+    const char *figs[] = {"fig1_extrapolation.png", "fig2_speed_memory.png",
+                          "fig4_alibi_lengths.png", "fig_per_position.png"};
+    for (int i = 0; i < 4; i++) CHECK(is_png(dir, figs[i]), "%s/%s is not a PNG", dir, figs[i]);
+}
+
+/* Every output of a preset run in dir, well-formed. */
+static void expect_outputs(const char *dir, const int *lengths, int n_lengths, int methods) {
+    const char *md[] = {"speed_memory.md", "sliding.md", "claims.md", "claims.json", "README.md"};
+    for (int i = 0; i < 5; i++) {
+        char *t = slurp(dir, md[i]);
+        CHECK(t != NULL, "%s/%s missing", dir, md[i]);
+        free(t);
+    }
+    for (int i = 0; i < n_lengths; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "table_L%d.md", lengths[i]);
+        char *t = slurp(dir, name);
+        int cols = 0, rows = md_table_rows(t, &cols);
+        CHECK(rows >= 2 && cols == 1 + (i == 0 ? 1 : methods), "%s: %d rows, %d columns", name,
+              rows, cols);
+        free(t);
+    }
+    char *c = slurp(dir, "claims.md");
+    for (int k = 1; k <= 7; k++) {
+        char *sec = claim_section(c, k);
+        CHECK(sec && strstr(sec, "Rule: ") && strstr(sec, "Verdict: **"),
+              "claims.md: claim %d missing or without rule/verdict", k);
+        free(sec);
+    }
+    free(c);
+    char *r = slurp(dir, "README.md");
+    CHECK(r && strstr(r, "./train --config") && strstr(r, "./eval --ckpt") &&
+              strstr(r, "machine: ") && strstr(r, "git revision"),
+          "README.md lacks commands, machine or revision");
+    free(r);
+    if (has_matplotlib()) {
+        const char *figs[] = {"fig1_extrapolation.png", "fig2_speed_memory.png",
+                              "fig4_alibi_lengths.png", "fig_per_position.png"};
+        for (int i = 0; i < 4; i++) CHECK(is_png(dir, figs[i]), "%s/%s is not a PNG", dir, figs[i]);
+    } else
+        printf("  note: no matplotlib, PNGs not checked\n");
+}
+
+static long mtime_of(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_mtim.tv_sec * 1000000000L + st.st_mtim.tv_nsec : -1;
+}
+
+TEST(test_reproduce_smoke_end_to_end) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN], res[600];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_smoke"));
+    snprintf(res, sizeof res, "%s/results", dir);
+    int rc =
+        sh(out, "scripts/reproduce.sh --preset smoke --no-build --runs %s/runs --out %s", dir, res);
+    CHECK(rc == 0, "reproduce.sh --preset smoke: status %d:\n%s", rc, out);
+    if (rc != 0) return;
+    const int lengths[] = {8, 16, 32}; /* ALiBi alone at L = 8 */
+    expect_outputs(res, lengths, 3, 4);
+    char *t = slurp(res, "table_L16.md");
+    int cols = 0;
+    CHECK(md_table_rows(t, &cols) == 6, "table_L16.md: L_valid 16,24,32,64,128,256 expected:\n%s",
+          t);
+    free(t);
+
+    /* the second run finds everything done: no training, no evaluation, nothing rewritten */
+    char ckpt[700], evals[700];
+    snprintf(ckpt, sizeof ckpt, "%s/runs/alibi-L16/model.safetensors", dir);
+    snprintf(evals, sizeof evals, "%s/runs/alibi-L16/eval.jsonl", dir);
+    long t_ckpt = mtime_of(ckpt), t_eval = mtime_of(evals);
+    rc =
+        sh(out, "scripts/reproduce.sh --preset smoke --no-build --runs %s/runs --out %s", dir, res);
+    CHECK(rc == 0 && strstr(out, " 0 jobs to run (") && !strstr(out, "trainshort:") &&
+              !strstr(out, "L_valid  segments"),
+          "second run (status %d) did work:\n%s", rc, out);
+    CHECK(mtime_of(ckpt) == t_ckpt && mtime_of(evals) == t_eval && t_ckpt > 0,
+          "the second run rewrote %s or %s", ckpt, evals);
+    expect_outputs(res, lengths, 3, 4);
+    /* the pipeline of cpu-paper: adaptive softmax on a synthetic corpus */
+    char *cfg = slurp(dir, "runs/alibi-L16/config.json");
+    char *readme = slurp(dir, "runs/data/README.md");
+    CHECK(cfg && strstr(cfg, "\"adaptive\"") && readme && strstr(readme, "ynthetic"),
+          "the smoke runs are not adaptive-softmax models on the synthetic corpus");
+    free(cfg);
+    free(readme);
+
+    /* an interrupted run resumes: run the dry-run's own command for alibi-L8, stopped early */
+    rc = sh(
+        out,
+        "rm -rf %s/runs/alibi-L8 && scripts/reproduce.sh --preset smoke --dry-run --runs %s/runs",
+        dir, dir);
+    const char *title = strstr(out, "train alibi-L8 (alibi, L=8): 30 steps ");
+    const char *cmd = title ? strstr(title, "/train --config ") : NULL;
+    CHECK(rc == 0 && cmd, "the dry run lists no training command for alibi-L8:\n%s", out);
+    if (!cmd) return;
+    while (cmd > title && cmd[-1] != ' ') cmd--;
+    char train[4096];
+    snprintf(train, sizeof train, "%.*s --stop-at 10", (int)strcspn(cmd, "\n"), cmd);
+    rc = sh(out, "%s", train);
+    CHECK(rc == 0, "%s: status %d: %s", train, rc, out);
+    rc = sh(out,
+            "scripts/reproduce.sh --preset smoke --no-build --no-figures --runs %s/runs --out %s",
+            dir, res);
+    CHECK(rc == 0 && strstr(out, "train alibi-L8 (alibi, L=8): resume at step 10 of 30") &&
+              strstr(out, " 2 jobs to run ("),
+          "the interrupted run was not resumed (status %d):\n%s", rc, out);
+
+    /* deleting a checkpoint retrains that model, and its old evaluation rows are set aside */
+    rc = sh(out,
+            "rm %s && scripts/reproduce.sh --preset smoke --no-build --no-figures --runs %s/runs "
+            "--out %s",
+            ckpt, dir, res);
+    CHECK(rc == 0 && strstr(out, "train alibi-L16 (alibi, L=16): 30 steps") &&
+              strstr(out, "eval.jsonl is now eval.jsonl.old") && strstr(out, " 4 jobs to run ("),
+          "deleting %s did not retrain it (status %d):\n%s", ckpt, rc, out);
+    t = slurp(dir, "runs/alibi-L16/eval.jsonl");
+    CHECK(t && count_lines(t) == 7, "alibi-L16/eval.jsonl: %d rows, expected 6 lengths + sliding",
+          t ? count_lines(t) : -1);
+    free(t);
+}
+
+TEST(test_reproduce_dry_run_every_preset) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_dry"));
+    /* lower and upper bounds on the estimate, in hours: quick is "about an hour" */
+    const struct {
+        const char *name;
+        double lo, hi;
+    } presets[] = {
+        {"smoke", 0, 0.1}, {"quick", 0.5, 1.5}, {"wt2-paper", 3, 16}, {"cpu-paper", 5, 48}};
+    for (int i = 0; i < 4; i++) {
+        const char *p = presets[i].name;
+        /* an empty run root (so every job is listed) and no data at all */
+        int rc = sh(out,
+                    "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs-%s --out %s/res-%s "
+                    "--data-dir %s/no-data",
+                    p, dir, p, dir, p, dir);
+        CHECK(rc == 0, "--preset %s --dry-run: status %d:\n%s", p, rc, out);
+        CHECK(strstr(out, "train sinusoidal-L") && strstr(out, "train alibi-L") &&
+                  strstr(out, "eval alibi-L") && strstr(out, "./train --config") &&
+                  strstr(out, "missing: "),
+              "--preset %s --dry-run lists no jobs, commands or missing data:\n%s", p, out);
+        const char *head = "jobs to run (0 already done), estimated ";
+        const char *est = strstr(out, head);
+        const char *h = est ? strstr(est + strlen(head), " (") : NULL;
+        double hours = h ? atof(h + 2) : -1;
+        CHECK(est && hours >= presets[i].lo && hours <= presets[i].hi,
+              "--preset %s: estimate %.2f h, expected %g to %g h:\n%s", p, hours, presets[i].lo,
+              presets[i].hi, out);
+        char runs[700];
+        snprintf(runs, sizeof runs, "%s/runs-%s", dir, p);
+        CHECK(!file_exists(runs), "--dry-run created %s", runs);
+    }
+}
+
+/* A user's mistake: status 2, one "error: " line containing want. */
+static void expect_error(int rc, const char *out, const char *want, const char *what) {
+    CHECK(rc == 2, "%s: status %d, expected 2: %s", what, rc, out);
+    CHECK(!strncmp(out, "error: ", 7) && count_lines(out) == 1,
+          "%s: expected one line 'error: ...', got:\n%s", what, out);
+    CHECK(strstr(out, want) != NULL, "%s: message lacks '%s': %s", what, want, out);
+}
+
+TEST(test_reproduce_errors) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN], path[700];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_errors"));
+
+    int rc = sh(out, "scripts/reproduce.sh --preset nope --runs %s/runs", dir);
+    expect_error(rc, out, "unknown preset 'nope'", "unknown preset");
+    CHECK(strstr(out, "quick") && strstr(out, "cpu-paper"), "the message lists no presets: %s",
+          out);
+
+    rc = sh(
+        out,
+        "scripts/reproduce.sh --preset cpu-paper --no-build --runs %s/runs --data-dir %s/no-data",
+        dir, dir);
+    expect_error(rc, out, "no-data/wiki.train.tokens", "cpu-paper without WikiText-103");
+    snprintf(path, sizeof path, "%s/runs", dir);
+    CHECK(!file_exists(path), "cpu-paper without data created %s", path);
+
+    rc = sh(out, "scripts/reproduce.sh --dry-run --runs %s/runs", dir);
+    expect_error(rc, out, "--preset", "no --preset");
+
+    /* data present, binaries absent */
+    rc =
+        sh(out,
+           "mkdir -p %s/data && cp tests/fixtures/cli/wiki.*.tokens %s/data/ && "
+           "TRAINSHORT_BIN=%s/no-bin scripts/reproduce.sh --preset quick --no-build --runs %s/runs "
+           "--data-dir %s/data",
+           dir, dir, dir, dir, dir);
+    expect_error(rc, out, "no-bin/train not found: build it with make", "missing binaries");
+
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    const char *bad = "{\"description\": \"x\", \"config\": {}, \"data\": {\"dir\": \"x\"},\n"
+                      " \"lengths\": {\"16\": {\"lvalid\": \"16..64\"}},\n"
+                      " \"models\": [{\"mehtod\": \"alibi\", \"L\": 16}]}\n";
+    CHECK(write_file_atomic(path, bad, strlen(bad)) == 0, "cannot write %s", path);
+    rc = sh(out, "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs", path, dir);
+    expect_error(rc, out, "models[0]: unknown key 'mehtod'", "misspelt preset key");
+
+    rc = sh(out, "%s scripts/results.py --runs %s/nothing --out %s/res", g_py, dir, dir);
+    expect_error(rc, out, "no run directories", "results.py without runs");
+}
