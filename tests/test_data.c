@@ -1,19 +1,27 @@
 /* test_data.c — the data module as a specification: tokenization counts, vocabulary order,
- * <unk>, vocabulary files, the token cache (reuse, staleness, corruption, read-only folders),
- * the batcher's shuffle and resume property, and the published WikiText-2 statistics when the
- * shared corpus is beside the repository. Fixtures: tests/fixtures/data/tiny.*.tokens. */
+ * <unk>, vocabulary files ("word count" ones too), chunked reading (words and lines across chunk
+ * edges), the memory-mapped token cache (reuse, staleness, truncation, corruption, read-only
+ * folders), the batcher's shuffle and resume property, the synthetic-corpus script, and the
+ * published WikiText-2/-103 statistics when the shared corpus is beside the repository.
+ * Fixtures: tests/fixtures/data/tiny.*.tokens, tests/fixtures/data_counts/small.vocab. */
 #include "test.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../src/data/data.h"
 #include "../src/util/util.h"
 
-#define FIXTURES  "tests/fixtures/data"
-#define WIKITEXT2 "../shared/data/wikitext-2"
+#define FIXTURES    "tests/fixtures/data"
+#define WIKITEXT2   "../shared/data/wikitext-2"
+#define WT103       "../shared/data/wikitext-103"
+#define SMALL_VOCAB "tests/fixtures/data_counts/small.vocab"
 
 /* tiny.train.tokens has leading spaces and tabs, a " " line, an empty line, a \r\n line, a
  * non-UTF-8 byte (\377) and no final newline:
@@ -60,6 +68,34 @@ static void cache_path(char *out, size_t n, const char *src, const Vocab *v) {
 
 static int tokens_equal(const Tokens *a, const Tokens *b) {
     return a->n == b->n && a->n_unk == b->n_unk && memcmp(a->ids, b->ids, 4 * a->n) == 0;
+}
+
+/* Set a file's mtime to now + offset seconds (nsec as given). A cache counts only if it is newer
+ * than its source, and mtimes tick every few ms, so tests that write a source and then its cache
+ * within one tick date the source back first. */
+static void set_mtime(const char *path, long offset, long nsec) {
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {time(NULL) + offset, nsec}};
+    if (utimensat(AT_FDCWD, path, ts, 0) != 0) sys_error("cannot set the mtime of %s", path);
+}
+static void backdate(const char *path) {
+    set_mtime(path, -100, 0);
+}
+
+/* Files in dir whose name contains part (leftover temporary caches). */
+static int files_containing(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Tokens of path with v, no cache; a failed load leaves t empty and says why. */
+static int load_fresh(Tokens *t, const char *path, const Vocab *v) {
+    char err[512];
+    int rc = tokens_load(t, path, v, 0, err, sizeof err);
+    CHECK(rc == 0, "tokens_load('%s'): %s", path, err);
+    return rc;
 }
 
 TEST(test_data_tokenize_fixture) {
@@ -259,6 +295,137 @@ TEST(test_data_vocab_errors) {
     }
 }
 
+/* Writes TINY_VOCAB's words with TINY_COUNTS to path, in reverse order, with assorted
+ * separators and line ends; drop (if not NULL) is left out. */
+static void write_tiny_counts(const char *path, const char *drop) {
+    static const char *sep[] = {" ", "\t", "  \t "}, *eol[] = {"\n", "\r\n", " \n"};
+    char text[1024];
+    size_t len = 0;
+    int nv = (int)(sizeof TINY_VOCAB / sizeof *TINY_VOCAB);
+    for (int i = nv - 1; i >= 0; i--) {
+        if (drop && !strcmp(TINY_VOCAB[i], drop)) continue;
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s%lld%s", TINY_VOCAB[i],
+                                sep[i % 3], (long long)TINY_COUNTS[i], i ? eol[i % 3] : "");
+    }
+    write_bytes(path, text, len); /* no final newline */
+}
+
+TEST(test_data_vocab_counts_equals_build) {
+    /* A "word count" file holding a train file's counts, in any order, gives vocab_build's
+     * vocabulary of that file: same ids, counts and hash. */
+    const char *dir = test_tmpdir("data_vocab_counts_equals_build");
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/counts.txt", dir);
+    write_tiny_counts(path, NULL);
+    Vocab b, c;
+    CHECK(vocab_build(&b, FIXTURES "/tiny.train.tokens", err, sizeof err) == 0, "%s", err);
+    int rc = vocab_load_counts(&c, path, err, sizeof err);
+    CHECK(rc == 0, "vocab_load_counts: %s", err);
+    if (rc) return vocab_free(&b);
+    CHECK(c.n == b.n && c.hash == b.hash && c.eos == b.eos && c.unk == b.unk,
+          "n %d/%d hash %llx/%llx eos %d/%d unk %d/%d", c.n, b.n, (unsigned long long)c.hash,
+          (unsigned long long)b.hash, c.eos, b.eos, c.unk, b.unk);
+    for (int i = 0; i < b.n && i < c.n; i++)
+        CHECK(!strcmp(c.words[i], b.words[i]) && c.counts[i] == b.counts[i] &&
+                  vocab_id(&c, b.words[i]) == i,
+              "id %d: '%s' %lld, vocab_build has '%s' %lld", i, c.words[i], (long long)c.counts[i],
+              b.words[i], (long long)b.counts[i]);
+    vocab_free(&c);
+
+    /* Without "<unk>" (count 1 in the file): appended last with count 0, like vocab_build. */
+    write_tiny_counts(path, "<unk>");
+    CHECK(vocab_load_counts(&c, path, err, sizeof err) == 0, "%s", err);
+    CHECK(c.n == b.n && c.unk == c.n - 1 && c.counts[c.unk] == 0 && !strcmp(c.words[7], "Zebra"),
+          "absent <unk>: id %d of %d, count %lld", c.unk, c.n, (long long)c.counts[c.unk]);
+    vocab_free(&c);
+    vocab_free(&b);
+}
+
+TEST(test_data_vocab_counts_order) {
+    /* small.vocab: no <eos>, <unk> with a count, a tie (a/to 90), non-ASCII, file order not
+     * sorted. <eos> goes to id 0 with count 0; everything else by count, ties in byte order. */
+    static const char *want[] = {"<eos>", "the", ",",  ".",           "of",   "and",
+                                 "<unk>", "in",  "a",  "to",          "was",  "is",
+                                 "=",     "@-@", "\"", "caf\xc3\xa9", "Zebra"};
+    static const int64_t want_count[] = {0,  500, 300, 250, 200, 150, 120, 100, 90,
+                                         90, 60,  50,  40,  30,  20,  7,   5};
+    char err[512];
+    Vocab v;
+    int rc = vocab_load_counts(&v, SMALL_VOCAB, err, sizeof err);
+    CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    int nw = (int)(sizeof want / sizeof *want);
+    CHECK(v.n == nw && v.eos == 0 && v.unk == 6, "n %d eos %d unk %d", v.n, v.eos, v.unk);
+    for (int i = 0; i < nw && i < v.n; i++)
+        CHECK(!strcmp(v.words[i], want[i]) && v.counts[i] == want_count[i],
+              "id %d: '%s' %lld, expected '%s' %lld", i, v.words[i], (long long)v.counts[i],
+              want[i], (long long)want_count[i]);
+
+    /* vocab_save then vocab_load: the same ids and hash. */
+    const char *dir = test_tmpdir("data_vocab_counts_order");
+    char path[512];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    Vocab w;
+    CHECK(vocab_save(&v, path, err, sizeof err) == 0, "%s", err);
+    rc = vocab_load(&w, path, err, sizeof err);
+    CHECK(rc == 0 && w.n == v.n && w.hash == v.hash && w.eos == 0 && w.unk == 6, "round trip: %s",
+          rc ? err : "different ids");
+    if (rc == 0) vocab_free(&w);
+
+    /* "<eos>" with a count sorts like any word; the largest count is accepted. */
+    write_text(path, "b 3\n<eos> 5\na 9223372036854775807\n");
+    rc = vocab_load_counts(&w, path, err, sizeof err);
+    CHECK(rc == 0 && w.n == 4 && w.eos == 1 && w.counts[0] == INT64_MAX && w.unk == 3,
+          "present <eos>: %s", rc ? err : "wrong ids");
+    if (rc == 0) vocab_free(&w);
+    vocab_free(&v);
+}
+
+TEST(test_data_vocab_counts_errors) {
+    /* Each malformed file is refused with one line naming the file and the offending line. */
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
+        {"", "is empty"},
+        {"the 5\n\nof 3\n", "line 2: empty line"},
+        {"the 5\r\n\r\n", "line 2: empty line"},
+        {"the\n", "line 1: no count after 'the'"},
+        {"the 5\nof \n", "line 2: no count after 'of'"},
+        {"the\v5\n", "line 1: no count after 'the'"},
+        {" the 5\n", "line 1: starts with whitespace"},
+        {"the five\n", "line 1: count 'five' is not a non-negative integer"},
+        {"the 5x\n", "line 1: count '5x' is not a non-negative integer"},
+        {"the +5\n", "line 1: count '+5' is not a non-negative integer"},
+        {"the 1.5\n", "line 1: count '1.5' is not a non-negative integer"},
+        {"the -5\n", "line 1: count '-5' is negative"},
+        {"the 9223372036854775808\n", "line 1: count '9223372036854775808' is too large"},
+        {"the 5 6\n", "line 1: '6' after the count"},
+        {"a 1\nthe 5 extra words\n", "line 2: 'extra words' after the count"},
+        {"the 5\nof 3\nthe 2\n", "line 3: duplicate word 'the' (first on line 1)"},
+        {"<unk> 5\n<unk> 3", "line 2: duplicate word '<unk>' (first on line 1)"},
+    };
+    const char *dir = test_tmpdir("data_vocab_counts_errors");
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/counts.txt", dir);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        write_text(path, cases[c].text);
+        Vocab v;
+        err[0] = 0;
+        int rc = vocab_load_counts(&v, path, err, sizeof err);
+        CHECK(rc == -1, "case %zu accepted", c);
+        CHECK(strstr(err, cases[c].msg) && strstr(err, path) && !strchr(err, '\n'),
+              "case %zu: message '%s' lacks '%s' or the path", c, err, cases[c].msg);
+        if (rc == 0) vocab_free(&v);
+    }
+    Vocab v;
+    snprintf(path, sizeof path, "%s/missing.txt", dir);
+    CHECK(vocab_load_counts(&v, path, err, sizeof err) == -1 && strstr(err, "cannot read '") &&
+              strstr(err, "No such file"),
+          "missing file: '%s'", err);
+    CHECK(vocab_load_counts(&v, dir, err, sizeof err) == -1 && strstr(err, "Is a directory"),
+          "directory: '%s'", err);
+}
+
 TEST(test_data_file_errors) {
     const char *dir = test_tmpdir("data_file_errors");
     char path[512], empty[512], err[512], want[1024];
@@ -293,6 +460,7 @@ TEST(test_data_cache) {
     const char *dir = test_tmpdir("data_cache");
     char src[512], cache[600], err[512];
     snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
+    backdate(src);
     Vocab v;
     CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
     cache_path(cache, sizeof cache, src, &v);
@@ -302,7 +470,9 @@ TEST(test_data_cache) {
     CHECK(!file_exists(cache), "use_cache=0 writes no cache");
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
           "first cached load equals the uncached one");
+    CHECK(ref.map == NULL && t.map != NULL, "uncached ids in memory, cached ones mapped");
     tokens_free(&t);
+    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
     CHECK(file_size(cache) == 56 + 4 * ref.n, "cache %s: %zu bytes, expected %zu", cache,
           file_size(cache), 56 + 4 * ref.n);
 
@@ -392,11 +562,224 @@ TEST(test_data_cache_readonly_dir) {
     vocab_free(&v);
 }
 
+/* Pseudo-random text over a small alphabet with every separator (space, \t, \r, \n, \v, \f,
+ * NUL) and runs of long words, so chunk edges fall inside words, inside \r\n pairs, between
+ * blank lines; it ends as `tail` says. */
+static size_t edge_text(char *out, size_t len, const char *tail) {
+    static const char alphabet[] = "abcab  \t\r\n\n\v\f";
+    uint64_t key = 12345;
+    size_t n = 0;
+    while (n + 80 < len) {
+        uint64_t r = hash64(key++);
+        if (r % 23 == 0) /* a word longer than the small chunks */
+            for (int k = 0; k < 40; k++) out[n++] = 'w';
+        else if (r % 29 == 0)
+            memcpy(out + n, "x\r\n", 3), n += 3;
+        else if (r % 31 == 0)
+            out[n++] = 0;
+        else
+            out[n++] = alphabet[(r >> 8) % (sizeof alphabet - 1)];
+    }
+    memcpy(out + n, tail, strlen(tail));
+    return n + strlen(tail);
+}
+
+TEST(test_data_chunk_edges) {
+    /* Reading in chunks of 1, 2, 3, ... bytes gives exactly the tokens and the vocabulary of
+     * reading the file in one chunk — words, \r\n and line breaks straddling chunk edges, a last
+     * line with or without \n — with and without writing a cache. */
+    static const char *tails[] = {"end", "end\n", "end \n\n", "\r\n", " "};
+    static const size_t chunks[] = {1, 2, 3, 4, 5, 7, 8, 13, 64, 1000};
+    const char *dir = test_tmpdir("data_chunk_edges");
+    char path[512], err[512], text[4096];
+    snprintf(path, sizeof path, "%s/edges.tokens", dir);
+    for (size_t k = 0; k < sizeof tails / sizeof *tails; k++) {
+        write_bytes(path, text, edge_text(text, sizeof text, tails[k]));
+        backdate(path);
+        Vocab ref;
+        Tokens want;
+        data_set_chunk_bytes_for_tests(0);
+        CHECK(vocab_build(&ref, path, err, sizeof err) == 0, "%s", err);
+        if (load_fresh(&want, path, &ref)) return vocab_free(&ref);
+        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+            data_set_chunk_bytes_for_tests(chunks[c]);
+            Vocab v;
+            Tokens t, cached;
+            CHECK(vocab_build(&v, path, err, sizeof err) == 0, "%s", err);
+            int same = v.n == ref.n && v.hash == ref.hash;
+            for (int i = 0; same && i < v.n; i++) same = v.counts[i] == ref.counts[i];
+            CHECK(same, "tail %zu, chunk %zu: vocabulary differs", k, chunks[c]);
+            vocab_free(&v);
+            if (load_fresh(&t, path, &ref)) break;
+            CHECK(tokens_equal(&t, &want), "tail %zu, chunk %zu: %zu tokens, whole file %zu", k,
+                  chunks[c], t.n, want.n);
+            tokens_free(&t);
+            char cache[600];
+            cache_path(cache, sizeof cache, path, &ref);
+            remove(cache);
+            CHECK(tokens_load(&cached, path, &ref, 1, err, sizeof err) == 0 && cached.map != NULL &&
+                      tokens_equal(&cached, &want),
+                  "tail %zu, chunk %zu: the cache written in chunks differs", k, chunks[c]);
+            tokens_free(&cached);
+        }
+        tokens_free(&want);
+        vocab_free(&ref);
+    }
+    /* The fixture, whose expected tokens are listed, in chunks of every size up to its length. */
+    Vocab v;
+    CHECK(vocab_build(&v, FIXTURES "/tiny.train.tokens", err, sizeof err) == 0, "%s", err);
+    size_t nt = sizeof TINY_TOKENS / sizeof *TINY_TOKENS;
+    for (size_t c = 1; c <= file_size(FIXTURES "/tiny.train.tokens"); c++) {
+        data_set_chunk_bytes_for_tests(c);
+        Tokens t;
+        if (load_fresh(&t, FIXTURES "/tiny.train.tokens", &v)) break;
+        int same = t.n == nt;
+        for (size_t i = 0; same && i < nt; i++) same = !strcmp(v.words[t.ids[i]], TINY_TOKENS[i]);
+        CHECK(same, "fixture in chunks of %zu bytes: %zu tokens, expected %zu", c, t.n, nt);
+        tokens_free(&t);
+    }
+    data_set_chunk_bytes_for_tests(0);
+    vocab_free(&v);
+}
+
+/* A cache for src (tokenized with v): built, then its ids all set to <eos> with the header
+ * kept valid, so a load that returns <eos> everywhere came from this cache. */
+static void doctored_cache(const char *src, const Vocab *v) {
+    char cache[600], err[512];
+    Tokens t;
+    cache_path(cache, sizeof cache, src, v);
+    remove(cache);
+    CHECK(tokens_load(&t, src, v, 1, err, sizeof err) == 0 && t.map, "build: %s", err);
+    tokens_free(&t);
+    size_t len;
+    char *bytes = read_file(cache, &len);
+    if (!bytes) return;
+    for (size_t i = 56; i + 4 <= len; i += 4) memcpy(bytes + i, &v->eos, 4);
+    write_bytes(cache, bytes, len);
+    free(bytes);
+}
+
+static int all_eos(const Tokens *t, const Vocab *v) {
+    int all = t->n > 0;
+    for (size_t i = 0; all && i < t->n; i++) all = t->ids[i] == v->eos;
+    return all;
+}
+
+TEST(test_data_cache_stale) {
+    /* The cache is believed exactly when the source is unchanged: a new mtime, new content of
+     * the same size, or a cache no newer than its source each mean "rebuild". */
+    const char *dir = test_tmpdir("data_cache_stale");
+    char src[512], cache[600], err[512];
+    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
+    backdate(src);
+    Vocab v;
+    Tokens ref, t;
+    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
+    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
+    cache_path(cache, sizeof cache, src, &v);
+
+    doctored_cache(src, &v);
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && all_eos(&t, &v) && t.map,
+          "an unchanged source uses its cache");
+    tokens_free(&t);
+
+    set_mtime(src, -50, 0); /* touched: same bytes, new mtime */
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
+          "new mtime -> rebuilt");
+    tokens_free(&t);
+
+    /* Same size, other words ("cat" -> "dog" throughout), written now. */
+    doctored_cache(src, &v);
+    size_t len;
+    char *text = read_file(src, &len);
+    for (char *p = text; (p = strstr(p, "cat")); p++) memcpy(p, "dog", 3);
+    write_bytes(src, text, len);
+    free(text);
+    Tokens dogs;
+    if (load_fresh(&dogs, src, &v) == 0) {
+        CHECK(dogs.n == ref.n && !tokens_equal(&dogs, &ref), "the edit changes the tokens");
+        CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &dogs),
+              "same size, new content -> rebuilt");
+        tokens_free(&t);
+        tokens_free(&dogs);
+    }
+
+    /* A cache whose mtime is not later than its source's may predate a rewrite in the same
+     * clock tick: not believed. */
+    backdate(src);
+    doctored_cache(src, &v);
+    struct stat st;
+    stat(src, &st);
+    struct timespec ts[2] = {{0, UTIME_OMIT}, st.st_mtim};
+    CHECK(utimensat(AT_FDCWD, cache, ts, 0) == 0, "set the cache's mtime");
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && !all_eos(&t, &v),
+          "cache as old as its source -> rebuilt");
+    tokens_free(&t);
+    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
+    tokens_free(&ref);
+    vocab_free(&v);
+}
+
+TEST(test_data_cache_truncated) {
+    /* A cache cut anywhere — inside the header, right after it, inside an id — or with bytes
+     * appended is rebuilt and rewritten whole; it is never mapped past its end. */
+    const char *dir = test_tmpdir("data_cache_truncated");
+    char src[512], cache[600], err[512];
+    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
+    backdate(src);
+    Vocab v;
+    Tokens ref, t;
+    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
+    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
+    cache_path(cache, sizeof cache, src, &v);
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0, "%s", err);
+    tokens_free(&t);
+    size_t len;
+    char *whole = read_file(cache, &len);
+    if (!whole) return vocab_free(&v), tokens_free(&ref);
+    char *longer = xcalloc(len + 4, 1);
+    memcpy(longer, whole, len);
+    size_t cuts[] = {0, 1, 30, 55, 56, 57, 60, len - 4, len - 1, len + 4};
+    for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+        write_bytes(cache, longer, cuts[k]);
+        CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
+              "cache cut to %zu of %zu bytes -> rebuilt", cuts[k], len);
+        CHECK(file_size(cache) == len, "cut to %zu: cache rewritten whole", cuts[k]);
+        tokens_free(&t);
+    }
+    free(longer);
+    free(whole);
+    tokens_free(&ref);
+    vocab_free(&v);
+}
+
+TEST(test_data_cache_unwritable) {
+    /* When the cache cannot be written (here its name is taken by a folder), the load still
+     * succeeds from memory and leaves no temporary file. The warning is expected. */
+    const char *dir = test_tmpdir("data_cache_unwritable");
+    char src[512], cache[600], err[512];
+    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
+    Vocab v;
+    Tokens ref, t;
+    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
+    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
+    cache_path(cache, sizeof cache, src, &v);
+    mkdir_p(cache);
+    printf("  (a warning about '%s' follows)\n", cache);
+    fflush(stdout);
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref) && !t.map,
+          "unwritable cache: tokens from memory (%s)", err);
+    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
+    tokens_free(&t);
+    tokens_free(&ref);
+    vocab_free(&v);
+}
+
 /* ids 0, 1, ..., n-1: a window's content tells where it came from. */
 static Tokens iota_tokens(size_t n) {
-    Tokens t = {xcalloc(n, sizeof(int32_t)), n, 0};
-    for (size_t i = 0; i < n; i++) t.ids[i] = (int32_t)i;
-    return t;
+    int32_t *ids = xcalloc(n, sizeof *ids);
+    for (size_t i = 0; i < n; i++) ids[i] = (int32_t)i;
+    return (Tokens){.ids = ids, .n = n};
 }
 
 TEST(test_data_batcher_windows) {
@@ -527,6 +910,7 @@ TEST(test_data_wikitext2) {
     const char *dir = test_tmpdir("data_wikitext2");
     char src[512];
     snprintf(src, sizeof src, "%s", copy_into(WIKITEXT2 "/wiki.valid.tokens", dir, "valid.tokens"));
+    backdate(src);
     Tokens a, b;
     t0 = now_seconds();
     CHECK(tokens_load(&a, src, &v, 1, err, sizeof err) == 0, "%s", err);
@@ -537,6 +921,7 @@ TEST(test_data_wikitext2) {
     printf("  valid: tokenize + write cache %.1f ms, load from cache %.1f ms\n", 1e3 * t_build,
            1e3 * t_cached);
     CHECK(tokens_equal(&a, &b) && a.n == 217646, "cached valid equals tokenized valid");
+    CHECK(b.map != NULL, "second load mapped the cache");
     tokens_free(&a);
     tokens_free(&b);
     vocab_free(&v);
@@ -566,4 +951,98 @@ TEST(test_data_sample) {
         tokens_free(&t);
     }
     vocab_free(&v);
+}
+
+TEST(test_data_wikitext103_vocab) {
+    /* The shared full-train WikiText-103 vocabulary: 267,734 lines, no <eos>. */
+    if (!file_exists(WT103 "/vocab.txt")) {
+        printf("  skip: " WT103 "/vocab.txt not found\n");
+        return;
+    }
+    char err[512];
+    Vocab v;
+    double t0 = now_seconds();
+    int rc = vocab_load_counts(&v, WT103 "/vocab.txt", err, sizeof err);
+    CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    printf("  vocab_load_counts of WikiText-103 (267,734 lines): %.3f s\n", now_seconds() - t0);
+    CHECK(v.n == 267735, "vocabulary %d, expected 267,735", v.n);
+    CHECK(v.eos == 0 && !strcmp(v.words[0], "<eos>") && v.counts[0] == 0, "<eos> at id 0");
+    CHECK(!strcmp(v.words[1], "the") && v.counts[1] == 5584823, "id 1: '%s' %lld", v.words[1],
+          (long long)v.counts[1]);
+    CHECK(v.unk > 0 && v.counts[v.unk] == 441959, "<unk> count %lld, expected 441,959",
+          v.unk > 0 ? (long long)v.counts[v.unk] : -1LL);
+    int sorted = 1;
+    for (int i = 2; i < v.n; i++) sorted &= v.counts[i] <= v.counts[i - 1];
+    CHECK(sorted, "counts non-increasing after id 0");
+    vocab_free(&v);
+}
+
+TEST(test_data_synthetic_corpus) {
+    /* scripts/make_synthetic_corpus: exact size, only vocabulary words, deterministic per
+     * seed, WikiText line format, atomic and careful about overwriting, one-line errors. */
+    char out[OUT_LEN], err[512], path[600], other[600];
+    if (sh(out, "command -v python3") != 0) {
+        printf("  skip: python3 not on PATH\n");
+        return;
+    }
+    const char *dir = test_tmpdir("data_synthetic_corpus");
+    const char *make = "scripts/make_synthetic_corpus --vocab " SMALL_VOCAB " --tokens 20k";
+    int rc = sh(out, "%s --out %s/a --seed 3 --valid-from data/sample", make, dir);
+    CHECK(rc == 0 && out[0] == 0, "exit %d, output: %s", rc, out);
+    CHECK(sh(out, "%s --out %s/b --seed 3", make, dir) == 0, "%s", out);
+    snprintf(path, sizeof path, "%s/a/wiki.train.tokens", dir);
+    snprintf(other, sizeof other, "%s/b/wiki.train.tokens", dir);
+    CHECK(same_files(path, other), "same seed -> byte-identical");
+    Vocab v;
+    Tokens t;
+    rc = vocab_load_counts(&v, SMALL_VOCAB, err, sizeof err);
+    CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    if (load_fresh(&t, path, &v) == 0) {
+        CHECK(t.n >= 19980 && t.n <= 20020, "%zu tokens, expected 20,000 within 0.1%%", t.n);
+        CHECK(t.n_unk == 0, "%zu words outside the vocabulary", t.n_unk);
+        tokens_free(&t);
+    }
+    vocab_free(&v);
+    size_t len;
+    char *text = read_file(path, &len);
+    int format = text && len > 0 && text[len - 1] == '\n';
+    for (char *line = text; format && line < text + len; line = strchr(line, '\n') + 1)
+        format = line[0] == ' ' && strchr(line, '\n')[-1] == ' ';
+    CHECK(format, "every line is ' ', the tokens, ' \\n'");
+    CHECK(text && strstr(text, "\n = ") && strstr(text, "\n = = ") && strstr(text, "\n \n"),
+          "titles, headings and blank lines");
+    free(text);
+    snprintf(path, sizeof path, "%s/a/vocab.txt", dir);
+    CHECK(same_files(path, SMALL_VOCAB), "vocab.txt is a copy of --vocab");
+    snprintf(path, sizeof path, "%s/a/wiki.valid.tokens", dir);
+    CHECK(same_files(path, "data/sample/wiki.valid.tokens"), "--valid-from copies valid");
+    snprintf(path, sizeof path, "%s/a/README.md", dir);
+    text = read_file(path, &len);
+    CHECK(text && strstr(text, "SYNTHETIC") && strstr(text, "--seed 3") &&
+              strstr(text, "CC BY-SA 3.0"),
+          "README says synthetic, the command and the licence");
+    free(text);
+
+    /* Overwriting needs --force; errors are one line, exit 2, nothing written. */
+    rc = sh(out, "%s --out %s/b --seed 4", make, dir);
+    CHECK(rc == 2 && strstr(out, "exists") && count_lines(out) == 1, "no --force: %d %s", rc, out);
+    CHECK(sh(out, "%s --out %s/b --seed 4 --force", make, dir) == 0, "--force: %s", out);
+    snprintf(path, sizeof path, "%s/a/wiki.train.tokens", dir);
+    CHECK(!same_files(path, other) && file_exists(other), "another seed -> another text");
+    snprintf(path, sizeof path, "%s/bad.vocab", dir);
+    write_text(path, "the 5\nof\nand 3\n");
+    rc = sh(out, "scripts/make_synthetic_corpus --vocab %s --tokens 1k --out %s/d", path, dir);
+    CHECK(rc == 2 && strstr(out, "line 2") && strstr(out, path) && count_lines(out) == 1,
+          "malformed vocabulary: %d %s", rc, out);
+    rc = sh(out, "%s --out %s/d --tokens 12q", make, dir);
+    CHECK(rc == 2 && strstr(out, "--tokens '12q'") && count_lines(out) == 1, "bad N: %d %s", rc,
+          out);
+    rc = sh(out, "scripts/make_synthetic_corpus --vocab %s/none --tokens 1k --out %s/d", dir, dir);
+    CHECK(rc == 2 && strstr(out, "none") && count_lines(out) == 1, "missing vocab: %d %s", rc, out);
+    snprintf(path, sizeof path, "%s/d", dir);
+    CHECK(!file_exists(path), "failed runs write nothing");
+    snprintf(path, sizeof path, "%s/b", dir);
+    CHECK(files_containing(path, ".tmp") == 0, "no temporary files");
 }

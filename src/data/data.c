@@ -1,4 +1,4 @@
-/* data.c — WikiText token streams: vocabulary, tokenization with a binary cache, batching.
+/* data.c — WikiText token streams: vocabulary, tokenization with a memory-mapped cache, batching.
  *
  * Tokenization is byte-level and matches Python's bytes.split() plus one "<eos>" per line:
  * words are separated by ASCII whitespace (space, \t, \r, \v, \f), lines by \n, and a last line
@@ -7,27 +7,44 @@
  * str.split() would also split on) are word bytes here; WikiText-2 counts the same either way.
  * Bytes need not be UTF-8. A NUL byte also separates words, because words are C strings.
  *
+ * Text is streamed, never read whole: a TextStream reads a file in chunks of 4 MB and hands the
+ * scanner segments that end just after a separator byte; the bytes after a chunk's last
+ * separator (a partial word) are carried into the next segment, and the scanner's "inside a
+ * line" flag carries across segments, so the tokens are exactly those of the whole file. A word
+ * longer than a chunk grows the buffer.
+ *
  * Word lookup is one open-addressing hash table (WordTable), used both to count the train file
  * and as the vocabulary's index, so building the WikiText-2 vocabulary is a single pass.
  *
  * Token cache "<path>.<vocab hash as 16 hex>.cache": a 56-byte header (CacheHeader) then n int32
- * ids in native byte order (a cache is a local file, not an exchange format). The header is a
- * multiple of 8 bytes so the ids could be memory-mapped in place later. */
+ * ids in native byte order (a cache is a local file, not an exchange format), memory-mapped
+ * read-only with Tokens.ids pointing just past the header (8-byte aligned in the mapping). It is
+ * written under a temporary name in the same folder ("<path>.<hash>.tmp-XXXXXX.cache", removed
+ * on failure), fsync'd and renamed, so the cache name only ever holds a complete file and a
+ * mapped cache is never truncated under its reader (that would be a SIGBUS, not an error). A
+ * cache is used only if its header matches the source's size and mtime and the vocabulary
+ * hash, its size matches its n, every id is below the vocabulary size, and it is strictly newer
+ * than its source. The last rule is git's answer to "racily clean" files: mtimes come from a
+ * coarse clock (a few ms), so a source rewritten at the same size within the tick in which its
+ * cache was written would otherwise keep the old ids. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* st_mtim; the Makefile passes -D_GNU_SOURCE already */
+#define _GNU_SOURCE /* st_mtim, MAP_POPULATE, mkstemps (the Makefile passes it already) */
 #endif
 #include "data.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../io/progress.h"
 #include "../util/util.h"
 
 static const char EOS[] = "<eos>", UNK[] = "<unk>";
@@ -47,7 +64,7 @@ static int fail(char *err, size_t n, const char *fmt, ...) {
 /* Word table: entries in insertion order, slots hold entry index + 1 (0 = empty). */
 
 typedef struct {
-    const char **word; /* not NUL-terminated while counting (points into the text) */
+    const char **word; /* not NUL-terminated in vocab_parse (points into the text) */
     uint32_t *len;
     uint64_t *hash;
     int64_t *count;
@@ -130,6 +147,29 @@ static size_t wt_add(WordTable *t, const char *s, size_t len, int *added) {
     return e;
 }
 
+/* A malloc'd, NUL-terminated copy of s[0, len): counted words must outlive the chunk of text
+ * they were read from. */
+static char *word_copy(const char *s, size_t len) {
+    char *w = malloc(len + 1);
+    if (!w) sys_error("out of memory (vocabulary words)");
+    memcpy(w, s, len);
+    w[len] = 0;
+    return w;
+}
+
+/* wt_add, storing a copy of a new word (the table then owns its words). */
+static size_t wt_add_copy(WordTable *t, const char *s, size_t len, int *added) {
+    size_t e = wt_add(t, s, len, added);
+    if (*added) t->word[e] = word_copy(s, len);
+    return e;
+}
+
+/* wt_free for a table that owns its words. */
+static void wt_free_words(WordTable *t) {
+    for (size_t e = 0; e < t->n; e++) free((char *)t->word[e]);
+    wt_free(t);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Reading and scanning text. */
 
@@ -147,7 +187,20 @@ static int read_exact(int fd, void *buf, size_t len) {
     return 0;
 }
 
-/* Whole file into a NUL-terminated buffer, with its stat; NULL with errno set on failure. */
+static int write_exact(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Whole file into a NUL-terminated buffer, with its stat; NULL with errno set on failure. Only
+ * for vocabulary files (a few MB); corpora go through a TextStream. */
 static char *read_all(const char *path, size_t *len, struct stat *st) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return NULL;
@@ -191,12 +244,14 @@ enum { SCAN_END, SCAN_WORD, SCAN_EOL };
 typedef struct {
     const char *p, *end;
     int in_line; /* bytes of the current line were seen: a last line without \n still ends */
+    int last;    /* the text ends at end (otherwise more follows, and the line may go on) */
 } Scanner;
 
 /* Next word (*w, *len) or end of line of the text. */
 static int scan_next(Scanner *s, const char **w, size_t *len) {
     while (s->p < s->end && *s->p != '\n' && is_space((unsigned char)*s->p)) s->p++, s->in_line = 1;
     if (s->p == s->end) {
+        if (!s->last) return SCAN_END;
         int eol = s->in_line;
         s->in_line = 0;
         return eol ? SCAN_EOL : SCAN_END;
@@ -210,6 +265,131 @@ static int scan_next(Scanner *s, const char **w, size_t *len) {
     s->in_line = 1;
     *w = start, *len = (size_t)(s->p - start);
     return SCAN_WORD;
+}
+
+/* Progress of a long read, on stderr (stdout may be a run's log): one updating line on a
+ * terminal, otherwise a line per 10%. Files under 64 MB take under a second and print nothing. */
+typedef struct {
+    const char *what, *path;
+    double total, t0, shown; /* bytes; start; last time shown */
+    int on, tty, tenth;      /* tenth: the last 10% step printed */
+} Meter;
+
+static void meter_start(Meter *m, const char *what, const char *path, uint64_t total) {
+    *m = (Meter){.what = what, .path = path, .total = (double)total, .t0 = now_seconds()};
+    m->on = m->total > 64e6, m->tty = isatty(STDERR_FILENO);
+}
+
+static void meter_update(Meter *m, uint64_t done) {
+    if (!m->on) return;
+    double now = now_seconds(), frac = (double)done / m->total, rate = done / (now - m->t0 + 1e-9);
+    int tenth = (int)(10 * frac);
+    if (m->tty ? now - m->shown < 0.25 : tenth <= m->tenth || tenth >= 10) return;
+    m->shown = now, m->tenth = tenth;
+    char eta[32];
+    format_duration(frac < 1 && rate > 0 ? (m->total - (double)done) / rate : 0, eta, sizeof eta);
+    fprintf(stderr, "%s%s %s: %3.0f%%  %.0f/%.0f MB  %.0f MB/s  ETA %s%s", m->tty ? "\r\033[K" : "",
+            m->what, m->path, 100 * frac, done / 1e6, m->total / 1e6, rate / 1e6, eta,
+            m->tty ? "" : "\n");
+}
+
+static void meter_end(const Meter *m, size_t tokens) {
+    if (!m->on) return;
+    fprintf(stderr, "%s%s %s: %zu tokens in %.1f s\n", m->tty ? "\r\033[K" : "", m->what, m->path,
+            tokens, now_seconds() - m->t0);
+}
+
+/* Chunk size: big enough that read() calls cost nothing, small next to any corpus. */
+enum { CHUNK_BYTES = 4 << 20 };
+static size_t chunk_bytes = CHUNK_BYTES;
+
+void data_set_chunk_bytes_for_tests(size_t bytes) {
+    chunk_bytes = bytes ? bytes : CHUNK_BYTES;
+}
+
+/* A text file read chunk by chunk (see the top of the file). */
+typedef struct {
+    int fd;
+    char *buf;
+    size_t cap, len, cut; /* buf[0, len) was read; [0, cut) is the segment being scanned */
+    uint64_t bytes;       /* read from the file so far */
+    int error;            /* errno of a failed read */
+    Scanner sc;
+    Meter meter;
+} TextStream;
+
+/* Opens a non-empty file; st receives its stat. 0, or -1 with a message naming the file. */
+static int stream_open(TextStream *s, const char *path, const char *what, struct stat *st,
+                       char *err, size_t n) {
+    memset(s, 0, sizeof *s);
+    s->fd = open(path, O_RDONLY);
+    if (s->fd < 0) return fail(err, n, "cannot read '%s': %s", path, strerror(errno));
+    int e = fstat(s->fd, st) != 0 ? errno : S_ISDIR(st->st_mode) ? EISDIR : 0;
+    if (e || st->st_size == 0) {
+        close(s->fd);
+        return e ? fail(err, n, "cannot read '%s': %s", path, strerror(e))
+                 : fail(err, n, "'%s' is empty", path);
+    }
+    meter_start(&s->meter, what, path, (uint64_t)st->st_size);
+    return 0;
+}
+
+static void stream_close(TextStream *s) {
+    close(s->fd);
+    free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+/* Back to the start of the file, to read it again. */
+static void stream_rewind(TextStream *s) {
+    if (lseek(s->fd, 0, SEEK_SET) != 0) sys_error("cannot rewind '%s'", s->meter.path);
+    s->len = s->cut = 0, s->bytes = 0, s->error = 0;
+    s->sc = (Scanner){0};
+    meter_start(&s->meter, s->meter.what, s->meter.path, (uint64_t)s->meter.total);
+}
+
+/* End of the last separator (whitespace or \n) in p[0, len), or 0 if there is none. */
+static size_t separated_prefix(const char *p, size_t len) {
+    while (len > 0 && p[len - 1] != '\n' && !is_space((unsigned char)p[len - 1])) len--;
+    return len;
+}
+
+/* The next segment: the carried partial word plus fresh bytes, up to the last separator (to the
+ * end at the end of the file). Only the fresh bytes are searched: the carried ones hold no
+ * separator. 0, or -1 with s->error. */
+static int stream_fill(TextStream *s) {
+    if (s->cut) memmove(s->buf, s->buf + s->cut, s->len - s->cut);
+    s->len -= s->cut;
+    size_t cut = 0;
+    int last = 0;
+    while (!cut && !last) {
+        if (s->len == s->cap) { /* first call, or a partial word fills the buffer */
+            s->cap = s->cap ? 2 * s->cap : chunk_bytes;
+            s->buf = realloc(s->buf, s->cap);
+            if (!s->buf) sys_error("out of memory reading '%s'", s->meter.path);
+        }
+        ssize_t r = read(s->fd, s->buf + s->len, s->cap - s->len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return s->error = errno, -1;
+        size_t fresh = s->len, k = separated_prefix(s->buf + fresh, (size_t)r);
+        s->len += (size_t)r, s->bytes += (uint64_t)r;
+        last = r == 0;
+        cut = last ? s->len : k ? fresh + k : 0;
+    }
+    s->cut = cut;
+    s->sc = (Scanner){s->buf, s->buf + cut, s->sc.in_line, last};
+    meter_update(&s->meter, s->bytes);
+    return 0;
+}
+
+/* The next word or line end as scan_next, SCAN_END at the end of the file, or -1 if reading
+ * failed (s->error). A word is valid until the next call. */
+static int stream_next(TextStream *s, const char **w, size_t *len) {
+    for (;;) {
+        int kind = scan_next(&s->sc, w, len);
+        if (kind != SCAN_END || s->sc.last) return kind;
+        if (stream_fill(s) != 0) return -1;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -227,7 +407,7 @@ static uint64_t vocab_hash(char **words, int n) {
     return hash64(h ^ (uint64_t)n);
 }
 
-/* Takes ownership of words (each xstrdup'd) and counts; builds the index and special ids.
+/* Takes ownership of words (each malloc'd) and counts; builds the index and special ids.
  * The caller has checked that there are no duplicates. */
 static void vocab_finish(Vocab *v, char **words, int64_t *counts, int n) {
     WordTable *ix = xcalloc(1, sizeof *ix);
@@ -259,47 +439,57 @@ static int cmp_count_then_bytes(const void *pa, const void *pb) {
     return (a->len > b->len) - (a->len < b->len);
 }
 
+/* The vocabulary of a table of counted words (owned copies, taken over; the table is freed), in
+ * canonical order: count descending, ties in byte order. A missing "<eos>" goes first and a
+ * missing "<unk>" last, both with count 0. */
+static void vocab_from_table(Vocab *v, WordTable *wt) {
+    int has_eos = wt_find(wt, EOS, strlen(EOS)) >= 0, has_unk = wt_find(wt, UNK, strlen(UNK)) >= 0;
+    WordCount *wc = xcalloc(wt->n, sizeof *wc);
+    for (size_t e = 0; e < wt->n; e++) wc[e] = (WordCount){wt->word[e], wt->len[e], wt->count[e]};
+    qsort(wc, wt->n, sizeof *wc, cmp_count_then_bytes);
+    assert(wt->n <= INT_MAX - 2);
+    int nv = (int)wt->n + !has_eos + !has_unk, k = 0;
+    char **words = xcalloc((size_t)nv, sizeof *words);
+    int64_t *counts = xcalloc((size_t)nv, sizeof *counts);
+    if (!has_eos) words[k++] = xstrdup(EOS);
+    for (size_t e = 0; e < wt->n; e++, k++) words[k] = (char *)wc[e].word, counts[k] = wc[e].count;
+    if (!has_unk) words[k++] = xstrdup(UNK);
+    free(wc);
+    wt_free(wt);
+    vocab_finish(v, words, counts, nv);
+}
+
 int vocab_build(Vocab *v, const char *train_path, char *err, size_t n) {
     memset(v, 0, sizeof *v);
-    size_t len;
+    TextStream s;
     struct stat st;
-    char *text = read_text(train_path, &len, &st, err, n);
-    if (!text) return -1;
+    if (stream_open(&s, train_path, "counting words of", &st, err, n) != 0) return -1;
     WordTable wt;
     wt_init(&wt, 1 << 16);
-    Scanner sc = {text, text + len, 0};
     const char *w;
-    size_t wl;
+    size_t wl, tokens = 0;
     int64_t lines = 0;
     int kind, added;
-    while ((kind = scan_next(&sc, &w, &wl)) != SCAN_END) {
+    while ((kind = stream_next(&s, &w, &wl)) > SCAN_END) {
+        tokens++;
         if (kind == SCAN_EOL) {
             lines++;
             continue;
         }
-        size_t e = wt_add(&wt, w, wl, &added); /* before indexing: wt_add may move wt.count */
+        size_t e = wt_add_copy(&wt, w, wl, &added); /* before indexing: wt_add may move count */
         wt.count[e]++;
     }
-    size_t eos = wt_add(&wt, EOS, strlen(EOS), &added);
-    wt.count[eos] += lines;
-    int has_unk = wt_find(&wt, UNK, strlen(UNK)) >= 0;
-
-    WordCount *wc = xcalloc(wt.n, sizeof *wc);
-    for (size_t e = 0; e < wt.n; e++) wc[e] = (WordCount){wt.word[e], wt.len[e], wt.count[e]};
-    qsort(wc, wt.n, sizeof *wc, cmp_count_then_bytes);
-    int nv = (int)wt.n + !has_unk; /* "<unk>" is appended last, count 0, if the file lacks it */
-    char **words = xcalloc((size_t)nv, sizeof *words);
-    int64_t *counts = xcalloc((size_t)nv, sizeof *counts);
-    for (size_t e = 0; e < wt.n; e++) {
-        words[e] = xcalloc(wc[e].len + 1, 1);
-        memcpy(words[e], wc[e].word, wc[e].len);
-        counts[e] = wc[e].count;
+    if (kind < 0) {
+        fail(err, n, "cannot read '%s': %s", train_path, strerror(s.error));
+        wt_free_words(&wt);
+        stream_close(&s);
+        return -1;
     }
-    if (!has_unk) words[nv - 1] = xstrdup(UNK);
-    free(wc);
-    wt_free(&wt);
-    free(text);
-    vocab_finish(v, words, counts, nv);
+    meter_end(&s.meter, tokens);
+    stream_close(&s);
+    size_t eos = wt_add_copy(&wt, EOS, strlen(EOS), &added);
+    wt.count[eos] += lines;
+    vocab_from_table(v, &wt);
     return 0;
 }
 
@@ -361,6 +551,81 @@ int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n) {
     return rc;
 }
 
+static int all_digits(const char *p, const char *end) {
+    for (; p < end; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+/* Parses the "word count" line s[0, end): 0 with the word's length and the count, or -1 with
+ * the reason in why. */
+static int parse_word_count(const char *s, const char *end, size_t *wl, int64_t *count, char *why,
+                            size_t n) {
+    if (end > s && end[-1] == '\r') end--; /* a CRLF file */
+    const char *w = s, *c, *ce, *x;
+    while (w < end && !is_space((unsigned char)*w)) w++;
+    for (c = w; c < end && (*c == ' ' || *c == '\t');) c++;
+    for (ce = c; ce < end && !is_space((unsigned char)*ce);) ce++;
+    for (x = ce; x < end && (*x == ' ' || *x == '\t');) x++;
+    int shown = ce - c > 40 ? 40 : (int)(ce - c); /* of the count field in messages */
+    *wl = (size_t)(w - s);
+    if (s == end) return fail(why, n, "empty line (expected 'word count')");
+    if (w == s) return fail(why, n, "starts with whitespace (expected 'word count')");
+    if (c == w || c == ce)
+        return fail(why, n, "no count after '%.*s' (expected 'word count')",
+                    (int)(*wl > 40 ? 40 : *wl), s);
+    if (x < end)
+        return fail(why, n, "'%.*s' after the count (expected 'word count')",
+                    (int)(end - x > 40 ? 40 : end - x), x);
+    if (*c == '-' && ce - c > 1 && all_digits(c + 1, ce))
+        return fail(why, n, "count '%.*s' is negative", shown, c);
+    if (!all_digits(c, ce))
+        return fail(why, n, "count '%.*s' is not a non-negative integer", shown, c);
+    int64_t v = 0;
+    for (const char *d = c; d < ce; d++) {
+        if (v > (INT64_MAX - (*d - '0')) / 10)
+            return fail(why, n, "count '%.*s' is too large (the limit is 2^63 - 1)", shown, c);
+        v = 10 * v + (*d - '0');
+    }
+    *count = v;
+    return 0;
+}
+
+int vocab_load_counts(Vocab *v, const char *path, char *err, size_t n) {
+    memset(v, 0, sizeof *v);
+    size_t len;
+    struct stat st;
+    char *text = read_text(path, &len, &st, err, n);
+    if (!text) return -1;
+    WordTable wt;
+    wt_init(&wt, len / 16); /* WikiText-103's file: 11 bytes a line */
+    const char *p = text, *end = text + len;
+    int rc = 0;
+    for (size_t line = 1; p < end && rc == 0; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        char why[200];
+        size_t wl;
+        int64_t count = 0;
+        int added = 0;
+        rc = parse_word_count(p, nl ? nl : end, &wl, &count, why, sizeof why);
+        size_t e = rc ? 0 : wt_add_copy(&wt, p, wl, &added);
+        if (rc)
+            fail(err, n, "'%s' line %zu: %s", path, line, why);
+        else if (!added) /* each line so far added one word: word e is on line e + 1 */
+            rc = fail(err, n, "'%s' line %zu: duplicate word '%.*s' (first on line %zu)", path,
+                      line, (int)wl, p, e + 1);
+        else
+            wt.count[e] = count;
+        p = nl ? nl + 1 : end;
+    }
+    free(text);
+    if (rc == 0)
+        vocab_from_table(v, &wt);
+    else
+        wt_free_words(&wt);
+    return rc;
+}
+
 int vocab_save(const Vocab *v, const char *path, char *err, size_t n) {
     size_t len = 0;
     for (int i = 0; i < v->n; i++) len += strlen(v->words[i]) + 1;
@@ -417,31 +682,48 @@ static CacheHeader cache_header(const struct stat *st, const Vocab *v, size_t n,
     return h;
 }
 
-/* 0 and t filled if the cache matches the source (st) and v; -1 otherwise — any mismatch just
- * means "rebuild", so there is no message. */
-static int cache_read(Tokens *t, const char *cache, const struct stat *src, const Vocab *v) {
-    int fd = open(cache, O_RDONLY);
-    if (fd < 0) return -1;
+/* 0 and t filled with a view of the mapped cache open in fd if it matches the source (src) and
+ * v; -1 otherwise — any mismatch just means "rebuild", so there is no message. The header and
+ * the size are checked before mapping, so a truncated file is never read past its end. */
+static int cache_map_fd(Tokens *t, int fd, const struct stat *src, const Vocab *v) {
     struct stat st;
     CacheHeader h, want = cache_header(src, v, 0, 0);
-    int32_t *ids = NULL;
-    if (fstat(fd, &st) != 0 || read_exact(fd, &h, sizeof h) != 0) goto stale;
+    if (fstat(fd, &st) != 0 || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) return -1;
     if (memcmp(h.magic, want.magic, sizeof h.magic) != 0 || h.source_size != want.source_size ||
         h.mtime_sec != want.mtime_sec || h.mtime_nsec != want.mtime_nsec ||
         h.vocab_hash != want.vocab_hash || h.n_unk > h.n || h.n == 0)
-        goto stale;
-    if (h.n > (SIZE_MAX - sizeof h) / 4 || (uint64_t)st.st_size != sizeof h + 4 * h.n) goto stale;
-    ids = xcalloc(h.n, sizeof *ids);
-    if (read_exact(fd, ids, 4 * h.n) != 0) goto stale;
-    for (size_t i = 0; i < h.n; i++)
-        if (ids[i] < 0 || ids[i] >= v->n) goto stale;
-    close(fd);
-    t->ids = ids, t->n = h.n, t->n_unk = h.n_unk;
+        return -1;
+    if (h.n > (SIZE_MAX - sizeof h) / 4 || (uint64_t)st.st_size != sizeof h + 4 * h.n) return -1;
+    size_t bytes = (size_t)st.st_size;
+    /* MAP_POPULATE: the check below reads every page anyway; one read-ahead pass beats a page
+     * fault per 4 KB. */
+    char *map = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (map == MAP_FAILED) return -1;
+    const int32_t *ids = (const int32_t *)(const void *)(map + sizeof h);
+    int bad = 0; /* no early exit: the loop vectorizes */
+    for (size_t i = 0; i < h.n; i++) bad |= (uint32_t)ids[i] >= (uint32_t)v->n;
+    if (bad) {
+        munmap(map, bytes);
+        return -1;
+    }
+    t->ids = ids, t->n = h.n, t->n_unk = h.n_unk, t->map = map, t->map_bytes = bytes;
     return 0;
-stale:
-    free(ids);
-    close(fd);
-    return -1;
+}
+
+static int newer(const struct timespec *a, const struct timespec *b) {
+    return a->tv_sec != b->tv_sec ? a->tv_sec > b->tv_sec : a->tv_nsec > b->tv_nsec;
+}
+
+/* cache_map_fd on the cache file, which must be strictly newer than its source (see the
+ * "racily clean" rule at the top of the file). */
+static int cache_map(Tokens *t, const char *cache, const struct stat *src, const Vocab *v) {
+    int fd = open(cache, O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st;
+    int rc = -1;
+    if (fstat(fd, &st) == 0 && newer(&st.st_mtim, &src->st_mtim)) rc = cache_map_fd(t, fd, src, v);
+    close(fd); /* the mapping stays */
+    return rc;
 }
 
 /* Root ignores permission bits, so a folder marked read-only (like the shared data folder,
@@ -458,68 +740,136 @@ static int dir_writable(const char *file) {
     return stat(dir, &st) == 0 && (st.st_mode & 0222) && access(dir, W_OK) == 0;
 }
 
-/* Best effort: a cache that cannot be written only costs time. Permission problems are
- * expected (read-only data folders) and silent; anything else is worth a warning. */
-static void cache_write(const char *cache, const Tokens *t, const struct stat *src,
-                        const Vocab *v) {
-    if (!dir_writable(cache)) return;
-    CacheHeader h = cache_header(src, v, t->n, t->n_unk);
-    size_t bytes = sizeof h + 4 * t->n;
-    char *buf = malloc(bytes);
-    if (!buf) return;
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, t->ids, 4 * t->n);
-    if (write_file_atomic(cache, buf, bytes) != 0 && errno != EACCES && errno != EROFS &&
-        errno != EPERM)
-        fprintf(stderr, "warning: cannot write token cache '%s': %s\n", cache, strerror(errno));
-    free(buf);
+/* Where tokenized ids go: a growing array (fd < 0), or a file written through the buffer. */
+typedef struct {
+    int32_t *buf;
+    size_t n, cap; /* ids in buf */
+    size_t total;  /* ids put so far */
+    int fd;
+    int error; /* errno of a failed write; later ids are dropped */
+} IdSink;
+
+static void sink_flush(IdSink *s) {
+    if (!s->error && write_exact(s->fd, s->buf, s->n * sizeof *s->buf) != 0) s->error = errno;
+    s->n = 0;
 }
 
-/* Tokenize text with v; unknown words become <unk> and are counted. */
-static void tokenize(Tokens *t, const char *text, size_t len, const Vocab *v) {
+static void sink_make_room(IdSink *s) {
+    if (s->fd >= 0) {
+        sink_flush(s);
+        return;
+    }
+    s->buf = realloc(s->buf, (s->cap *= 2) * sizeof *s->buf);
+    if (!s->buf) sys_error("out of memory: %zu token ids", s->cap);
+}
+
+static inline void sink_put(IdSink *s, int32_t id) {
+    if (s->n == s->cap) sink_make_room(s);
+    s->buf[s->n++] = id;
+    s->total++;
+}
+
+/* Tokenize the stream into out; unknown words become <unk> and are counted. 0, or -1 if reading
+ * failed (s->error). */
+static int tokenize(TextStream *s, const Vocab *v, IdSink *out, size_t *n_unk) {
     const WordTable *ix = v->index;
-    size_t cap = len / 4 + 16, n = 0, n_unk = 0; /* WikiText averages ~5 bytes per token */
-    int32_t *ids = malloc(cap * sizeof *ids);
-    Scanner sc = {text, text + len, 0};
     const char *w;
     size_t wl;
     int kind;
-    while (ids && (kind = scan_next(&sc, &w, &wl)) != SCAN_END) {
+    *n_unk = 0;
+    while ((kind = stream_next(s, &w, &wl)) > SCAN_END) {
         int32_t id = v->eos;
         if (kind == SCAN_WORD) {
             int64_t e = wt_find(ix, w, wl);
-            if (e < 0) n_unk++;
+            *n_unk += e < 0;
             id = e < 0 ? v->unk : (int32_t)e;
         }
-        if (n == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
-        if (ids) ids[n++] = id;
+        sink_put(out, id);
     }
-    if (!ids) sys_error("out of memory tokenizing %.1f MB", len / 1e6);
-    int32_t *fit = realloc(ids, (n ? n : 1) * sizeof *ids);
-    t->ids = fit ? fit : ids, t->n = n, t->n_unk = n_unk;
+    if (kind == SCAN_END) meter_end(&s->meter, out->total);
+    return kind;
+}
+
+static int tokens_in_memory(Tokens *t, TextStream *s, const struct stat *st, const Vocab *v) {
+    IdSink out = {.cap = (size_t)st->st_size / 4 + 16, .fd = -1}; /* WikiText: ~5 bytes a token */
+    out.buf = malloc(out.cap * sizeof *out.buf);
+    if (!out.buf) sys_error("out of memory tokenizing %.1f MB", (double)st->st_size / 1e6);
+    size_t n_unk;
+    if (tokenize(s, v, &out, &n_unk) != 0) {
+        free(out.buf);
+        return -1;
+    }
+    int32_t *fit = realloc(out.buf, out.n * sizeof *fit); /* n > 0: the source is not empty */
+    t->ids = fit ? fit : out.buf, t->n = out.n, t->n_unk = n_unk;
+    return 0;
+}
+
+/* Best effort: a cache that cannot be written only costs time. Permission problems are
+ * expected (read-only data folders) and silent; anything else is worth a warning. */
+static void cache_warn(const char *cache, int e) {
+    if (e != EACCES && e != EROFS && e != EPERM)
+        fprintf(stderr, "warning: cannot write token cache '%s': %s\n", cache, strerror(e));
+}
+
+/* Tokenize the stream straight into a temporary file beside the cache (ids first, the header
+ * with n and n_unk last), fsync it, rename it into place and map it. 1: t filled; 0: no cache
+ * could be written (the caller tokenizes into memory); -1: reading the source failed. */
+static int cache_build(Tokens *t, const char *cache, TextStream *s, const struct stat *src,
+                       const Vocab *v) {
+    char tmp[PATH_BYTES + 16];
+    snprintf(tmp, sizeof tmp, "%.*s.tmp-XXXXXX.cache", (int)strlen(cache) - 6, cache);
+    int fd = mkstemps(tmp, 6);
+    if (fd < 0) return cache_warn(cache, errno), 0;
+    IdSink out = {.cap = 1 << 18, .fd = fd}; /* 1 MB writes */
+    out.buf = xcalloc(out.cap, sizeof *out.buf);
+    if (lseek(fd, sizeof(CacheHeader), SEEK_SET) < 0) out.error = errno;
+    size_t n_unk;
+    int rc = tokenize(s, v, &out, &n_unk), renamed = 0;
+    sink_flush(&out);
+    free(out.buf);
+    if (rc == 0) {
+        CacheHeader h = cache_header(src, v, out.total, n_unk);
+        int e = out.error;
+        if (!e && (lseek(fd, 0, SEEK_SET) != 0 || write_exact(fd, &h, sizeof h) != 0 ||
+                   fchmod(fd, 0644) != 0 || fsync(fd) != 0))
+            e = errno;
+        if (!e && rename(tmp, cache) != 0) e = errno;
+        renamed = !e;
+        if (e) cache_warn(cache, e);
+        if (renamed) fsync_path_dir(cache);
+        rc = renamed && cache_map_fd(t, fd, src, v) == 0;
+    }
+    close(fd);
+    if (!renamed) unlink(tmp);
+    return rc;
 }
 
 int tokens_load(Tokens *t, const char *path, const Vocab *v, int use_cache, char *err, size_t n) {
     memset(t, 0, sizeof *t);
     assert(v && v->index && v->eos >= 0 && v->unk >= 0);
-    struct stat st;
-    if (stat(path, &st) != 0) return fail(err, n, "cannot read '%s': %s", path, strerror(errno));
+    TextStream s;
+    struct stat st; /* of the source we read; recorded in the cache header */
+    if (stream_open(&s, path, "tokenizing", &st, err, n) != 0) return -1;
     char cache[PATH_BYTES];
     int cn = snprintf(cache, sizeof cache, "%s.%016llx.cache", path, (unsigned long long)v->hash);
     if (cn < 0 || (size_t)cn >= sizeof cache) use_cache = 0; /* a truncated name would be wrong */
-    if (use_cache && cache_read(t, cache, &st, v) == 0) return 0;
-
-    size_t len;
-    char *text = read_text(path, &len, &st, err, n); /* st now describes what we tokenize */
-    if (!text) return -1;
-    tokenize(t, text, len, v);
-    free(text);
-    if (use_cache) cache_write(cache, t, &st, v);
-    return 0;
+    int done = use_cache && cache_map(t, cache, &st, v) == 0, rc = 0;
+    if (!done && use_cache && dir_writable(cache)) {
+        rc = cache_build(t, cache, &s, &st, v);
+        done = rc == 1;
+        if (rc == 0) stream_rewind(&s);
+    }
+    if (!done && rc == 0) rc = tokens_in_memory(t, &s, &st, v);
+    if (rc < 0) fail(err, n, "cannot read '%s': %s", path, strerror(s.error));
+    stream_close(&s);
+    return rc < 0 ? -1 : 0;
 }
 
 void tokens_free(Tokens *t) {
-    free(t->ids);
+    if (t->map)
+        munmap(t->map, t->map_bytes);
+    else
+        free((void *)t->ids); /* malloc'd: by tokens_in_memory, or by a caller */
     memset(t, 0, sizeof *t);
 }
 

@@ -1,10 +1,13 @@
-/* data.h — WikiText token streams: vocabulary, tokenization with a binary cache, batching.
+/* data.h — WikiText token streams: vocabulary, tokenization with a memory-mapped binary cache,
+ * batching.
  *
  * Tokenization follows the corpus convention (and fairseq's): split each line on whitespace and
  * append "<eos>" to every line, blank lines included — WikiText-2 train is then 2,088,628 tokens.
- * The vocabulary comes from the train split, sorted by count (descending) with ties broken by
- * byte order of the word, so it is the same on every machine. It always holds "<eos>" and
- * "<unk>"; unknown words of other splits map to "<unk>" and are counted. */
+ * The vocabulary comes from the train split, or from a "word count" file (vocab_load_counts),
+ * sorted by count (descending) with ties broken by byte order of the word, so it is the same on
+ * every machine. It always holds "<eos>" and "<unk>"; unknown words of other splits map to
+ * "<unk>" and are counted. Text files are read in chunks of a few MB, never whole, so a 540 MB
+ * training file costs its vocabulary and its token ids in memory, not its text. */
 #ifndef DATA_H
 #define DATA_H
 
@@ -22,22 +25,45 @@ typedef struct {
 
 /* 0, or -1 with a one-line message naming the file. */
 int vocab_build(Vocab *v, const char *train_path, char *err, size_t n);
-int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n);  /* one word per line */
+int vocab_load(Vocab *v, const char *vocab_txt, char *err, size_t n); /* one word per line */
+/* A "word count" vocabulary (WikiText-103's vocab.txt, fairseq's dict.txt): one entry a line,
+ * a word (no whitespace), one or more spaces or tabs, a non-negative decimal count; a CRLF line
+ * end is accepted, and trailing spaces or tabs too. The file's order does not matter: ids are
+ * assigned in vocab_build's order (count descending, ties in byte order), so a file holding the
+ * counts of a train file gives exactly vocab_build's vocabulary of that file.
+ *   "<eos>" absent: added at id 0 with count 0 (its count is unknown; every line ends in one, so
+ *                   it is among the most frequent tokens and belongs in an adaptive softmax's
+ *                   head). Present: sorted by its count like any word.
+ *   "<unk>" absent: appended last with count 0, as vocab_build does. Present: sorted by count.
+ * Refused, with one line naming the file and line: an empty line, a missing, non-numeric,
+ * negative or too large count, a field after the count, a duplicate word (naming its first
+ * line); also an empty or unreadable file. The shared WikiText-103 vocab.txt gives 267,735 ids. */
+int vocab_load_counts(Vocab *v, const char *path, char *err, size_t n);
 int vocab_save(const Vocab *v, const char *path, char *err, size_t n); /* atomic write */
 int vocab_id(const Vocab *v, const char *word);                        /* -1 if absent */
 void vocab_free(Vocab *v);
 
 typedef struct {
-    int32_t *ids;
+    const int32_t *ids; /* read-only: usually a view into the mapped cache file */
     size_t n;
     size_t n_unk; /* words not in the vocabulary, mapped to <unk> */
+    void *map;    /* private: the mapped cache (NULL: ids was malloc'd), and its length */
+    size_t map_bytes;
 } Tokens;
 
-/* Tokenize path with v. With use_cache, ids are cached in "<path>.<vocab hash>.cache" when the
- * directory is writable; the cache header records the source size and mtime and the vocabulary
- * hash, and a stale, truncated or foreign cache is rebuilt. 0, or -1 with a message. */
+/* Tokenize path with v. With use_cache, the ids are kept in "<path>.<vocab hash>.cache" when the
+ * directory is writable, and read back by memory-mapping it: a later start costs a validation
+ * pass over the ids, not a tokenization, and the ids use page cache, not heap. The cache header
+ * records the source size and mtime and the vocabulary hash; a stale, truncated or foreign cache,
+ * or one not strictly newer than its source (data.c says why), is rebuilt. Without a cache the
+ * ids are tokenized into memory. Sources over 64 MB report progress on stderr. 0, or -1 with a
+ * message. */
 int tokens_load(Tokens *t, const char *path, const Vocab *v, int use_cache, char *err, size_t n);
 void tokens_free(Tokens *t);
+
+/* Tests only: read text in chunks of this many bytes (0: the default) to exercise words and
+ * lines that straddle chunk boundaries. */
+void data_set_chunk_bytes_for_tests(size_t bytes);
 
 /* Training windows: window w covers inputs ids[w*T .. w*T+T) and targets shifted by one, so
  * there are (n-1)/T windows. Sequence s of the whole run (s = 0, 1, 2, ...) is window
