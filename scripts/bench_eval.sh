@@ -38,6 +38,7 @@ trap 'rm -rf "$tmp"' EXIT
 # One training step: a checkpoint with the reference model's shape and vocabulary.
 train_one_step() {
     ./train --config configs/wt2-sinusoidal-L256.json --out "$tmp/$1" --set model.position.type="$1" \
+        --set model.output.type=full \
         --set train.steps=1 --set train.eval_every=0 --set train.eval_tokens=256 \
         --set train.ckpt_every=0 --set data.dir="$data" >"$tmp/$1.train.out"
 }

@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # bench_train.sh — training speed on the reference model: 6 layers, d_model 256, 8 heads,
-# d_ff 1024, GELU, full softmax over WikiText-2's 33,278 words, L = 256, batch 8 sequences.
+# d_ff 1024, GELU, full softmax over WikiText-2's 33,278 words, L = 256, batch 8 sequences
+# (configs/wt2-sinusoidal-L256.json with its output set back to the full softmax).
 # One JSON line per position method:
 #   {"name": "alibi", "tokens_per_s": ..., "gflops": ..., "flops_per_token": ...}
 # tokens_per_s is the mean over the timed steps (after a warm-up); flops_per_token counts the
 # matmuls, the causal attention and the output layer, x3 for forward + backward (as ./train
-# reports it). Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"]
-# (default: every registered position method, in registry order).
+# reports it; an adaptive output counts its head, see model_flops_per_token).
+#
+# Then three output-layer rows (the position method is sinusoidal in all three):
+#   wt2-full        the reference model as above: full softmax over 33,278 words
+#   wt2-adaptive    the same with the adaptive input/softmax of the WikiText-2 configs
+#                   (cutoffs 4000/15000, factor 4)
+#   wt103-adaptive  WikiText-103's 267,735-word vocabulary, cutoffs 20000/60000, factor 4, at
+#                   L = 512 with batch 4 (the same 2,048 tokens per step), trained on a synthetic
+#                   100M-token corpus (scripts/make_synthetic_corpus, made on first use in
+#                   data/synthetic-103 from WikiText-103's vocabulary counts)
+# Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--no-outputs]
+#        [--only-outputs] (default methods: every registered position method, in registry order).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 steps=30
 warm=5
 methods=""
+outputs=1
+only_outputs=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
     --methods) methods=$2; shift 2 ;;
+    --no-outputs) outputs=0; shift ;;
+    --only-outputs) only_outputs=1; shift ;;
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -30,14 +45,17 @@ if [[ -z $methods ]]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for m in $methods; do
-    ./train --config configs/wt2-sinusoidal-L256.json --out "$tmp/$m" --set model.position.type="$m" \
-        --set train.batch=8 --set train.steps="$steps" --set train.warmup=10 --set train.log_every=1 \
-        --set train.eval_every=0 --set train.eval_tokens=256 --set train.ckpt_every=0 \
-        --set data.dir="$data" >"$tmp/$m.out"
-    fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$tmp/$m.out")
+
+# bench NAME CONFIG [--set ...]: train `steps` steps, print the JSON line
+bench() {
+    local name=$1 config=$2
+    shift 2
+    ./train --config "$config" --out "$tmp/$name" --set train.steps="$steps" --set train.warmup=10 \
+        --set train.log_every=1 --set train.eval_every=0 --set train.eval_tokens=256 \
+        --set train.ckpt_every=0 "$@" >"$tmp/$name.out"
+    fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$tmp/$name.out")
     # mean tokens/s over steps after the warm-up, from the per-step elapsed times in the log
-    /usr/bin/env python3 - "$tmp/$m/log.jsonl" "$m" "$fpt" "$warm" <<'PY'
+    /usr/bin/env python3 - "$tmp/$name/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 warm = int(sys.argv[4])
@@ -47,4 +65,28 @@ fpt = float(sys.argv[3]) * 1e6
 print(json.dumps({"name": sys.argv[2], "tokens_per_s": round(tps, 1),
                   "gflops": round(tps * fpt / 1e9, 1), "flops_per_token": round(fpt)}))
 PY
-done
+}
+
+ref=configs/wt2-sinusoidal-L256.json
+if [[ $only_outputs == 0 ]]; then
+    for m in $methods; do
+        bench "$m" $ref --set model.position.type="$m" --set train.batch=8 --set data.dir="$data" \
+            --set model.output.type=full
+    done
+fi
+[[ $outputs == 1 ]] || exit 0
+
+bench wt2-full $ref --set train.batch=8 --set data.dir="$data" --set model.output.type=full
+bench wt2-adaptive $ref --set train.batch=8 --set data.dir="$data"
+synth=data/synthetic-103
+if [[ ! -s $synth/wiki.train.tokens ]]; then
+    src=data/wikitext-103
+    [[ -s $src/vocab.txt ]] || src=../shared/data/wikitext-103
+    [[ -s $src/vocab.txt ]] || { echo "bench_train: no WikiText-103 vocab.txt for the synthetic corpus (scripts/get_data.sh wikitext-103 --from DIR): wt103-adaptive skipped" >&2; exit 0; }
+    echo "bench_train: writing a synthetic 100M-token corpus to $synth (once)" >&2
+    scripts/make_synthetic_corpus --vocab "$src/vocab.txt" --tokens 100M --out "$synth" \
+        --valid-from "$src" >&2
+fi
+bench wt103-adaptive $ref --set train.seq_len=512 --set train.batch=4 --set data.dir="$synth" \
+    --set data.vocab=vocab.txt --set model.output.type=adaptive \
+    --set model.output.cutoffs=[20000,60000] --set model.output.factor=4

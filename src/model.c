@@ -1,6 +1,9 @@
 /* model.c — see model.h. Initialization:
  *   tok_emb ~ normal(0, C^-1/2): fairseq's choice for a sqrt(C)-scaled, tied embedding — the
  *     scaled input has unit variance and the initial logits have about unit spread;
+ *   adaptive tables (size_k, d_k) ~ normal(0, d_k^-1/2) and projections (C, d_k) ~ normal with
+ *     Xavier's variance 2 / (C + d_k), as fairseq's AdaptiveInput (which draws the projections
+ *     uniformly with that variance); the head's projected input then again has unit variance;
  *   other matrices ~ normal(0, init_std); the two matrices that write into the residual stream
  *     (attn.proj, ffn.fc2) use init_std / sqrt(2 N), GPT-2's rule that keeps the stream's
  *     variance from growing with depth;
@@ -23,7 +26,7 @@
     } while (0)
 
 /* Dropout sites, combined with the layer into the mask key. */
-enum { SITE_EMB, SITE_ATTN_P, SITE_ATTN_OUT, SITE_ACT, SITE_FFN_OUT };
+enum { SITE_EMB, SITE_ATTN_P, SITE_ATTN_OUT, SITE_ACT, SITE_FFN_OUT, SITE_OUT, SITE_TAIL };
 static uint64_t site_key(uint64_t key, int layer, int site) {
     return rng_key(key, (uint64_t)layer * 8 + (uint64_t)site + 1);
 }
@@ -54,11 +57,57 @@ static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int
 #undef ADD
 }
 
+/* Cluster layout of an adaptive output (K = 0 for a full softmax). */
+static void adaptive_layout(Adaptive *a, const Config *cfg, int V) {
+    _Static_assert(CONFIG_MAX_CUTOFFS < ADAPT_MAX, "a cluster per cutoff plus the head");
+    memset(a, 0, sizeof *a);
+    if (strcmp(cfg->model.output.type, "adaptive")) return;
+    a->C = cfg->model.d_model;
+    a->K = cfg->model.output.n_cutoffs + 1;
+    a->start[a->K] = V;
+    a->dim[0] = a->C;
+    for (int k = 1; k < a->K; k++) {
+        a->start[k] = cfg->model.output.cutoffs[k - 1];
+        a->dim[k] = a->dim[k - 1] / cfg->model.output.factor;
+    }
+}
+
+/* The input tables and projections, the head's cluster logits, and (untied) the softmax's own
+ * tables and tail projections. */
+static void declare_adaptive(Model *m, ParamTable *pt, int tie) {
+    const Adaptive *a = &m->ad;
+    char n[64];
+    for (int k = 0; k < ADAPT_MAX; k++) m->ad_emb[k] = m->ad_proj[k] = -1;
+    for (int k = 0; k < ADAPT_MAX; k++) m->ad_out_emb[k] = m->ad_out_proj[k] = -1;
+    for (int k = 0; k < a->K; k++) {
+        size_t size = (size_t)(a->start[k + 1] - a->start[k]), d = (size_t)a->dim[k];
+        snprintf(n, sizeof n, "adaptive.emb.%d.weight", k);
+        m->ad_emb[k] = param_add(pt, n, 1, 2, size, d);
+        snprintf(n, sizeof n, "adaptive.proj.%d.weight", k);
+        m->ad_proj[k] = param_add(pt, n, 1, 2, (size_t)a->C, d);
+    }
+    m->ad_cluster =
+        a->K > 1 ? param_add(pt, "adaptive.cluster.weight", 1, 2, (size_t)(a->K - 1), (size_t)a->C)
+                 : -1;
+    for (int k = 0; k < a->K && !tie; k++) {
+        size_t size = (size_t)(a->start[k + 1] - a->start[k]), d = (size_t)a->dim[k];
+        snprintf(n, sizeof n, "adaptive.out.emb.%d.weight", k);
+        m->ad_out_emb[k] = param_add(pt, n, 1, 2, size, d);
+        snprintf(n, sizeof n, "adaptive.out.proj.%d.weight", k);
+        if (k) m->ad_out_proj[k] = param_add(pt, n, 1, 2, (size_t)a->C, d);
+    }
+}
+
 static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     memset(pt, 0, sizeof *pt);
     int C = cfg->model.d_model, F = cfg->model.d_ff;
     int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
-    m->tok_emb = param_add(pt, "tok_emb.weight", 1, 2, (size_t)V, (size_t)C);
+    adaptive_layout(&m->ad, cfg, V);
+    m->tok_emb = -1;
+    if (m->ad.K)
+        declare_adaptive(m, pt, cfg->model.output.tie);
+    else
+        m->tok_emb = param_add(pt, "tok_emb.weight", 1, 2, (size_t)V, (size_t)C);
     for (int l = 0; l < cfg->model.n_layers; l++) declare_layer(pt, &m->layer[l], l, C, F, swiglu);
     m->lnf_w = m->lnf_b = -1;
     if (cfg->model.final_norm) {
@@ -67,6 +116,18 @@ static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     }
     const PosMethod *pm = pos_find(cfg->model.position);
     if (pm && pm->declare) pm->declare(cfg, pt);
+}
+
+int model_check_vocab(const Config *cfg, int V, char *err, size_t n) {
+    const int nc = cfg->model.output.n_cutoffs;
+    if (strcmp(cfg->model.output.type, "adaptive") || nc == 0 ||
+        cfg->model.output.cutoffs[nc - 1] < V)
+        return 0;
+    snprintf(err, n,
+             "model.output.cutoffs: the last cutoff %d is not below the vocabulary size %d (the "
+             "last tail cluster would be empty)",
+             cfg->model.output.cutoffs[nc - 1], V);
+    return -1;
 }
 
 void model_declare(const Config *cfg, ParamTable *pt, int V) {
@@ -85,6 +146,20 @@ LayerView layer_view(const Model *m, float *base, int l) {
                        V_(proj_b), V_(ln2_w),  V_(ln2_b), V_(fc1_w), V_(fc1_b),
                        V_(gate_w), V_(gate_b), V_(fc2_w), V_(fc2_b)};
 #undef V_
+}
+
+Adaptive adaptive_view(const Model *m, float *base) {
+    Adaptive a = m->ad;
+    for (int k = 0; k < a.K; k++) {
+        a.emb[k] = tensor_ptr(m, base, m->ad_emb[k]);
+        a.proj[k] = tensor_ptr(m, base, m->ad_proj[k]);
+        a.out_emb[k] = m->ad_out_emb[k] >= 0 ? tensor_ptr(m, base, m->ad_out_emb[k]) : a.emb[k];
+        a.out_proj[k] = k == 0                   ? NULL
+                        : m->ad_out_proj[k] >= 0 ? tensor_ptr(m, base, m->ad_out_proj[k])
+                                                 : a.proj[k];
+    }
+    a.cluster = tensor_ptr(m, base, m->ad_cluster);
+    return a;
 }
 
 /* Carves the activation buffers out of one allocation. In evaluation only one layer's worth
@@ -120,7 +195,9 @@ static void alloc_activations(Model *m) {
         {&a->lnf_rstd, N},
         {&a->tmp, N * C},
         {&a->bh_tt, m->max_B * H * TT},
-        {&a->logits, (size_t)XENT_CHUNK * m->V},
+        {&a->logits, m->ad.K ? adaptive_scratch_floats(&m->ad) : (size_t)XENT_CHUNK * m->V},
+        {&a->losses, m->ad.K && m->training ? N : 0},
+        {&a->outx, m->ad.K && m->training && m->cfg->model.output.dropout > 0 ? N * C : 0},
         {&a->att_tiles,
          m->training ? 0 : attention_tiled_scratch_floats(m->C, m->H, a->att_threads)},
         {&a->dres, m->training ? N * C : 0},
@@ -140,6 +217,8 @@ static void alloc_activations(Model *m) {
         off += (plan[i].n + 15) / 16 * 16;
     }
     m->act_bytes = total * sizeof(float);
+    a->rows = m->ad.K ? xcalloc(N, sizeof(int32_t)) : NULL;
+    m->act_bytes += m->ad.K ? N * sizeof(int32_t) : 0;
 }
 
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training) {
@@ -178,6 +257,7 @@ void model_free(Model *m) {
     free(m->params);
     free(m->grads);
     free(m->a.res);
+    free(m->a.rows);
     free(m->pos.state);
     memset(m, 0, sizeof *m);
 }
@@ -193,6 +273,10 @@ void model_init(Model *m, uint64_t seed) {
             s = 1.0 / sqrt((double)m->C);
         else if (strstr(t->name, "attn.proj.weight") || strstr(t->name, "ffn.fc2.weight"))
             s = resid_std;
+        else if (!strncmp(t->name, "adaptive.", 9) && strstr(t->name, "emb."))
+            s = 1.0 / sqrt((double)t->shape[1]);
+        else if (!strncmp(t->name, "adaptive.", 9) && strstr(t->name, "proj."))
+            s = sqrt(2.0 / (double)(t->shape[0] + t->shape[1]));
         if (strncmp(t->name, "pos.", 4) == 0) continue; /* the method initializes its own */
         if (t->decay) {
             for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
@@ -212,6 +296,27 @@ static size_t slot(const Model *m, int l) {
 static void add_into(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* x (N, C) = the tokens' embeddings * sqrt(C): a table row, or the adaptive input. */
+static void token_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
+    const float scale = sqrtf((float)m->C);
+    if (!m->ad.K) {
+        embedding_forward(x, tokens, tensor_ptr(m, m->params, m->tok_emb), N, m->C, scale);
+        return;
+    }
+    Adaptive w = adaptive_view(m, m->params);
+    adaptive_input_forward(x, tokens, &w, N, scale, m->a.rows, m->a.logits);
+}
+
+static void token_embed_backward(Model *m, const float *dx, size_t N) {
+    const float scale = sqrtf((float)m->C);
+    if (!m->ad.K) {
+        embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, m->inputs, N, m->C, scale);
+        return;
+    }
+    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
+    adaptive_input_backward(&g, dx, m->inputs, &w, N, scale, m->a.rows, m->a.logits);
 }
 
 static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape *as) {
@@ -277,8 +382,7 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
     if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, T);
 
     TIMED(PF_EMBED, 0, {
-        embedding_forward(a->res, inputs, tensor_ptr(m, m->params, m->tok_emb), N, C,
-                          sqrtf((float)C));
+        token_embed_forward(m, a->res, inputs, N);
         if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, B, T);
         dropout_forward(a->res, a->res, NC, drop, site_key(key, 0, SITE_EMB));
     });
@@ -298,6 +402,7 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
     }
     const float *last = a->res + (m->training ? (size_t)m->L * NC : 0);
     m->training = was_training;
+    m->fwd_training = training && was_training;
     if (m->final_norm) {
         TIMED(PF_LN, 0,
               layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
@@ -308,14 +413,53 @@ void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, 
     m->final = last;
 }
 
+/* The adaptive softmax's input: the final hidden state, after its dropout in training. */
+static const float *softmax_input(Model *m) {
+    float p = (float)m->cfg->model.output.dropout;
+    if (!m->ad.K || !m->fwd_training || p <= 0.0f) return m->final;
+    size_t NC = (size_t)m->B * m->T * m->C;
+    dropout_forward(m->a.outx, m->final, NC, p, site_key(m->key, m->L, SITE_OUT));
+    return m->a.outx;
+}
+
+static AdaptiveDrop tail_dropout(const Model *m) {
+    return (AdaptiveDrop){m->fwd_training ? (float)m->cfg->model.output.dropout : 0.0f,
+                          site_key(m->key, m->L, SITE_TAIL)};
+}
+
 double model_loss(Model *m, const int32_t *targets, float *losses) {
     size_t N = (size_t)m->B * m->T;
-    TIMED(PF_OUTPUT, 0,
-          xent_forward(losses, m->final, tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C,
-                       m->V, m->a.logits));
+    if (m->ad.K) {
+        Adaptive w = adaptive_view(m, m->params);
+        AdaptiveDrop drop = tail_dropout(m);
+        TIMED(PF_OUTPUT, 0,
+              adaptive_softmax_forward(losses, softmax_input(m), &w, targets, N, &drop, m->a.rows,
+                                       m->a.logits));
+    } else {
+        TIMED(PF_OUTPUT, 0,
+              xent_forward(losses, m->final, tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C,
+                           m->V, m->a.logits));
+    }
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
     return sum;
+}
+
+/* Output layer, forward and backward at once: dx (N, C) = d(scale * sum loss) / d final. */
+static double output_backward(Model *m, float *dx, const int32_t *targets, float scale) {
+    const size_t N = (size_t)m->B * m->T;
+    if (!m->ad.K)
+        return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), m->final,
+                                     tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C, m->V,
+                                     scale, m->a.logits);
+    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
+    AdaptiveDrop drop = tail_dropout(m);
+    double loss =
+        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m), &w, targets, N,
+                                          scale, &drop, m->a.rows, m->a.logits);
+    dropout_backward(dx, dx, N * m->C, (float)m->cfg->model.output.dropout,
+                     site_key(m->key, m->L, SITE_OUT));
+    return loss;
 }
 
 static void block_backward(Model *m, int l, size_t N, float drop, const AttnShape *as) {
@@ -376,10 +520,7 @@ double model_backward(Model *m, const int32_t *targets, float scale) {
     const size_t N = (size_t)m->B * m->T, NC = N * C;
     float *dfinal = m->final_norm ? a->dln : a->dres;
     double loss;
-    TIMED(PF_OUTPUT, 1,
-          loss = xent_forward_backward(dfinal, tensor_ptr(m, m->grads, m->tok_emb), m->final,
-                                       tensor_ptr(m, m->params, m->tok_emb), targets, N, C, m->V,
-                                       scale, a->logits));
+    TIMED(PF_OUTPUT, 1, loss = output_backward(m, dfinal, targets, scale));
     if (m->final_norm) {
         memset(a->dres, 0, NC * sizeof(float));
         TIMED(PF_LN, 1,
@@ -404,8 +545,7 @@ double model_backward(Model *m, const int32_t *targets, float scale) {
     TIMED(PF_EMBED, 1, {
         dropout_backward(a->dres, a->dres, NC, drop, site_key(m->key, 0, SITE_EMB));
         if (m->pos.m->embed_backward) m->pos.m->embed_backward(&m->pos, a->dres, m->B, m->T);
-        embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), a->dres, m->inputs, N, C,
-                           sqrtf((float)C));
+        token_embed_backward(m, a->dres, N);
     });
     return loss;
 }
@@ -416,7 +556,13 @@ double model_flops_per_token(const Config *cfg, int V, int T) {
     double matmuls = 2.0 * (3 * C * C + C * C + ffn);
     /* q.k and p.v over the causal triangle: on average (T+1)/2 keys per query */
     double attention = 2.0 * 2.0 * C * (T + 1) / 2.0;
-    return cfg->model.n_layers * (matmuls + attention) + 2.0 * C * V;
+    /* the output layer; an adaptive one counts its head softmax and the head's input
+     * projection — the tails run only for the few tokens whose target lies in them */
+    double output = 2.0 * C * V;
+    if (!strcmp(cfg->model.output.type, "adaptive") && cfg->model.output.n_cutoffs)
+        output =
+            2.0 * C * (cfg->model.output.cutoffs[0] + cfg->model.output.n_cutoffs) + 2.0 * C * C;
+    return cfg->model.n_layers * (matmuls + attention) + output;
 }
 
 size_t model_param_bytes(const Model *m) {

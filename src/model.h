@@ -4,6 +4,9 @@
  *   x = E[tokens] * sqrt(C) (+ position embedding) -> dropout
  *   N x { x += drop(Attn(LN1(x)));  x += drop(FFN(LN2(x))) }      pre-LN blocks
  *   [LN_f] -> logits = x E^T (tied) -> softmax cross-entropy
+ *
+ * With model.output.type = adaptive, E[tokens] is the adaptive input and the last line the
+ * tied adaptive softmax (ops/adaptive.c); everything between is the same.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -42,7 +45,10 @@ typedef struct {
     float *tmp;                       /* (N, C) */
     float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward;
                     * training models only */
-    float *logits; /* (XENT_CHUNK, V) */
+    float *logits; /* full output: (XENT_CHUNK, V); adaptive: adaptive_scratch_floats */
+    float *losses; /* (N) per-row losses of the adaptive softmax's backward */
+    float *outx;   /* (N, C) the hidden state after the adaptive softmax's dropout (training) */
+    int32_t *rows; /* (N) rows grouped by cluster (adaptive) */
     /* evaluation models only (probs and bh_tt are then NULL): per-thread tiles of
      * attention_forward_tiled, sized for att_threads threads; independent of T */
     float *att_tiles;
@@ -57,7 +63,11 @@ typedef struct {
     Activation act;
     int swiglu, final_norm;
     ParamTable pt;
-    int tok_emb, lnf_w, lnf_b;
+    int tok_emb, lnf_w, lnf_b; /* tok_emb: -1 with an adaptive output */
+    /* adaptive output: tensor indices (-1: absent) and the cluster layout */
+    int ad_emb[ADAPT_MAX], ad_proj[ADAPT_MAX], ad_out_emb[ADAPT_MAX], ad_out_proj[ADAPT_MAX];
+    int ad_cluster;
+    Adaptive ad; /* layout only (K, C, start, dim); pointers come from adaptive_view() */
     LayerIdx layer[256];
     float *params, *grads; /* pt.total floats each; grads NULL when not training */
     Pos pos;
@@ -67,12 +77,16 @@ typedef struct {
     size_t act_bytes;
     /* the last forward's shape and inputs, for backward */
     int B, T;
+    int fwd_training; /* the last forward had dropout on */
     const int32_t *inputs;
     uint64_t key;
     const float *final;   /* hidden state fed to the output layer (N, C) */
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
 } Model;
 
+/* 0 if the config's output layer fits a vocabulary of V words (adaptive cutoffs below V),
+ * else -1 with a one-line message naming the key. */
+int model_check_vocab(const Config *cfg, int V, char *err, size_t n);
 /* The tensor table for a config (no allocation): names, shapes, decay flags. */
 void model_declare(const Config *cfg, ParamTable *pt, int V);
 /* Allocates parameters (and gradients if training) and activations for max_B x max_T.
@@ -84,6 +98,8 @@ void model_free(Model *m);
 /* Random initialization from the seed (see docs in model.c). */
 void model_init(Model *m, uint64_t seed);
 LayerView layer_view(const Model *m, float *base, int l);
+/* The adaptive input/softmax tensors inside base (params or grads); tied views share them. */
+Adaptive adaptive_view(const Model *m, float *base);
 float *tensor_ptr(const Model *m, float *base, int idx);
 
 /* Forward through all layers to the final hidden state. training: dropout on, activations kept

@@ -164,12 +164,16 @@ static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
     char path[2048], err[1024];
     if (vocab_txt) {
         if (vocab_load(&d->vocab, vocab_txt, err, sizeof err)) user_error("%s", err);
+    } else if (c->data.vocab[0]) {
+        path_join(path, sizeof path, c->data.dir, c->data.vocab);
+        if (vocab_load_counts(&d->vocab, path, err, sizeof err)) user_error("data.vocab: %s", err);
     } else {
         path_join(path, sizeof path, c->data.dir, c->data.train);
         if (vocab_build(&d->vocab, path, err, sizeof err))
             user_error("data.train: %s (get the data with scripts/get_data.sh, or set data.dir)",
                        err);
     }
+    if (model_check_vocab(c, d->vocab.n, err, sizeof err)) user_error("%s", err);
     load_split(&d->train, c, "data.train", c->data.train, &d->vocab);
     load_split(&d->valid, c, "data.valid", c->data.valid, &d->vocab);
     if (d->train.n < (size_t)c->train.seq_len + 1)
@@ -300,6 +304,23 @@ static FILE *open_log(const char *dir, long keep_step) {
     return f;
 }
 
+/* "output     adaptive: clusters 20000 | 40000 | 207735 words of 256 | 64 | 16 dims, tied" */
+static void print_output_layer(const Model *m) {
+    if (!m->ad.K) {
+        printf("  output     full softmax over %d words, tied to the input embedding\n", m->V);
+        return;
+    }
+    char sizes[256] = "", dims[256] = "";
+    for (int k = 0; k < m->ad.K; k++) {
+        size_t a = strlen(sizes), b = strlen(dims);
+        snprintf(sizes + a, sizeof sizes - a, "%s%d", k ? " | " : "",
+                 m->ad.start[k + 1] - m->ad.start[k]);
+        snprintf(dims + b, sizeof dims - b, "%s%d", k ? " | " : "", m->ad.dim[k]);
+    }
+    printf("  output     adaptive: clusters of %s words in %s dims, %s, dropout %g\n", sizes, dims,
+           m->cfg->model.output.tie ? "tied" : "untied", m->cfg->model.output.dropout);
+}
+
 static void print_summary(const Trainer *tr, const RunData *d, int threads) {
     const Config *c = tr->m.cfg;
     double fpt = model_flops_per_token(c, tr->m.V, c->train.seq_len);
@@ -309,6 +330,7 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
         "  model      %d layers, d_model %d, %d heads, d_ff %d, %s, position %s, final norm %s\n",
         c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff, c->model.activation,
         c->model.position, c->model.final_norm ? "on" : "off");
+    print_output_layer(&tr->m);
     printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.pt), param_count(&tr->m.pt) / 1e6);
     printf("  data       %s: vocab %d, train %zu tokens, valid %zu tokens\n", c->data.dir,
            d->vocab.n, d->train.n, d->valid.n);
@@ -385,6 +407,7 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
     cJSON_AddNumberToObject(o, "grad_norm", norm);
     cJSON_AddNumberToObject(o, "tokens_per_s", tps);
     cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_bytes() / 1e6);
     jsonl_write(log, o);
     cJSON_Delete(o);
 }

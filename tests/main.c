@@ -2,12 +2,15 @@
  * with the line "N passed, N failed" (exit status 1 if anything failed). */
 #include "test.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <cjson/cJSON.h>
 
 #include "../src/util/util.h"
 
@@ -102,6 +105,46 @@ void cli_scratch(const char *name, char *dir, size_t n) {
     char out[OUT_LEN];
     if (sh(out, "mkdir -p %s/data && cp tests/fixtures/cli/wiki.*.tokens %s/data/", dir, dir))
         sys_error("cannot copy the fixtures: %s", out);
+}
+
+void cli_tiny_config(const char *dir, const char *model_extra) {
+    char path[600], text[2048];
+    snprintf(text, sizeof text,
+             "{\"model\": {\"n_layers\": 1, \"d_model\": 16, \"n_heads\": 2, \"d_ff\": 32, %s},"
+             "\"train\": {\"seq_len\": 16, \"batch\": 2, \"steps\": 12, \"warmup\": 2, "
+             "\"log_every\": 1, \"eval_every\": 0, \"threads\": 1},"
+             "\"data\": {\"dir\": \"%s/data\"}}",
+             model_extra, dir);
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    if (write_file_atomic(path, text, strlen(text))) sys_error("cannot write %s", path);
+}
+
+void expect_user_error(int rc, const char *out, const char *want, const char *want2,
+                       const char *absent, const char *what) {
+    CHECK(rc == 2, "%s: status %d, expected 2; output: %s", what, rc, out);
+    CHECK(!strncmp(out, "error: ", 7), "%s: output does not start with 'error: ': %s", what, out);
+    CHECK(count_lines(out) == 1 && out[strlen(out) - 1] == '\n',
+          "%s: expected exactly one line, got: %s", what, out);
+    CHECK(strstr(out, want) != NULL, "%s: message lacks '%s': %s", what, want, out);
+    if (want2) CHECK(strstr(out, want2) != NULL, "%s: message lacks '%s': %s", what, want2, out);
+    if (absent) CHECK(!file_exists(absent), "%s: %s was created", what, absent);
+}
+
+double log_value(const char *run_dir, int step, const char *key) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+    size_t len;
+    char *text = read_file(path, &len);
+    double v = NAN;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+        cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+        if (cJSON_IsNumber(s) && s->valueint == step && cJSON_IsNumber(x)) v = x->valuedouble;
+        cJSON_Delete(o);
+    }
+    free(text);
+    return v;
 }
 
 int main(int argc, char **argv) {

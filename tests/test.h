@@ -54,5 +54,14 @@ int count_lines(const char *text);
 int same_files(const char *p, const char *q); /* byte-identical (both readable) */
 /* Fresh tests/tmp/<name> in dir, with the tiny corpus of tests/fixtures/cli in <dir>/data. */
 void cli_scratch(const char *name, char *dir, size_t n);
+/* <dir>/cfg.json: a tiny model (1 layer, d_model 16, 2 heads, d_ff 32, plus model_extra, e.g.
+ * "\"position\": {\"type\": \"alibi\"}"), 12 steps of 2 x 16 tokens of <dir>/data. */
+void cli_tiny_config(const char *dir, const char *model_extra);
+/* A user's mistake: status 2, exactly one line "error: ..." containing want (and want2, if
+ * given), and nothing created at absent (if given). */
+void expect_user_error(int rc, const char *out, const char *want, const char *want2,
+                       const char *absent, const char *what);
+/* The value of key in the log.jsonl row of step in run_dir (NaN if none). */
+double log_value(const char *run_dir, int step, const char *key);
 
 #endif

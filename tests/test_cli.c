@@ -81,18 +81,6 @@ static int same_bytes(const char *a, size_t na, const char *b, size_t nb) {
     return a && b && na == nb && !memcmp(a, b, na);
 }
 
-/* A user's mistake: status 2, one line "error: ..." containing want, and no trace left at
- * absent (the --out directory), if given. */
-static void expect_user_error(int rc, const char *out, const char *want, const char *absent,
-                              const char *what) {
-    CHECK(rc == 2, "%s: status %d, expected 2; output: %s", what, rc, out);
-    CHECK(!strncmp(out, "error: ", 7), "%s: output does not start with 'error: ': %s", what, out);
-    CHECK(count_lines(out) == 1 && out[strlen(out) - 1] == '\n',
-          "%s: expected exactly one line, got: %s", what, out);
-    CHECK(strstr(out, want) != NULL, "%s: message lacks '%s': %s", what, want, out);
-    if (absent) CHECK(!file_exists(absent), "%s: %s was created", what, absent);
-}
-
 /* ---- log.jsonl ---- */
 
 /* Reads one column of a run log: by_step[s] = the value of key in the row of step s (NaN where
@@ -234,18 +222,18 @@ TEST(test_cli_config_errors) {
                  (int)strlen(cases[i].json) - 1, cases[i].json, dir);
         write_text(cfg, text);
         int rc = sh(out, "./train --config %s --out %s", cfg, run);
-        expect_user_error(rc, out, cases[i].want, run, cases[i].json);
+        expect_user_error(rc, out, cases[i].want, NULL, run, cases[i].json);
     }
 
     int rc = sh(out, "./train --config %s/nope.json --out %s", dir, run);
-    expect_user_error(rc, out, "nope.json", run, "missing config file");
+    expect_user_error(rc, out, "nope.json", NULL, run, "missing config file");
 
     write_config(cfg, dir, NULL);
     /* data.dir points at an empty directory: the message names the file it looked for */
     rc = sh(out, "./train --config %s --out %s --set data.dir=%s", cfg, run, empty);
-    expect_user_error(rc, out, "empty/wiki.train.tokens", run, "missing data file");
+    expect_user_error(rc, out, "empty/wiki.train.tokens", NULL, run, "missing data file");
     rc = sh(out, "./train --config %s --out %s --set data.valid=nope.tokens", cfg, run);
-    expect_user_error(rc, out, "nope.tokens", run, "missing valid file");
+    expect_user_error(rc, out, "nope.tokens", NULL, run, "missing valid file");
 
     static const struct {
         const char *args, *want;
@@ -260,28 +248,28 @@ TEST(test_cli_config_errors) {
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         rc = sh(out, "./train --config %s --out %s %s", cfg, run, flags[i].args);
-        expect_user_error(rc, out, flags[i].want, run, flags[i].args);
+        expect_user_error(rc, out, flags[i].want, NULL, run, flags[i].args);
     }
     /* The message of a bad --set names it once: "--set train.lr=abc: train.lr: ...". */
     sh(out, "./train --config %s --out %s --set train.lr=abc", cfg, run);
     CHECK(!strstr(out, "--set --set"), "--set named twice: %s", out);
     /* An unknown flag is reported as unknown wherever it stands, the last argument included. */
     rc = sh(out, "./train --config %s --out %s --bogus", cfg, run);
-    expect_user_error(rc, out, "'--bogus'", run, "--bogus as the last argument");
+    expect_user_error(rc, out, "'--bogus'", NULL, run, "--bogus as the last argument");
     CHECK(strstr(out, "unknown") != NULL, "--bogus last: not called unknown: %s", out);
     rc = sh(out, "./eval --ckpt %s --bogus 1", run);
-    expect_user_error(rc, out, "--bogus", NULL, "eval --bogus");
+    expect_user_error(rc, out, "--bogus", NULL, NULL, "eval --bogus");
 
     write_config(cfg, dir, NULL);
     CHECK(sh(out, "./train --config %s --out %s", cfg, run) == 0, "training failed: %s", out);
     char other[600];
     snprintf(other, sizeof other, "%s/other", dir);
     rc = sh(out, "./train --config %s --resume %s --out %s", cfg, run, other);
-    expect_user_error(rc, out, "--resume", other, "--config with --resume");
+    expect_user_error(rc, out, "--resume", NULL, other, "--config with --resume");
     rc = sh(out, "./train --resume %s --set train.lr=1e-3", run);
-    expect_user_error(rc, out, "--set", NULL, "--set with --resume");
+    expect_user_error(rc, out, "--set", NULL, NULL, "--set with --resume");
     rc = sh(out, "./train");
-    expect_user_error(rc, out, "--config", NULL, "no arguments");
+    expect_user_error(rc, out, "--config", NULL, NULL, "no arguments");
 }
 
 TEST(test_cli_help) {
@@ -326,7 +314,7 @@ TEST(test_cli_refuses_overwrite) {
         before[i] = read_file(path, &len[i]);
     }
     int rc = sh(out, "./train --config %s/cfg.json --out %s/run --set train.seed=7", dir, dir);
-    expect_user_error(rc, out, "--resume", NULL, "training into an existing run");
+    expect_user_error(rc, out, "--resume", NULL, NULL, "training into an existing run");
     for (int i = 0; i < 5; i++) {
         size_t n = 0;
         snprintf(path, sizeof path, "%s/run/%s", dir, files[i]);
@@ -607,10 +595,10 @@ static void expect_corrupt(const char *dir, const char *damage, const char *eval
     char *log0 = read_file(path, &n0);
     if (eval_want) {
         int rc = sh(out, "./eval --ckpt %s/bad", dir);
-        expect_user_error(rc, out, eval_want, NULL, damage);
+        expect_user_error(rc, out, eval_want, NULL, NULL, damage);
     }
     int rc = sh(out, "./train --resume %s/bad", dir);
-    expect_user_error(rc, out, resume_want, NULL, damage);
+    expect_user_error(rc, out, resume_want, NULL, NULL, damage);
     char *log1 = read_file(path, &n1);
     CHECK(same_bytes(log0, n0, log1, n1), "%s: a failed resume changed log.jsonl", damage);
     free(log0);
@@ -663,9 +651,9 @@ TEST(test_cli_corrupt_checkpoints) {
                    "tensor 'tok_emb.weight'");
 
     rc = sh(out, "./eval --ckpt %s/nope", dir);
-    expect_user_error(rc, out, "nope", NULL, "eval --ckpt of a missing run");
+    expect_user_error(rc, out, "nope", NULL, NULL, "eval --ckpt of a missing run");
     rc = sh(out, "./train --resume %s/nope", dir);
-    expect_user_error(rc, out, "nope", NULL, "train --resume of a missing run");
+    expect_user_error(rc, out, "nope", NULL, NULL, "train --resume of a missing run");
 }
 
 /* ---- 8. eval scores every token once ---- */
@@ -701,10 +689,10 @@ TEST(test_cli_eval_token_accounting) {
     static const char *bad[] = {"0", "abc", "5..2", "1,,2", "-3", "", "3,", "..5", "4..", "2.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = sh(out, "./eval --ckpt %s/run --lvalid '%s'", dir, bad[i]);
-        expect_user_error(rc, out, "--lvalid", NULL, bad[i]);
+        expect_user_error(rc, out, "--lvalid", NULL, NULL, bad[i]);
     }
     int rc = sh(out, "./eval --ckpt %s/run --split train", dir);
-    expect_user_error(rc, out, "--split", NULL, "--split train");
+    expect_user_error(rc, out, "--split", NULL, NULL, "--split train");
 }
 
 /* ---- 9. the published WikiText-2 counts ---- */

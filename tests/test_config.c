@@ -69,10 +69,13 @@ TEST(test_config_defaults) {
                   k->name, (const char *)&c + k->offset, k->def);
         else if (k->type == KEY_BOOL)
             CHECK(mirror_num(&c, k) == cJSON_IsTrue(def), "%s: bool mirror", k->name);
-        else
+        else if (k->type != KEY_FLOAT_LIST) /* lists have no generic mirror */
             CHECK_CLOSE(mirror_num(&c, k), def->valuedouble, 0, k->name);
         cJSON_Delete(def);
     }
+    CHECK(!strcmp(c.model.output.type, "full") && c.model.output.n_cutoffs == 2 &&
+              c.model.output.cutoffs[0] == 20000 && c.model.output.cutoffs[1] == 60000,
+          "output: full by default; the paper's cutoffs mirrored");
     CHECK(c.model.n_layers == 6 && c.model.d_model == 256 && c.model.n_heads == 8, "model shape");
     CHECK(!strcmp(c.model.activation, "gelu") && c.model.final_norm == 1, "gelu, final norm");
     CHECK(!strcmp(c.model.position, "sinusoidal"), "position %s", c.model.position);
@@ -136,6 +139,28 @@ TEST(test_config_errors) {
         {"[1, 2]", "expected a JSON object at the top level, got [1,2]"},
         {"{\"model\": {\"position\": {\"type\": \"sinusoidal\", \"zzz\": 1}}}",
          "model.position.zzz: unknown key for position type 'sinusoidal' (keys: type"},
+        {"{\"model\": {\"output\": {\"type\": \"softmax\"}}}",
+         "model.output.type: expected one of full|adaptive, got \"softmax\""},
+        {"{\"model\": {\"output\": {\"cutoffs\": [100, 50]}}}",
+         "model.output.cutoffs[1]: 50 does not increase (previous 100)"},
+        {"{\"model\": {\"output\": {\"cutoffs\": [100, 100]}}}",
+         "model.output.cutoffs[1]: 100 does not increase"},
+        {"{\"model\": {\"output\": {\"cutoffs\": [10.5]}}}",
+         "model.output.cutoffs[0]: expected an integer, got 10.5"},
+        {"{\"model\": {\"output\": {\"cutoffs\": [0]}}}",
+         "model.output.cutoffs[0]: 0 is out of range [1, "},
+        {"{\"model\": {\"output\": {\"cutoffs\": \"20000\"}}}",
+         "model.output.cutoffs: expected a list of numbers, got \"20000\""},
+        {"{\"model\": {\"output\": {\"cutoffs\": [1, 2, 3, 4, 5, 6, 7, 8]}}}",
+         "model.output.cutoffs: more than 7 cutoffs"},
+        {"{\"model\": {\"d_model\": 16, \"n_heads\": 2, \"output\": {\"type\": \"adaptive\", "
+         "\"factor\": 4, \"cutoffs\": [10, 20, 30]}}}",
+         "model.output.cutoffs: cluster 3 would have d_model / factor^3 = 0 dimensions (d_model "
+         "16, factor 4)"},
+        {"{\"model\": {\"output\": {\"tie\": 1}}}", "model.output.tie: expected true or false"},
+        {"{\"model\": {\"output\": {\"cutof\": []}}}",
+         "model.output.cutof: unknown key (keys: type, cutoffs, factor, tie, dropout)"},
+        {"{\"data\": {\"vocab\": 3}}", "data.vocab: expected a string, got 3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(cases[i].json, cases[i].want);
@@ -376,24 +401,37 @@ TEST(test_config_round_trip) {
     }
 }
 
-/* The resolved tree lists the sections and keys in table order. */
+/* Appends the dotted paths of tree's leaves, depth first, to paths[*n]. */
+static void leaf_paths(const cJSON *tree, const char *prefix, char paths[][128], int *n, int max) {
+    for (const cJSON *c = tree->child; c && *n < max; c = c->next) {
+        char path[128];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", c->string);
+        if (cJSON_IsObject(c))
+            leaf_paths(c, path, paths, n, max);
+        else
+            snprintf(paths[(*n)++], 128, "%s", path);
+    }
+}
+
+/* The resolved tree lists the sections and keys in table order (a position method's own keys
+ * follow model.position.type and are not in the core table). */
 TEST(test_config_key_order) {
     Config c;
     if (!parse_ok(&c, "{\"data\": {\"test\": \"t\"}, \"train\": {}, \"model\": {\"d_ff\": 8}}"))
         return;
-    int n;
+    int n, n_paths = 0, i = 0;
     const ConfigKey *keys = config_keys(&n);
-    const cJSON *sec = c.json->child, *item = sec ? sec->child : NULL;
-    for (int i = 0; i < n && sec; i++) {
-        char want[128];
-        snprintf(want, sizeof want, "%s.%s", sec->string, item ? item->string : "?");
-        if (item && cJSON_IsObject(item)) /* model.position: its first key is type */
-            snprintf(want, sizeof want, "%s.%s.%s", sec->string, item->string,
-                     item->child ? item->child->string : "?");
-        CHECK(!strcmp(want, keys[i].name), "key %d is %s, expected %s", i, want, keys[i].name);
-        item = item ? item->next : NULL;
-        if (!item && (sec = sec->next)) item = sec->child;
+    static char paths[256][128];
+    leaf_paths(c.json, "", paths, &n_paths, 256);
+    for (int p = 0; p < n_paths; p++) {
+        int core = 0;
+        for (int k = 0; k < n && !core; k++) core = !strcmp(paths[p], keys[k].name);
+        if (!core) continue;
+        CHECK(i < n && !strcmp(paths[p], keys[i].name), "key %d is %s, expected %s", i, paths[p],
+              i < n ? keys[i].name : "(none)");
+        i++;
     }
+    CHECK(i == n, "the tree holds %d of the %d core keys", i, n);
     config_free(&c);
 }
 

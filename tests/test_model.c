@@ -48,14 +48,16 @@ static void randomize(Model *m, unsigned long long seed) {
     }
 }
 
-/* ReLU FFNs and FIRE's ReLU MLP have kinks: those models use the smaller step (gradcheck.h). */
-static void check_model_grads(const char *pos, const char *act, int final_norm) {
-    char text[512];
+/* ReLU FFNs and FIRE's ReLU MLP have kinks: those models use the smaller step (gradcheck.h).
+ * output: extra JSON members of "model" (e.g. an adaptive output), or "". */
+static void check_model_grads(const char *pos, const char *act, int final_norm,
+                              const char *output) {
+    char text[768];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 2, \"d_model\": 8, \"n_heads\": 2, \"d_ff\": 12, "
              "\"activation\": \"%s\", \"final_norm\": %s, \"dropout\": 0, \"init_std\": 0.4, "
-             "\"position\": {\"type\": \"%s\"}}}",
-             act, final_norm ? "true" : "false", pos);
+             "\"position\": {\"type\": \"%s\"}%s}}",
+             act, final_norm ? "true" : "false", pos, output);
     Config cfg;
     load_config(&cfg, text);
     ModelCtx c = {.B = 2, .T = 6};
@@ -65,6 +67,10 @@ static void check_model_grads(const char *pos, const char *act, int final_norm) 
     c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
     for (int i = 0; i < 12; i++)
         c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
+    int hits[ADAPT_MAX] = {0}, missed = 0;
+    for (int i = 0; i < 12 && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
+    for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
+    CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", output, missed);
     model_forward(&c.m, c.in, c.B, c.T, 1, 5);
     model_backward(&c.m, c.tg, 1.0f / (c.B * c.T));
     for (int k = 0; k < c.m.pt.n; k++) {
@@ -83,7 +89,61 @@ static void check_model_grads(const char *pos, const char *act, int final_norm) 
 TEST(test_model_gradcheck_every_position_and_ffn) {
     const char *acts[] = {"relu", "gelu", "swiglu"};
     for (int i = 0; i < pos_count(); i++)
-        for (int a = 0; a < 3; a++) check_model_grads(pos_at(i)->name, acts[a], a != 1);
+        for (int a = 0; a < 3; a++) check_model_grads(pos_at(i)->name, acts[a], a != 1, "");
+}
+
+/* V = 11 in clusters [0, 4), [4, 7), [7, 11) of widths 8, 4, 2; the 12 targets hit each. */
+TEST(test_model_gradcheck_adaptive) {
+    const char *tied = ", \"output\": {\"type\": \"adaptive\", \"cutoffs\": [4, 7], \"factor\": 2}";
+    const char *untied = ", \"output\": {\"type\": \"adaptive\", \"cutoffs\": [4, 7], "
+                         "\"factor\": 2, \"tie\": false}";
+    const char *dropout = ", \"output\": {\"type\": \"adaptive\", \"cutoffs\": [4, 7], "
+                          "\"factor\": 2, \"dropout\": 0.3}";
+    check_model_grads("alibi", "gelu", 1, tied);
+    check_model_grads("sinusoidal", "swiglu", 0, untied);
+    check_model_grads("rotary", "gelu", 1, dropout);
+}
+
+/* Copies every tensor of src into dst by name (tensors dst lacks are skipped). */
+static void copy_by_name(Model *dst, const Model *src) {
+    for (int k = 0; k < src->pt.n; k++) {
+        int j = param_find(&dst->pt, src->pt.t[k].name);
+        if (j >= 0)
+            memcpy(dst->params + dst->pt.t[j].offset, src->params + src->pt.t[k].offset,
+                   src->pt.t[k].numel * sizeof(float));
+    }
+}
+
+TEST(test_model_adaptive_without_cutoffs_is_full) {
+    /* one cluster, its projection the identity: the tied full-softmax model, same weights */
+    const char *base = "{\"model\": {\"n_layers\": 1, \"d_model\": 8, \"n_heads\": 2, "
+                       "\"d_ff\": 12, \"dropout\": 0, \"position\": {\"type\": \"alibi\"}%s}}";
+    char text[512];
+    Config full_cfg, ad_cfg;
+    snprintf(text, sizeof text, base, "");
+    load_config(&full_cfg, text);
+    snprintf(text, sizeof text, base, ", \"output\": {\"type\": \"adaptive\", \"cutoffs\": []}");
+    load_config(&ad_cfg, text);
+    Model full, ad;
+    model_create(&full, &full_cfg, 11, 2, 6, 0);
+    model_create(&ad, &ad_cfg, 11, 2, 6, 0);
+    randomize(&full, 9);
+    copy_by_name(&ad, &full);
+    memcpy(ad.params + ad.pt.t[ad.ad_emb[0]].offset, full.params + full.pt.t[full.tok_emb].offset,
+           11 * 8 * sizeof(float));
+    float *proj = ad.params + ad.pt.t[ad.ad_proj[0]].offset;
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) proj[i * 8 + j] = i == j;
+    int32_t in[12], tg[12];
+    float la[12], lb[12];
+    for (int i = 0; i < 12; i++)
+        in[i] = (int32_t)(hash64(i + 1) % 11), tg[i] = (int32_t)(hash64(i + 2) % 11);
+    model_forward(&full, in, 2, 6, 0, 0);
+    model_forward(&ad, in, 2, 6, 0, 0);
+    CHECK_CLOSE(model_loss(&ad, tg, la), model_loss(&full, tg, lb), 1e-5,
+                "adaptive with no cutoffs and an identity projection");
+    model_free(&full), model_free(&ad);
+    config_free(&full_cfg), config_free(&ad_cfg);
 }
 
 TEST(test_model_gradcheck_dropout) {

@@ -7,8 +7,7 @@
  * Forward values and gradients are checked against tests/ref/ref_learned.py by test_ref.c, and
  * by finite differences in test_model.c (every registered method).
  *
- * The CLI helpers are small copies of test_cli.c's; the corpus is tests/fixtures/cli (vocabulary
- * 266, valid 105 tokens). */
+ * The corpus is tests/fixtures/cli (vocabulary 266, valid 105 tokens). */
 #include "test.h"
 
 #include <stdarg.h>
@@ -21,56 +20,24 @@
 #include "../src/model.h"
 #include "../src/util/util.h"
 
-/* A user's mistake: status 2, one line "error: ..." containing want (and want2, if given), and
- * nothing created at absent (if given). */
-static void expect_user_error(int rc, const char *out, const char *want, const char *want2,
-                              const char *absent, const char *what) {
-    CHECK(rc == 2, "%s: status %d, expected 2; output: %s", what, rc, out);
-    CHECK(!strncmp(out, "error: ", 7) && count_lines(out) == 1,
-          "%s: expected one line 'error: ...', got: %s", what, out);
-    CHECK(strstr(out, want) != NULL, "%s: message lacks '%s': %s", what, want, out);
-    if (want2) CHECK(strstr(out, want2) != NULL, "%s: message lacks '%s': %s", what, want2, out);
-    if (absent) CHECK(!file_exists(absent), "%s: %s was created", what, absent);
-}
-
 /* Scratch directory with the corpus in <dir>/data and the tiny learned model's config in
  * <dir>/cfg.json (1 layer, d_model 16, 12 steps of 2 x 16 tokens). */
 static void setup(const char *name, char *dir, size_t n) {
     cli_scratch(name, dir, n);
-    char path[600], text[2048];
-    snprintf(text, sizeof text,
-             "{\"model\": {\"n_layers\": 1, \"d_model\": 16, \"n_heads\": 2, \"d_ff\": 32, "
-             "\"position\": {\"type\": \"learned\"}},"
-             "\"train\": {\"seq_len\": 16, \"batch\": 2, \"steps\": 12, \"warmup\": 2, "
-             "\"log_every\": 1, \"eval_every\": 0, \"threads\": 1},"
-             "\"data\": {\"dir\": \"%s/data\"}}",
-             dir);
-    snprintf(path, sizeof path, "%s/cfg.json", dir);
-    if (write_file_atomic(path, text, strlen(text))) sys_error("cannot write %s", path);
+    cli_tiny_config(dir, "\"position\": {\"type\": \"learned\"}");
+}
+
+/* log_value of run inside dir */
+static double run_log_value(const char *dir, const char *run, int step, const char *key) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    return log_value(path, step, key);
 }
 
 static int train(const char *dir, const char *run, const char *extra, char *out) {
     int rc = sh(out, "./train --config %s/cfg.json --out %s/%s %s", dir, dir, run, extra);
     CHECK(rc == 0, "training %s/%s (%s) failed (status %d): %s", dir, run, extra, rc, out);
     return rc == 0;
-}
-
-/* The value of key in the log row of step (NaN if none). */
-static double log_value(const char *dir, const char *run, int step, const char *key) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, run);
-    size_t len;
-    char *text = read_file(path, &len);
-    double v = NAN;
-    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        cJSON *o = cJSON_Parse(line);
-        cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
-        cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
-        if (cJSON_IsNumber(s) && s->valueint == step && cJSON_IsNumber(x)) v = x->valuedouble;
-        cJSON_Delete(o);
-    }
-    free(text);
-    return v;
 }
 
 /* ---- the table ---- */
@@ -196,13 +163,15 @@ TEST(test_train_init_from_checkpoint) {
     snprintf(p, sizeof p, "%s/A/vocab.txt", dir);
     snprintf(q, sizeof q, "%s/B/vocab.txt", dir);
     CHECK(same_files(p, q), "B's vocab.txt is not a copy of A's");
-    double a_val = log_value(dir, "A", 40, "val_loss"), b_val = log_value(dir, "B", 1, "val_loss");
+    double a_val = run_log_value(dir, "A", 40, "val_loss"),
+           b_val = run_log_value(dir, "B", 1, "val_loss");
     CHECK(fabs(a_val - b_val) < 1e-6, "B's validation (%.7f) should equal A's last (%.7f)", b_val,
           a_val);
-    double b_loss = log_value(dir, "B", 1, "loss"), f_loss = log_value(dir, "fresh", 1, "loss");
+    double b_loss = run_log_value(dir, "B", 1, "loss"),
+           f_loss = run_log_value(dir, "fresh", 1, "loss");
     CHECK(b_loss < f_loss - 0.3, "B's first loss %.4f is not far below a fresh model's %.4f",
           b_loss, f_loss);
-    CHECK(log_value(dir, "B", 0, "init_step") == 40, "B's log does not record A's step 40");
+    CHECK(run_log_value(dir, "B", 0, "init_step") == 40, "B's log does not record A's step 40");
 
     /* the file form of RUN, into a longer table of another method: tensors the new model lacks
      * (pos.weight of A's learned table) are left out with a note */

@@ -54,6 +54,11 @@ static void check_case(const char *file) {
     model_forward(&m, in->data, B, T, 1, 0);
     size_t N = (size_t)B * T, NC = N * m.C;
     compare(file, "embedding", m.a.res, st_get(f, "expect.embed"));
+    int n_fixture = 0;
+    for (int k = 0; k < st_count(f); k++)
+        n_fixture += strncmp(st_at(f, k)->name, "expect.", 7) != 0;
+    CHECK(n_fixture == m.pt.n + 2, "%s: %d tensors besides inputs/targets, the model has %d", file,
+          n_fixture - 2, m.pt.n);
     for (int l = 0; l < m.L; l++) {
         char name[64];
         snprintf(name, sizeof name, "expect.hidden.%d", l);
@@ -61,8 +66,17 @@ static void check_case(const char *file) {
     }
     compare(file, "final hidden", m.final, st_get(f, "expect.final"));
     float *logits = xcalloc(N * V, sizeof(float));
-    matmul_forward(logits, m.final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
-    compare(file, "logits", logits, st_get(f, "expect.logits"));
+    if (m.ad.K) { /* adaptive: the normalized log-probabilities of every word */
+        Adaptive w = adaptive_view(&m, m.params);
+        float *scratch = xcalloc(adaptive_scratch_floats(&w), sizeof(float));
+        for (size_t r = 0; r < N; r++)
+            adaptive_logprobs(logits + r * V, m.final + r * m.C, &w, scratch);
+        free(scratch);
+        compare(file, "log-probabilities", logits, st_get(f, "expect.logprobs"));
+    } else {
+        matmul_forward(logits, m.final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
+        compare(file, "logits", logits, st_get(f, "expect.logits"));
+    }
     double loss = model_backward(&m, tg->data, 1.0f / (float)N) / (double)N;
     CHECK_CLOSE(loss, *(const float *)st_get(f, "expect.loss")->data, 2e-6, file);
     for (int k = 0; k < m.pt.n; k++) {

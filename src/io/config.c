@@ -59,6 +59,26 @@ static ConfigKey core_keys[] = {
     {"model.position.type", KEY_ENUM, "\"sinusoidal\"", 1, CAP(model.position), NULL,
      "position method; its own keys sit beside type in model.position (see Position methods)",
      FIELD(model.position)},
+    {"model.output.type", KEY_ENUM, "\"full\"", 1, CAP(model.output.type), "full|adaptive",
+     "output layer: full = softmax over the vocabulary with the tied token embedding; adaptive = "
+     "Baevski & Auli's adaptive input with Grave et al.'s adaptive softmax (the vocabulary must "
+     "be sorted by frequency, as it always is here)",
+     FIELD(model.output.type)},
+    {"model.output.cutoffs", KEY_FLOAT_LIST, "[20000, 60000]", 1, INT31, NULL,
+     "adaptive only: ids where the head and each tail cluster end (increasing integers below the "
+     "vocabulary size; [] = one cluster, a full softmax through the projection)",
+     NO_FIELD},
+    {"model.output.factor", KEY_INT, "4", 1, 65536, NULL,
+     "adaptive only: cluster k embeds in d_model / factor^k dimensions",
+     FIELD(model.output.factor)},
+    {"model.output.tie", KEY_BOOL, "true", 0, 1, NULL,
+     "adaptive only: the softmax reuses the input tables and projections (fairseq's "
+     "tie_adaptive_weights + tie_adaptive_proj)",
+     FIELD(model.output.tie)},
+    {"model.output.dropout", KEY_FLOAT, "0.0", 0, 0.99, NULL,
+     "adaptive only: dropout on the hidden state entering the softmax and on each tail's "
+     "projection (fairseq's adaptive_softmax_dropout; 0.2 in Baevski & Auli)",
+     FIELD(model.output.dropout)},
 
     {"train.seq_len", KEY_INT, "256", 1, 1 << 20, NULL,
      "training sequence length L (tokens per sequence)", FIELD(train.seq_len)},
@@ -107,6 +127,10 @@ static ConfigKey core_keys[] = {
      "validation split, a file in data.dir", FIELD(data.valid)},
     {"data.test", KEY_STRING, "\"wiki.test.tokens\"", 1, CAP(data.test), NULL,
      "test split, a file in data.dir", FIELD(data.test)},
+    {"data.vocab", KEY_STRING, "\"\"", 0, CAP(data.vocab), NULL,
+     "vocabulary file in data.dir, one `word count` per line (e.g. WikiText-103's full-train "
+     "counts); \"\" = build the vocabulary from data.train",
+     FIELD(data.vocab)},
 };
 #define N_CORE     (int)(sizeof core_keys / sizeof core_keys[0])
 #define POS_PREFIX "model.position."
@@ -401,11 +425,37 @@ static void fill_mirrors(Config *c) {
     }
 }
 
-static int check_cross(const Err *e, const Config *c) {
+/* model.output.cutoffs into its typed mirror: integers, increasing, few enough, and each
+ * cluster at least one dimension wide. */
+static int fill_cutoffs(const Err *e, Config *c) {
+    const cJSON *list = find(c->json, "model.output.cutoffs", NULL), *x;
+    int n = 0, prev = 0, width = c->model.d_model;
+    cJSON_ArrayForEach(x, list) {
+        double v = x->valuedouble;
+        if (n == CONFIG_MAX_CUTOFFS)
+            return fail(e, "model.output.cutoffs: more than %d cutoffs", CONFIG_MAX_CUTOFFS);
+        if (v != floor(v))
+            return fail(e, "model.output.cutoffs[%d]: expected an integer, got %g", n, v);
+        if ((int)v <= prev)
+            return fail(e, "model.output.cutoffs[%d]: %d does not increase (previous %d)", n,
+                        (int)v, prev);
+        width /= c->model.output.factor;
+        if (width < 1 && !strcmp(c->model.output.type, "adaptive"))
+            return fail(e,
+                        "model.output.cutoffs: cluster %d would have d_model / factor^%d = 0 "
+                        "dimensions (d_model %d, factor %d)",
+                        n + 1, n + 1, c->model.d_model, c->model.output.factor);
+        c->model.output.cutoffs[n++] = prev = (int)v;
+    }
+    c->model.output.n_cutoffs = n;
+    return 0;
+}
+
+static int check_cross(const Err *e, Config *c) {
     if (c->model.d_model % c->model.n_heads)
         return fail(e, "model.d_model (%d) must be divisible by model.n_heads (%d)",
                     c->model.d_model, c->model.n_heads);
-    return 0;
+    return fill_cutoffs(e, c);
 }
 
 /* Resolves and checks a parsed tree into c; c is untouched on failure. */

@@ -33,6 +33,8 @@ typedef struct {
 } ConfigKey;
 #define NO_FIELD ((size_t)-1)
 
+#define CONFIG_MAX_CUTOFFS 7
+
 typedef struct {
     struct {
         int n_layers, d_model, n_heads, d_ff;
@@ -43,6 +45,14 @@ typedef struct {
         double act_dropout;  /* FFN activation */
         double init_std;
         char position[32]; /* model.position.type */
+        struct {
+            char type[16];                   /* full | adaptive */
+            int cutoffs[CONFIG_MAX_CUTOFFS]; /* adaptive: cluster boundaries, increasing */
+            int n_cutoffs;
+            int factor; /* cluster k has width d_model / factor^k */
+            int tie;    /* bool: the softmax reuses the input tables and projections */
+            double dropout;
+        } output;
     } model;
     struct {
         int seq_len, batch, accum, steps, warmup;
@@ -55,6 +65,7 @@ typedef struct {
     struct {
         char dir[1024];
         char train[256], valid[256], test[256]; /* file names inside dir */
+        char vocab[256]; /* "word count" vocabulary in dir; "" = built from train */
     } data;
     cJSON *json; /* the resolved tree (owned) */
 } Config;

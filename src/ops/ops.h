@@ -92,6 +92,9 @@ void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, f
  * they are never whole: rows are processed in chunks of XENT_CHUNK, and in training the
  * backward of a chunk runs right after its forward (a fused op) instead of storing logits. */
 #define XENT_CHUNK 256
+/* One row of logits (V): returns -log softmax(row)[target]; with grad, the row becomes
+ * scale * (softmax - onehot(target)) (overwrite). */
+double xent_row(float *row, int V, int target, float scale, int grad);
 /* losses (N) = -log softmax(x W^T)[target]; scratch: XENT_CHUNK * V floats. */
 void xent_forward(float *losses, const float *x, const float *weight, const int32_t *targets,
                   size_t N, int C, int V, float *scratch);
@@ -100,5 +103,50 @@ void xent_forward(float *losses, const float *x, const float *weight, const int3
 double xent_forward_backward(float *dx, float *dweight, const float *x, const float *weight,
                              const int32_t *targets, size_t N, int C, int V, float scale,
                              float *scratch);
+
+/* ---- adaptive.c: adaptive input (Baevski & Auli 2019) + adaptive softmax (Grave et al. 2017) */
+/* The frequency-sorted vocabulary is cut into K clusters, the head and K-1 tails: cluster k
+ * holds ids [start[k], start[k+1]), a table (size_k, d_k) and a projection (C, d_k) that maps
+ * d_k -> C on the input side and, transposed, C -> d_k in the softmax. Tied (fairseq's
+ * tie_adaptive_weights + tie_adaptive_proj): the out_ pointers equal the input ones. The head
+ * never projects (d_0 = C): out_proj[0] is unused. A gradient view has the same layout. */
+#define ADAPT_MAX 8
+typedef struct {
+    int K, C;
+    int start[ADAPT_MAX + 1];                        /* start[0] = 0, start[K] = V */
+    int dim[ADAPT_MAX];                              /* d_k = C / factor^k */
+    float *emb[ADAPT_MAX], *proj[ADAPT_MAX];         /* input: (size_k, d_k), (C, d_k) */
+    float *out_emb[ADAPT_MAX], *out_proj[ADAPT_MAX]; /* softmax: the same shapes */
+    float *cluster;                                  /* (K-1, C) head logits of the tails */
+} Adaptive;
+/* Dropout on a tail's projected hidden state (fairseq's adaptive_softmax_dropout); the mask of
+ * row r is keyed by (key, r). p = 0 in evaluation. */
+typedef struct {
+    float p;
+    uint64_t key;
+} AdaptiveDrop;
+/* Scratch floats for every function below, independent of N; rows: N int32. */
+size_t adaptive_scratch_floats(const Adaptive *a);
+int adaptive_cluster(const Adaptive *a, int id);
+/* out (N, C) = scale * P_k E_k[t - start_k] for each token t of cluster k. */
+void adaptive_input_forward(float *out, const int32_t *tokens, const Adaptive *w, size_t N,
+                            float scale, int32_t *rows, float *scratch);
+/* g->emb, g->proj += the gradients of dout (N, C). */
+void adaptive_input_backward(Adaptive *g, const float *dout, const int32_t *tokens,
+                             const Adaptive *w, size_t N, float scale, int32_t *rows,
+                             float *scratch);
+/* losses (N) = -log p(target) for hidden states x (N, C): exact, normalized over all V.
+ * drop: NULL (evaluation) or the training forward's tail dropout. */
+void adaptive_softmax_forward(float *losses, const float *x, const Adaptive *w,
+                              const int32_t *targets, size_t N, const AdaptiveDrop *drop,
+                              int32_t *rows, float *scratch);
+/* As forward (with tail dropout), plus the gradient of scale * sum(losses): dx (N, C) = ;
+ * g->out_emb, g->out_proj, g->cluster +=. Returns the sum of the losses. */
+double adaptive_softmax_forward_backward(float *dx, Adaptive *g, float *losses, const float *x,
+                                         const Adaptive *w, const int32_t *targets, size_t N,
+                                         float scale, const AdaptiveDrop *drop, int32_t *rows,
+                                         float *scratch);
+/* out (V) = log p(every word | x) for one hidden state x (C); scratch as above. */
+void adaptive_logprobs(float *out, const float *x, const Adaptive *w, float *scratch);
 
 #endif

@@ -11,9 +11,7 @@
 #include "fastmath.h"
 #include "ops.h"
 
-/* Softmax statistics of one row of logits: returns logsumexp; with grad, the row becomes
- * scale * (softmax - onehot(target)). */
-static double row_xent(float *row, int V, int target, float scale, int grad) {
+double xent_row(float *row, int V, int target, float scale, int grad) {
     float mx = row[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
@@ -49,7 +47,7 @@ void xent_forward(float *losses, const float *x, const float *weight, const int3
         chunk_logits(scratch, x + r0 * C, weight, n, C, V);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < n; r++)
-            losses[r0 + r] = (float)row_xent(scratch + (size_t)r * V, V, targets[r0 + r], 0, 0);
+            losses[r0 + r] = (float)xent_row(scratch + (size_t)r * V, V, targets[r0 + r], 0, 0);
     }
 }
 
@@ -63,7 +61,7 @@ double xent_forward_backward(float *dx, float *dweight, const float *x, const fl
         chunk_logits(scratch, x + r0 * C, weight, n, C, V);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < n; r++)
-            row_loss[r] = row_xent(scratch + (size_t)r * V, V, targets[r0 + r], scale, 1);
+            row_loss[r] = xent_row(scratch + (size_t)r * V, V, targets[r0 + r], scale, 1);
         for (int r = 0; r < n; r++) total += row_loss[r]; /* in order: deterministic */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, scratch, V, weight, C,
                     0.0f, dx + r0 * C, C);
