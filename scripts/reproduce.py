@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+import results  # scripts/results.py (beside this file): the last step, and its file readers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESET_DIR = "configs/presets"
 SHARED_DATA = "../shared/data"  # the offline copy of the corpora, relative to the repository
@@ -96,12 +98,8 @@ def config_defaults():
 
 
 def get_key(cfg, key, defaults):
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return defaults.get(key)
-        node = node[part]
-    return node
+    """cfg's value at the dotted key, else the key's default."""
+    return results.get(cfg, key, defaults.get(key))
 
 
 def put_key(cfg, key, value):
@@ -385,22 +383,6 @@ def safetensors_metadata(path):
         return json.loads(f.read(n)).get("__metadata__", {})
 
 
-def read_jsonl(path):
-    rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        pass  # a line cut by a crash: ./eval rewrites the row
-    except OSError:
-        pass
-    return rows
-
-
 def train_state(m, defaults):
     """("done" | "resume" | "new", steps done, steps in total) for a model's run directory."""
     want = get_key(m.cfg, "train.steps", defaults)
@@ -426,14 +408,14 @@ def train_state(m, defaults):
 
 def eval_rows_done(m, split):
     done = set()
-    for r in read_jsonl(os.path.join(m.dir, "eval.jsonl")):
+    for r in results.read_jsonl(os.path.join(m.dir, "eval.jsonl")):
         if r.get("split") == split:
             done.add((r.get("mode"), r.get("stride"), r.get("lvalid")))
     return done
 
 
 def per_position_done(m, split):
-    return {r.get("lvalid") for r in read_jsonl(os.path.join(m.dir, "per_position.jsonl"))
+    return {r.get("lvalid") for r in results.read_jsonl(os.path.join(m.dir, "per_position.jsonl"))
             if r.get("split") == split and r.get("mode") == "nonoverlapping"}
 
 
@@ -766,8 +748,6 @@ def main(argv=None):
             spent[j.kind][1] += j.estimate
         print("reproduce: [%d/%d] done in %s" % (i + 1, len(jobs), fmt_duration(dt)), flush=True)
 
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import results
     rargs = ["--runs", pr.runs, "--out", args.out, "--preset", pr.path]
     if args.no_figures:
         rargs.append("--no-figures")

@@ -55,9 +55,13 @@ def label(method):
     return LABELS.get(method, method)
 
 
+def method_rank(method):
+    """Sort key of a method: the paper's four in ORDER, then the others by name."""
+    return (ORDER.index(method) if method in ORDER else len(ORDER), method)
+
+
 def method_key(run):
-    m = run.method
-    return (ORDER.index(m) if m in ORDER else len(ORDER), m, run.name)
+    return method_rank(run.method) + (run.name,)
 
 
 def fmt_ppl(x):
@@ -93,7 +97,7 @@ def read_jsonl(path):
                     try:
                         rows.append(json.loads(line))
                     except ValueError:
-                        pass
+                        pass  # a line cut by a crash: ./eval rewrites the row
     except OSError:
         pass
     return rows
@@ -415,8 +419,7 @@ def claim_alibi_vs_sin(runs, Ls):
 
 
 def claim_t5_slowest(runs, Ls):
-    methods = sorted({r.method for r in runs if r.L in Ls and r.train_speed},
-                     key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    methods = sorted({r.method for r in runs if r.L in Ls and r.train_speed}, key=method_rank)
     c = Claim(6, "T5 bias is the slowest to train",
               "Training speed = tokens between the first and the last training row of log.jsonl "
               "divided by the elapsed_s between them (validation is not counted). Reproduced if "
@@ -580,6 +583,19 @@ def figures(runs, out, fig4_names):
         else:
             ax.set_ylabel(what)
 
+    def mark_train_length(ax, L):
+        ax.axvline(L, color="0.4", ls=":", lw=1.2)
+        ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
+
+    def ppl_axes(ax, ys, title):
+        """Scales, labels, grid and legend of a perplexity vs L_valid panel."""
+        log_x(ax, None)
+        maybe_log_y(ax, ys, "validation perplexity")
+        ax.set_xlabel("evaluation length L_valid (tokens, log scale)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=9)
+
     def save(fig, name, rect=(0, 0, 1, 1)):
         path = os.path.join(out, name)
         fig.tight_layout(rect=rect)
@@ -602,19 +618,13 @@ def figures(runs, out, fig4_names):
             ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3.5, lw=1.6,
                     color=COLORS.get(r.method), label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
             ys += [y for _, y in c]
-        ax.axvline(L, color="0.4", ls=":", lw=1.2)
-        ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
-        log_x(ax, None)
-        maybe_log_y(ax, ys, "validation perplexity")
-        ax.set_xlabel("evaluation length L_valid (tokens, log scale)")
-        ax.set_title("trained at L = %d" % L)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=9)
+        mark_train_length(ax, L)
+        ppl_axes(ax, ys, "trained at L = %d" % L)
     fig.suptitle("Figure 1: extrapolation — %s validation perplexity vs L_valid (nonoverlapping)" % data)
     save(fig, "fig1_extrapolation.png")
 
     # Figure 2: speed and memory per method and training length
-    methods = sorted({r.method for r in runs}, key=lambda m: (ORDER.index(m) if m in ORDER else 9, m))
+    methods = sorted({r.method for r in runs}, key=method_rank)
     Ls = sorted(groups)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = [("training speed", "tokens/s", lambda r: r.train_speed),
@@ -660,12 +670,7 @@ def figures(runs, out, fig4_names):
         ax.plot([x for x, _ in sin], [y for _, y in sin], "s--", color=COLORS["sinusoidal"], ms=6,
                 label="Sinusoidal trained at L, L_valid = L")
         ys += [y for _, y in sin]
-    log_x(ax, None)
-    maybe_log_y(ax, ys, "validation perplexity")
-    ax.set_xlabel("evaluation length L_valid (tokens, log scale)")
-    ax.set_title("Figure 4: ALiBi trained at several L, %s (nonoverlapping)" % data)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
+    ppl_axes(ax, ys, "Figure 4: ALiBi trained at several L, %s (nonoverlapping)" % data)
     save(fig, "fig4_alibi_lengths.png")
 
     # Per-position loss at the long L_valid, per training length
@@ -682,8 +687,7 @@ def figures(runs, out, fig4_names):
                 pts = [((e[i] + e[i + 1] - 1) / 2.0 + 1, loss[i]) for i in range(len(loss)) if loss[i] is not None]
                 ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1.6, color=COLORS.get(r.method),
                         label=label(r.method))
-            ax.axvline(L, color="0.4", ls=":", lw=1.2)
-            ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
+            mark_train_length(ax, L)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(plain)
             ax.set_xlabel("position in the segment + 1 (tokens, log scale)")

@@ -98,6 +98,19 @@ static int load_fresh(Tokens *t, const char *path, const Vocab *v) {
     return rc;
 }
 
+/* The tiny fixture copied into dir as src (512 bytes) and dated back, its vocabulary v, its
+ * tokens ref read without a cache, and the name its cache gets (600 bytes). 0, or -1 having
+ * freed v when the tokens cannot be read. */
+static int tiny_copy(char *src, char *cache, Vocab *v, Tokens *ref, const char *dir) {
+    char err[512];
+    snprintf(src, 512, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
+    backdate(src);
+    CHECK(vocab_build(v, src, err, sizeof err) == 0, "%s", err);
+    if (load_fresh(ref, src, v)) return vocab_free(v), -1;
+    cache_path(cache, 600, src, v);
+    return 0;
+}
+
 TEST(test_data_tokenize_fixture) {
     char err[512];
     Vocab v;
@@ -266,11 +279,32 @@ TEST(test_data_vocab_roundtrip) {
     vocab_free(&v);
 }
 
+/* A malformed vocabulary file and the part of the one-line message that must name its fault. */
+typedef struct {
+    const char *text, *msg;
+} Malformed;
+
+/* Writes each case to dir/name and checks that load (vocab_load or vocab_load_counts) refuses it
+ * with one line holding the case's message and the path. */
+static void check_refused(int (*load)(Vocab *, const char *, char *, size_t), const char *dir,
+                          const char *name, const Malformed *cases, size_t n_cases) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    for (size_t c = 0; c < n_cases; c++) {
+        write_text(path, cases[c].text);
+        Vocab v;
+        err[0] = 0;
+        int rc = load(&v, path, err, sizeof err);
+        CHECK(rc == -1, "%s case %zu accepted", name, c);
+        CHECK(strstr(err, cases[c].msg) && strstr(err, path) && !strchr(err, '\n'),
+              "%s case %zu: message '%s' lacks '%s' or the path", name, c, err, cases[c].msg);
+        if (rc == 0) vocab_free(&v);
+    }
+}
+
 TEST(test_data_vocab_errors) {
     /* Each malformed file is refused with one line naming the file and the offending line. */
-    static const struct {
-        const char *text, *msg;
-    } cases[] = {
+    static const Malformed cases[] = {
         {"", "is empty"},
         {"<eos>\n\n<unk>\n", "line 2: empty line"},
         {"<eos>\n<unk>\nthe 5\n", "line 3: whitespace inside"},
@@ -280,19 +314,8 @@ TEST(test_data_vocab_errors) {
         {"<eos>\nthe\n", "no line '<unk>'"},
         {"the\n<unk>\n", "no line '<eos>'"},
     };
-    const char *dir = test_tmpdir("data_vocab_errors");
-    char path[512], err[512];
-    snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        write_text(path, cases[c].text);
-        Vocab v;
-        err[0] = 0;
-        int rc = vocab_load(&v, path, err, sizeof err);
-        CHECK(rc == -1, "case %zu accepted", c);
-        CHECK(strstr(err, cases[c].msg) && strstr(err, path) && !strchr(err, '\n'),
-              "case %zu: message '%s' lacks '%s' or the path", c, err, cases[c].msg);
-        if (rc == 0) vocab_free(&v);
-    }
+    check_refused(vocab_load, test_tmpdir("data_vocab_errors"), "vocab.txt", cases,
+                  sizeof cases / sizeof *cases);
 }
 
 /* Writes TINY_VOCAB's words with TINY_COUNTS to path, in reverse order, with assorted
@@ -383,9 +406,7 @@ TEST(test_data_vocab_counts_order) {
 
 TEST(test_data_vocab_counts_errors) {
     /* Each malformed file is refused with one line naming the file and the offending line. */
-    static const struct {
-        const char *text, *msg;
-    } cases[] = {
+    static const Malformed cases[] = {
         {"", "is empty"},
         {"the 5\n\nof 3\n", "line 2: empty line"},
         {"the 5\r\n\r\n", "line 2: empty line"},
@@ -405,18 +426,8 @@ TEST(test_data_vocab_counts_errors) {
         {"<unk> 5\n<unk> 3", "line 2: duplicate word '<unk>' (first on line 1)"},
     };
     const char *dir = test_tmpdir("data_vocab_counts_errors");
+    check_refused(vocab_load_counts, dir, "counts.txt", cases, sizeof cases / sizeof *cases);
     char path[512], err[512];
-    snprintf(path, sizeof path, "%s/counts.txt", dir);
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        write_text(path, cases[c].text);
-        Vocab v;
-        err[0] = 0;
-        int rc = vocab_load_counts(&v, path, err, sizeof err);
-        CHECK(rc == -1, "case %zu accepted", c);
-        CHECK(strstr(err, cases[c].msg) && strstr(err, path) && !strchr(err, '\n'),
-              "case %zu: message '%s' lacks '%s' or the path", c, err, cases[c].msg);
-        if (rc == 0) vocab_free(&v);
-    }
     Vocab v;
     snprintf(path, sizeof path, "%s/missing.txt", dir);
     CHECK(vocab_load_counts(&v, path, err, sizeof err) == -1 && strstr(err, "cannot read '") &&
@@ -459,14 +470,9 @@ TEST(test_data_file_errors) {
 TEST(test_data_cache) {
     const char *dir = test_tmpdir("data_cache");
     char src[512], cache[600], err[512];
-    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
-    backdate(src);
     Vocab v;
-    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
-    cache_path(cache, sizeof cache, src, &v);
-
     Tokens ref, t;
-    CHECK(tokens_load(&ref, src, &v, 0, err, sizeof err) == 0, "%s", err);
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
     CHECK(!file_exists(cache), "use_cache=0 writes no cache");
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
           "first cached load equals the uncached one");
@@ -670,13 +676,9 @@ TEST(test_data_cache_stale) {
      * the same size, or a cache no newer than its source each mean "rebuild". */
     const char *dir = test_tmpdir("data_cache_stale");
     char src[512], cache[600], err[512];
-    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
-    backdate(src);
     Vocab v;
     Tokens ref, t;
-    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
-    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
-    cache_path(cache, sizeof cache, src, &v);
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
 
     doctored_cache(src, &v);
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && all_eos(&t, &v) && t.map,
@@ -725,13 +727,9 @@ TEST(test_data_cache_truncated) {
      * appended is rebuilt and rewritten whole; it is never mapped past its end. */
     const char *dir = test_tmpdir("data_cache_truncated");
     char src[512], cache[600], err[512];
-    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
-    backdate(src);
     Vocab v;
     Tokens ref, t;
-    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
-    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
-    cache_path(cache, sizeof cache, src, &v);
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0, "%s", err);
     tokens_free(&t);
     size_t len;
@@ -758,12 +756,9 @@ TEST(test_data_cache_unwritable) {
      * succeeds from memory and leaves no temporary file. The warning is expected. */
     const char *dir = test_tmpdir("data_cache_unwritable");
     char src[512], cache[600], err[512];
-    snprintf(src, sizeof src, "%s", copy_into(FIXTURES "/tiny.train.tokens", dir, "train.tokens"));
     Vocab v;
     Tokens ref, t;
-    CHECK(vocab_build(&v, src, err, sizeof err) == 0, "%s", err);
-    if (load_fresh(&ref, src, &v)) return vocab_free(&v);
-    cache_path(cache, sizeof cache, src, &v);
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
     mkdir_p(cache);
     printf("  (a warning about '%s' follows)\n", cache);
     fflush(stdout);
@@ -867,6 +862,28 @@ TEST(test_data_batcher_short_corpus) {
     tokens_free(&t);
 }
 
+/* A WikiText split's size: tokens (with <eos>) and words outside the train vocabulary. */
+typedef struct {
+    const char *split;
+    size_t n, n_unk;
+} SplitSize;
+
+/* Each split's dir/wiki.<split>.tokens, read with v and without a cache (tests write only under
+ * tests/tmp/), has the size listed. */
+static void check_splits(const char *dir, const Vocab *v, const SplitSize *splits, int n) {
+    char path[512], err[512];
+    for (int k = 0; k < n; k++) {
+        snprintf(path, sizeof path, "%s/wiki.%s.tokens", dir, splits[k].split);
+        Tokens t;
+        int rc = tokens_load(&t, path, v, 0, err, sizeof err);
+        CHECK(rc == 0, "%s", err);
+        CHECK(t.n == splits[k].n && t.n_unk == splits[k].n_unk,
+              "%s: %zu tokens %zu unknown, expected %zu and %zu", path, t.n, t.n_unk, splits[k].n,
+              splits[k].n_unk);
+        tokens_free(&t);
+    }
+}
+
 TEST(test_data_wikitext2) {
     if (!file_exists(WIKITEXT2 "/wiki.train.tokens")) {
         printf("  skip: " WIKITEXT2 " not found\n");
@@ -889,22 +906,9 @@ TEST(test_data_wikitext2) {
     CHECK(strcmp(v.words[0], "the") == 0 && v.counts[0] == 113161, "most frequent: '%s' %lld",
           v.words[0], (long long)v.counts[0]);
 
-    static const struct {
-        const char *split;
-        size_t n;
-    } splits[] = {{"train", 2088628}, {"valid", 217646}, {"test", 245569}};
-    for (int k = 0; k < 3; k++) {
-        char path[256];
-        snprintf(path, sizeof path, WIKITEXT2 "/wiki.%s.tokens", splits[k].split);
-        Tokens t;
-        /* No cache: tests write only under tests/tmp/. */
-        rc = tokens_load(&t, path, &v, 0, err, sizeof err);
-        CHECK(rc == 0, "%s", err);
-        CHECK(t.n == splits[k].n, "%s: %zu tokens, expected %zu", splits[k].split, t.n,
-              splits[k].n);
-        CHECK(t.n_unk == 0, "%s: %zu words outside the train vocabulary", splits[k].split, t.n_unk);
-        tokens_free(&t);
-    }
+    static const SplitSize splits[] = {
+        {"train", 2088628, 0}, {"valid", 217646, 0}, {"test", 245569, 0}};
+    check_splits(WIKITEXT2, &v, splits, 3);
 
     /* The cache on real data: a copy of valid in tests/tmp, loaded twice. */
     const char *dir = test_tmpdir("data_wikitext2");
@@ -929,27 +933,15 @@ TEST(test_data_wikitext2) {
 
 TEST(test_data_sample) {
     /* data/sample/ ships with the repository (see its README): the counts documented there. */
-    static const struct {
-        const char *split;
-        size_t n, n_unk;
-    } splits[] = {{"train", 152313, 0}, {"valid", 29470, 1785}, {"test", 5955, 500}};
+    static const SplitSize splits[] = {
+        {"train", 152313, 0}, {"valid", 29470, 1785}, {"test", 5955, 500}};
     char err[512];
     Vocab v;
     int rc = vocab_build(&v, "data/sample/wiki.train.tokens", err, sizeof err);
     CHECK(rc == 0, "%s", err);
     if (rc) return;
     CHECK(v.n == 12912, "sample vocabulary %d, expected 12,912", v.n);
-    for (int k = 0; k < 3; k++) {
-        char path[256];
-        snprintf(path, sizeof path, "data/sample/wiki.%s.tokens", splits[k].split);
-        Tokens t;
-        rc = tokens_load(&t, path, &v, 0, err, sizeof err);
-        CHECK(rc == 0, "%s", err);
-        CHECK(t.n == splits[k].n && t.n_unk == splits[k].n_unk,
-              "sample %s: %zu tokens %zu unknown, expected %zu and %zu", splits[k].split, t.n,
-              t.n_unk, splits[k].n, splits[k].n_unk);
-        tokens_free(&t);
-    }
+    check_splits("data/sample", &v, splits, 3);
     vocab_free(&v);
 }
 

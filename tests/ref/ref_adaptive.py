@@ -22,10 +22,9 @@ Usage:
   /usr/bin/python3 tests/ref/ref_adaptive.py            # self-checks, then write the fixtures
   /usr/bin/python3 tests/ref/ref_adaptive.py --verify   # self-checks, then compare (exit 1 if different)
 
-Only the generic helpers of reference.py (safetensors writer, LayerNorm, linear, GELU, SiLU,
-ALiBi slopes, sinusoidal table, config, seeds) are reused; the adaptive input, the adaptive
-softmax and the forward pass are written here. reference.py's forward() and
-torch.nn.AdaptiveLogSoftmaxWithLoss are used only as cross-checks.
+The adaptive input and the adaptive softmax are written here; the positions and the layers
+(torch and naive), config, seeds and the fixture format are reference.py's.
+reference.py's forward() and torch.nn.AdaptiveLogSoftmaxWithLoss are used only as cross-checks.
 """
 import argparse
 import json
@@ -176,47 +175,6 @@ def adaptive_input(P, inputs, cfg, Vn):
     return x * math.sqrt(C)
 
 
-def body(x, P, cfg):
-    """pre-LN layers of reference.py's model; returns (hidden list, final)."""
-    m = cfg["model"]
-    C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
-    D = C // H
-    Bn, Tn, _ = x.shape
-    causal = torch.arange(Tn)[None, :] <= torch.arange(Tn)[:, None]
-    if m["position"]["type"] == "alibi":
-        dist = (torch.arange(Tn)[:, None] - torch.arange(Tn)[None, :]).to(torch.float64)
-        bias = -torch.tensor(R.alibi_slopes(H), dtype=torch.float64)[:, None, None] * dist
-    else:
-        bias = torch.zeros(H, Tn, Tn, dtype=torch.float64)
-    hidden, attn = [], []
-    for l in range(N):
-        p = f"layers.{l}."
-        h = R.layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
-        qkv = R.linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
-        q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(Bn, Tn, H, D).transpose(1, 2) for i in range(3))
-        s = q @ k.transpose(-1, -2) / math.sqrt(D) + bias
-        s = s.masked_fill(~causal, float("-inf"))
-        a = torch.softmax(s, dim=-1)
-        o = (a @ v).transpose(1, 2).reshape(Bn, Tn, C)
-        x = x + R.linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
-        h2 = R.layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
-        u = R.linear(h2, P[p + "ffn.fc1.weight"], P[p + "ffn.fc1.bias"])
-        if m["activation"] == "relu":
-            g = torch.relu(u)
-        elif m["activation"] == "gelu":
-            g = R.gelu_erf(u)
-        elif m["activation"] == "swiglu":
-            g = R.silu(R.linear(h2, P[p + "ffn.gate.weight"], P[p + "ffn.gate.bias"])) * u
-        else:
-            raise ValueError(m["activation"])
-        x = x + R.linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
-        hidden.append(x)
-        attn.append(a.detach())
-    if m["final_norm"]:
-        x = R.layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
-    return hidden, x, attn
-
-
 def head_logits(P, h, cfg, Vn):
     bounds, dims = clusters(cfg, Vn)
     E0, _ = out_weights(P, cfg, 0)
@@ -265,17 +223,8 @@ def target_loss(P, h, targets, cfg, Vn):
 
 
 def forward(P, inputs, targets, cfg, Vn=V):
-    m = cfg["model"]
-    x = adaptive_input(P, inputs, cfg, Vn)
-    Tn = inputs.shape[1]
-    ptype = m["position"]["type"]
-    if ptype == "sinusoidal":
-        off = m["position"].get("offset", R.SIN_OFFSET)
-        x = x + R.sinusoidal_table(Tn + off, m["d_model"])[off:off + Tn][None]
-    elif ptype not in ("none", "alibi"):
-        raise ValueError(ptype)
-    embed = x
-    hidden, h, attn = body(x, P, cfg)
+    embed = R.add_positions(adaptive_input(P, inputs, cfg, Vn), cfg)
+    hidden, h, attn = R.body(embed, P, cfg, bias=R.alibi_biases(cfg, inputs.shape[1]))
     return {"embed": embed, "hidden": hidden, "final": h, "attn": attn,
             "logprobs": full_logprobs(P, h, cfg, Vn), "loss": target_loss(P, h, targets, cfg, Vn)}
 
@@ -287,30 +236,11 @@ def forward(P, inputs, targets, cfg, Vn=V):
 
 def naive(P, inputs, targets, cfg, Vn=V):
     m = cfg["model"]
-    C, H, N, F = m["d_model"], m["n_heads"], m["n_layers"], m["d_ff"]
-    D = C // H
-    act, ptype, tie = m["activation"], m["position"]["type"], m["output"]["tie"]
+    C, tie = m["d_model"], m["output"]["tie"]
     W = {k: v.tolist() for k, v in P.items()}
     bounds, dims = clusters(cfg, Vn)
     K = len(dims)
     Bn, Tn = len(inputs), len(inputs[0])
-    slopes = R.alibi_slopes(H) if ptype == "alibi" else [0.0] * H
-
-    def ln(vec, w, b):
-        mu = sum(vec) / len(vec)
-        var = sum((t - mu) ** 2 for t in vec) / len(vec)
-        r = 1.0 / math.sqrt(var + R.LN_EPS)
-        return [(vec[c] - mu) * r * w[c] + b[c] for c in range(len(vec))]
-
-    def lin(vec, w, b):
-        return [sum(w[o][c] * vec[c] for c in range(len(vec))) + b[o] for o in range(len(w))]
-
-    def softmax(v):
-        mx = max(v)
-        e = [math.exp(a - mx) for a in v]
-        z = sum(e)
-        return [a / z for a in e]
-
     pre = "adaptive." if tie else "adaptive.out."
     embeds, finals, logprobs, total = [], [], [], 0.0
     for bi in range(Bn):
@@ -321,59 +251,25 @@ def naive(P, inputs, targets, cfg, Vn=V):
             row = W[f"adaptive.emb.{k}.weight"][tok - bounds[k]]
             pj = W[f"adaptive.proj.{k}.weight"]
             e = [math.sqrt(C) * sum(pj[c][d] * row[d] for d in range(dims[k])) for c in range(C)]
-            if ptype == "sinusoidal":
-                half, p = C // 2, t + R.SIN_OFFSET
-                for kk in range(half):
-                    w = math.exp(-kk * math.log(10000.0) / (half - 1))
-                    e[kk] += math.sin(p * w)
-                    e[half + kk] += math.cos(p * w)
+            if m["position"]["type"] == "sinusoidal":
+                R.naive_add_sinusoidal(e, t)
             xs.append(e)
         embeds.append([list(v) for v in xs])
-        for l in range(N):
-            pl = f"layers.{l}."
-            qkv = [lin(ln(xs[t], W[pl + "ln1.weight"], W[pl + "ln1.bias"]),
-                       W[pl + "attn.qkv.weight"], W[pl + "attn.qkv.bias"]) for t in range(Tn)]
-            new = []
-            for i in range(Tn):
-                o = [0.0] * C
-                for hd in range(H):
-                    sc = [sum(qkv[i][hd * D + d] * qkv[j][C + hd * D + d] for d in range(D)) / math.sqrt(D)
-                          - slopes[hd] * (i - j) for j in range(i + 1)]
-                    a = softmax(sc)
-                    for j in range(i + 1):
-                        for d in range(D):
-                            o[hd * D + d] += a[j] * qkv[j][2 * C + hd * D + d]
-                y = lin(o, W[pl + "attn.proj.weight"], W[pl + "attn.proj.bias"])
-                new.append([xs[i][c] + y[c] for c in range(C)])
-            xs = new
-            for i in range(Tn):
-                h2 = ln(xs[i], W[pl + "ln2.weight"], W[pl + "ln2.bias"])
-                u = lin(h2, W[pl + "ffn.fc1.weight"], W[pl + "ffn.fc1.bias"])
-                if act == "relu":
-                    g = [max(0.0, a) for a in u]
-                elif act == "gelu":
-                    g = [0.5 * a * (1.0 + math.erf(a / math.sqrt(2.0))) for a in u]
-                else:
-                    gt = lin(h2, W[pl + "ffn.gate.weight"], W[pl + "ffn.gate.bias"])
-                    g = [gt[f] / (1.0 + math.exp(-gt[f])) * u[f] for f in range(F)]
-                y = lin(g, W[pl + "ffn.fc2.weight"], W[pl + "ffn.fc2.bias"])
-                xs[i] = [xs[i][c] + y[c] for c in range(C)]
         frow, lrow = [], []
-        for i in range(Tn):
-            h = ln(xs[i], W["ln_f.weight"], W["ln_f.bias"]) if m["final_norm"] else xs[i]
+        for i, h in enumerate(R.naive_body(xs, W, cfg)):
             frow.append(h)
             E0 = W[pre + "emb.0.weight"]
             z = [sum(E0[w][c] * h[c] for c in range(C)) for w in range(bounds[1])]
             if K > 1:
                 cl = W["adaptive.cluster.weight"]
                 z += [sum(cl[k - 1][c] * h[c] for c in range(C)) for k in range(1, K)]
-            ph = softmax(z)
+            ph = R.naive_softmax(z)
             prob = ph[:bounds[1]]
             for k in range(1, K):
                 E, Pk = W[f"{pre}emb.{k}.weight"], W[f"{pre}proj.{k}.weight"]
                 r = [sum(h[c] * Pk[c][j] for c in range(C)) for j in range(dims[k])]
                 u = [sum(E[w][j] * r[j] for j in range(dims[k])) for w in range(bounds[k + 1] - bounds[k])]
-                prob += [ph[bounds[1] + k - 1] * q for q in softmax(u)]
+                prob += [ph[bounds[1] + k - 1] * q for q in R.naive_softmax(u)]
             assert len(prob) == Vn
             lp = [math.log(q) for q in prob]
             lrow.append(lp)
@@ -407,35 +303,17 @@ def build(spec):
 
 
 def describe(bt):
-    cfg, name = bt["cfg"], bt["name"]
-    m = cfg["model"]
-    o = m["output"]
-    bounds, dims = clusters(cfg, V)
-    posd = {"none": "no position information", "alibi": "ALiBi attention biases",
-            "sinusoidal": "fairseq sinusoidal positions (offset 2)"}[m["position"]["type"]]
-    return (f"trainshort reference case {name}: {m['n_layers']} layers, d_model {m['d_model']}, "
-            f"{m['n_heads']} heads, d_ff {m['d_ff']}, {m['activation']} FFN, {posd}, "
-            f"{'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, adaptive input + "
-            f"adaptive softmax (cutoffs {o['cutoffs']}, factor {o['factor']}, dims {dims}, "
-            f"{'tied' if o['tie'] else 'untied'}), vocab {V}, B={cfg['train']['batch']} "
-            f"T={cfg['train']['seq_len']}; torch float64, stored F32")
+    o = bt["cfg"]["model"]["output"]
+    _, dims = clusters(bt["cfg"], V)
+    output = (f"adaptive input + adaptive softmax (cutoffs {o['cutoffs']}, factor {o['factor']}, "
+              f"dims {dims}, {'tied' if o['tie'] else 'untied'})")
+    return R.describe(bt["name"], bt["cfg"], V, output=output)
 
 
 def case_bytes(bt):
-    cfg, P, leaves, out = bt["cfg"], bt["P"], bt["leaves"], bt["out"]
-    f32 = lambda t: t.detach().numpy().astype("<f4")
-    names = [k for k, _ in shapes(cfg, V)]
-    tensors = [(k, "F32", f32(P[k])) for k in names]
-    tensors += [("inputs", "I32", bt["inputs"].numpy().astype("<i4")),
-                ("targets", "I32", bt["targets"].numpy().astype("<i4")),
-                ("expect.logprobs", "F32", f32(out["logprobs"])),
-                ("expect.loss", "F32", f32(out["loss"]).reshape(())),
-                ("expect.embed", "F32", f32(out["embed"]))]
-    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
-    tensors.append(("expect.final", "F32", f32(out["final"])))
-    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k in names]
-    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": describe(bt)}
-    return R.safetensors_bytes(tensors, meta)
+    names = [k for k, _ in shapes(bt["cfg"], V)]
+    return R.fixture_bytes(names, bt["P"], bt["leaves"], bt["inputs"], bt["targets"], bt["out"],
+                           bt["cfg"], V, describe(bt), output="logprobs")
 
 
 # ----------------------------------------------------------------------------- self-checks
@@ -629,25 +507,12 @@ def main():
     torch.set_num_threads(1)
     if not args.no_selfcheck:
         selfcheck()
-    bad = 0
+    files = {}
     for spec in CASES:
         bt = build(spec)
         print(stats(bt))
-        data = case_bytes(bt)
-        path = os.path.join(R.FIXDIR, spec[0] + ".safetensors")
-        if args.verify:
-            try:
-                with open(path, "rb") as fh:
-                    same = fh.read() == data
-            except FileNotFoundError:
-                same = False
-            print(f"{'same' if same else 'DIFFERS'}  {os.path.basename(path)}")
-            bad += not same
-        else:
-            with open(path, "wb") as fh:
-                fh.write(data)
-            print(f"wrote {os.path.relpath(path)} ({len(data)} bytes)")
-    return 1 if bad else 0
+        files[spec[0] + ".safetensors"] = case_bytes(bt)
+    return 1 if R.write_or_verify(files, args.verify) else 0
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ tests/ref/README.md. Usage:
   /usr/bin/python3 tests/ref/ref_bias.py            # self-checks, then write the fixtures
   /usr/bin/python3 tests/ref/ref_bias.py --verify   # self-checks, then compare (exit 1 if different)
 
-Only the generic helpers of reference.py are reused; the position maths and the forward pass
-with a per-layer bias are written here.
+The position maths is written here; the layers (body(), given a bias per layer), the weights,
+the tokens and the fixture format are reference.py's.
 """
 import argparse
 import json
@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference as R  # noqa: E402
 
-V, N_LAYERS, T, B = 37, 2, 9, 2
+V, T = R.V_DEFAULT, R.SEQ_LEN  # the cases have reference.py's N_LAYERS, SEQ_LEN and BATCH
 
 # name, activation, final_norm, H, C, F, position object
 CASES = [
@@ -48,13 +48,6 @@ CASES = [
     ("fire_gelu_h2", "gelu", True, 2, 16, 24,
      {"type": "fire", "mlp_width": 8, "init_c": 0.1, "init_L": 5.0}),
 ]
-
-
-def make_config(act, final_norm, H, C, F, pos, n_layers=N_LAYERS, seq_len=T, batch=B):
-    return {"model": {"n_layers": n_layers, "d_model": C, "n_heads": H, "d_ff": F,
-                      "activation": act, "final_norm": final_norm, "dropout": 0,
-                      "attn_dropout": 0, "act_dropout": 0, "position": dict(pos)},
-            "train": {"seq_len": seq_len, "batch": batch}}
 
 
 def pos_shapes(cfg):
@@ -151,79 +144,30 @@ def biases(P, cfg, Tn):
 
 
 def forward(P, inputs, targets, cfg):
-    m = cfg["model"]
-    C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
-    D = C // H
-    Bn, Tn = inputs.shape
-    act = m["activation"]
-    x = P["tok_emb.weight"][inputs] * math.sqrt(C)
-    embed = x
-    causal = torch.arange(Tn)[None, :] <= torch.arange(Tn)[:, None]
-    bias = biases(P, cfg, Tn)
-    hidden = []
-    for l in range(N):
-        p = f"layers.{l}."
-        h = R.layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
-        qkv = R.linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
-        q, k, v = (qkv[..., s * C:(s + 1) * C].reshape(Bn, Tn, H, D).permute(0, 2, 1, 3)
-                   for s in range(3))
-        s = q @ k.transpose(-1, -2) / math.sqrt(D) + bias[l][None]
-        s = s.masked_fill(~causal, float("-inf"))
-        o = (torch.softmax(s, dim=-1) @ v).permute(0, 2, 1, 3).reshape(Bn, Tn, C)
-        x = x + R.linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
-        h2 = R.layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
-        u = R.linear(h2, P[p + "ffn.fc1.weight"], P[p + "ffn.fc1.bias"])
-        if act == "relu":
-            g = torch.relu(u)
-        elif act == "gelu":
-            g = R.gelu_erf(u)
-        else:
-            g = R.silu(R.linear(h2, P[p + "ffn.gate.weight"], P[p + "ffn.gate.bias"])) * u
-        x = x + R.linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
-        hidden.append(x)
-    if m["final_norm"]:
-        x = R.layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
-    logits = x @ P["tok_emb.weight"].t()
-    loss = (torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]).mean()
-    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": x}
+    """reference.py's model with no position term in the embedding and biases() on the scores."""
+    x = P["tok_emb.weight"][inputs] * math.sqrt(cfg["model"]["d_model"])
+    return R.lm_forward(x, P, targets, cfg, bias=biases(P, cfg, inputs.shape[1]))
 
 
 # ----------------------------------------------------------------------------- cases
 
 
+def init(cfg, Vn, gen):
+    P = R.init_params(cfg, Vn, gen)
+    P.update(init_pos(cfg, gen))
+    return P
+
+
 def build(spec):
     name, act, fin, H, C, F, pos = spec
-    cfg = make_config(act, fin, H, C, F, pos)
-    gen = torch.Generator().manual_seed(R.case_seed(name))
-    P = R.init_params(cfg, V, gen)
-    P.update(init_pos(cfg, gen))
-    inputs, targets = R.make_tokens(cfg, V, gen)
-    leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
-    out = forward(leaves, inputs, targets, cfg)
-    out["loss"].backward()
-    return name, cfg, P, leaves, inputs, targets, out
+    return R.build(name, R.make_config(pos, act, fin, H, C, F), V, init, forward)
 
 
 def case_bytes(built):
     name, cfg, P, leaves, inputs, targets, out = built
-    f32 = lambda t: t.detach().numpy().astype("<f4")
-    names = [k for k, _ in shapes(cfg)]
-    tensors = [(k, "F32", f32(P[k])) for k in names]
-    tensors += [("inputs", "I32", inputs.numpy().astype("<i4")),
-                ("targets", "I32", targets.numpy().astype("<i4")),
-                ("expect.logits", "F32", f32(out["logits"])),
-                ("expect.loss", "F32", f32(out["loss"]).reshape(())),
-                ("expect.embed", "F32", f32(out["embed"]))]
-    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
-    tensors.append(("expect.final", "F32", f32(out["final"])))
-    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k in names]
-    m = cfg["model"]
-    desc = (f"trainshort reference case {name}: {m['n_layers']} layers, d_model {m['d_model']}, "
-            f"{m['n_heads']} heads, d_ff {m['d_ff']}, {m['activation']} FFN, position "
-            f"{json.dumps(m['position'])}, {'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, "
-            f"vocab {V}, B={B} T={T}; torch float64, stored F32 (tests/ref/ref_bias.py)")
-    return R.safetensors_bytes(tensors, {"config": json.dumps(cfg), "vocab_size": str(V),
-                                         "description": desc})
+    desc = R.describe(name, cfg, V, position="position " + json.dumps(cfg["model"]["position"]))
+    return R.fixture_bytes([k for k, _ in shapes(cfg)], P, leaves, inputs, targets, out, cfg, V,
+                           desc + " (tests/ref/ref_bias.py)")
 
 
 # ----------------------------------------------------------------------------- self-checks
@@ -244,10 +188,9 @@ def selfcheck():
     # every position tensor gets a non-zero gradient
     for spec in CASES:
         name, act, fin, H, C, F, pos = spec
-        cfg = make_config(act, fin, H, 8, 10, pos, seq_len=8, batch=2)
+        cfg = R.make_config(pos, act, fin, H, 8, 10, seq_len=8, batch=2)
         gen = torch.Generator().manual_seed(R.case_seed("gradcheck-" + name))
-        P = R.init_params(cfg, 11, gen)
-        P.update(init_pos(cfg, gen))
+        P = init(cfg, 11, gen)
         inputs, targets = torch.randint(0, 11, (2, 8), generator=gen), torch.randint(0, 11, (2, 8), generator=gen)
         names = [k for k, _ in pos_shapes(cfg)]
         leaves = tuple(P[k].clone().requires_grad_(True) for k in names)
@@ -278,19 +221,8 @@ def main():
     ap.add_argument("--verify", action="store_true")
     args = ap.parse_args()
     selfcheck()
-    bad = 0
-    for spec in CASES:
-        data = case_bytes(build(spec))
-        path = os.path.join(R.FIXDIR, spec[0] + ".safetensors")
-        if args.verify:
-            same = os.path.exists(path) and open(path, "rb").read() == data
-            print(f"{path}: {'same' if same else 'DIFFERENT'}")
-            bad += not same
-        else:
-            with open(path, "wb") as fh:
-                fh.write(data)
-            print(f"wrote {path} ({len(data)} bytes)")
-    sys.exit(1 if bad else 0)
+    files = {spec[0] + ".safetensors": case_bytes(build(spec)) for spec in CASES}
+    sys.exit(1 if R.write_or_verify(files, args.verify) else 0)
 
 
 if __name__ == "__main__":

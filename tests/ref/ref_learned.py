@@ -14,11 +14,10 @@ Usage:
   /usr/bin/python3 tests/ref/ref_learned.py            # self-checks, then write the fixture
   /usr/bin/python3 tests/ref/ref_learned.py --verify   # self-checks, then compare (exit 1 if different)
 
-Only the generic helpers of reference.py (safetensors writer, LayerNorm, linear, GELU, weight
-init, tokens) are reused; the forward pass with the position table is written here.
+The position table is written here; the layers, the weights, the tokens and the fixture format
+are reference.py's.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -34,10 +33,8 @@ MAX_POS = 12
 
 
 def make_config(H=2, C=16, F=24, seq_len=T, batch=B, max_pos=MAX_POS, act="gelu"):
-    return {"model": {"n_layers": N_LAYERS, "d_model": C, "n_heads": H, "d_ff": F,
-                      "activation": act, "final_norm": True, "dropout": 0, "attn_dropout": 0,
-                      "act_dropout": 0, "position": {"type": "learned", "max_positions": max_pos}},
-            "train": {"seq_len": seq_len, "batch": batch}}
+    return R.make_config({"type": "learned", "max_positions": max_pos}, act, True, H, C, F,
+                         n_layers=N_LAYERS, seq_len=seq_len, batch=batch)
 
 
 def shapes(cfg, V):
@@ -55,64 +52,22 @@ def init(cfg, V, gen):
 
 
 def forward(P, inputs, targets, cfg):
-    m = cfg["model"]
-    C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
-    D = C // H
-    Bn, Tn = inputs.shape
+    """reference.py's model with the table's first T rows added to the embedding."""
+    Tn = inputs.shape[1]
     assert Tn <= P["pos.weight"].shape[0], "learned positions stop at max_positions"
-    x = P["tok_emb.weight"][inputs] * math.sqrt(C) + P["pos.weight"][:Tn][None, :, :]
-    embed = x
-    causal = torch.arange(Tn)[None, :] <= torch.arange(Tn)[:, None]
-    hidden = []
-    for l in range(N):
-        p = f"layers.{l}."
-        h = R.layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
-        qkv = R.linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
-        q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(Bn, Tn, H, D).transpose(1, 2) for i in range(3))
-        s = q @ k.transpose(-1, -2) / math.sqrt(D)
-        s = s.masked_fill(~causal, float("-inf"))
-        o = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(Bn, Tn, C)
-        x = x + R.linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
-        h2 = R.layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
-        u = R.linear(h2, P[p + "ffn.fc1.weight"], P[p + "ffn.fc1.bias"])
-        g = R.gelu_erf(u) if m["activation"] == "gelu" else torch.relu(u)
-        x = x + R.linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
-        hidden.append(x)
-    x = R.layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
-    logits = x @ P["tok_emb.weight"].t()
-    loss = (torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]).mean()
-    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": x}
+    x = P["tok_emb.weight"][inputs] * math.sqrt(cfg["model"]["d_model"]) + P["pos.weight"][:Tn][None, :, :]
+    return R.lm_forward(x, P, targets, cfg)
 
 
 def build(cfg=None):
-    cfg = cfg or make_config()
-    gen = torch.Generator().manual_seed(R.case_seed(NAME))
-    P = init(cfg, V, gen)
-    inputs, targets = R.make_tokens(cfg, V, gen)
-    leaves = {k: t.clone().requires_grad_(True) for k, t in P.items()}
-    out = forward(leaves, inputs, targets, cfg)
-    out["loss"].backward()
-    return cfg, P, leaves, inputs, targets, out
+    return R.build(NAME, cfg or make_config(), V, init, forward)
 
 
 def fixture_bytes(built):
-    cfg, P, leaves, inputs, targets, out = built
-    f32 = lambda t: t.detach().numpy().astype("<f4")
-    names = [k for k, _ in shapes(cfg, V)]
-    tensors = [(k, "F32", f32(P[k])) for k in names]
-    tensors += [("inputs", "I32", inputs.numpy().astype("<i4")),
-                ("targets", "I32", targets.numpy().astype("<i4")),
-                ("expect.logits", "F32", f32(out["logits"])),
-                ("expect.loss", "F32", f32(out["loss"]).reshape(())),
-                ("expect.embed", "F32", f32(out["embed"]))]
-    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
-    tensors.append(("expect.final", "F32", f32(out["final"])))
-    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k in names]
-    desc = (f"trainshort reference case {NAME}: {N_LAYERS} layers, d_model 16, 2 heads, d_ff 24, "
-            f"gelu FFN, learned absolute positions ({MAX_POS} rows, T={T}), final LayerNorm, "
-            f"vocab {V}, B={B} T={T}; torch float64, stored F32")
-    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": desc}
-    return R.safetensors_bytes(tensors, meta)
+    name, cfg, P, leaves, inputs, targets, out = built
+    desc = R.describe(name, cfg, V, position=f"learned absolute positions ({MAX_POS} rows, T={T})")
+    return R.fixture_bytes([k for k, _ in shapes(cfg, V)], P, leaves, inputs, targets, out, cfg, V,
+                           desc)
 
 
 def selfcheck():
@@ -127,7 +82,7 @@ def selfcheck():
     assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-5)
     print("selfcheck: gradcheck ok (tiny learned model)")
 
-    cfg, P, leaves, inputs, targets, out = build()
+    _, cfg, P, leaves, inputs, targets, out = build()
     # 2. the embedding, written out element by element
     W, Pw = P["tok_emb.weight"], P["pos.weight"]
     for b in range(B):
@@ -160,20 +115,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     selfcheck()
-    data = fixture_bytes(build())
-    path = os.path.join(R.FIXDIR, NAME + ".safetensors")
-    if args.verify:
-        try:
-            with open(path, "rb") as fh:
-                same = fh.read() == data
-        except FileNotFoundError:
-            same = False
-        print(f"{'same' if same else 'DIFFERS'}  {os.path.basename(path)}")
-        return 0 if same else 1
-    with open(path, "wb") as fh:
-        fh.write(data)
-    print(f"wrote {os.path.relpath(path)} ({len(data)} bytes)")
-    return 0
+    files = {NAME + ".safetensors": fixture_bytes(build())}
+    return 1 if R.write_or_verify(files, args.verify) else 0
 
 
 if __name__ == "__main__":

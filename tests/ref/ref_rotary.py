@@ -21,9 +21,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import (FIXDIR, N_LAYERS, SEQ_LEN, BATCH, V_DEFAULT, case_seed, gelu_erf,  # noqa: E402
-                       init_params, layer_norm, linear, make_tokens, param_shapes,
-                       safetensors_bytes, silu)
+from reference import (V_DEFAULT, describe, fixture_bytes, lm_forward,  # noqa: E402
+                       param_shapes, write_or_verify)
+from reference import build_case as reference_build_case  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- position maths
@@ -90,45 +90,17 @@ def xpos(x, pos, downscale):
 
 
 def forward(P, inputs, targets, cfg):
-    m = cfg["model"]
-    C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
-    D = C // H
-    B, T = inputs.shape
-    pos = m["position"]
-    x = P["tok_emb.weight"][inputs] * math.sqrt(C)
-    embed = x
-    causal = torch.arange(T)[None, :] <= torch.arange(T)[:, None]
-    hidden = []
-    for l in range(N):
-        p = f"layers.{l}."
-        h = layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
-        qkv = linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
-        q, k, v = (t.reshape(B, T, H, D).permute(0, 2, 1, 3) for t in qkv.split(C, dim=-1))
-        if pos["type"] == "rotary":
-            q, k = rope(q, pos, cfg), rope(k, pos, cfg)
-        elif pos["type"] == "xpos":
-            q, k = xpos(q, pos, False), xpos(k, pos, True)
-        else:
-            raise ValueError(pos["type"])
-        s = q @ k.transpose(-1, -2) / math.sqrt(D)
-        s = s.masked_fill(~causal, float("-inf"))
-        o = (torch.softmax(s, dim=-1) @ v).permute(0, 2, 1, 3).reshape(B, T, C)
-        x = x + linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
-        h2 = layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
-        u = linear(h2, P[p + "ffn.fc1.weight"], P[p + "ffn.fc1.bias"])
-        if m["activation"] == "relu":
-            g = torch.relu(u)
-        elif m["activation"] == "gelu":
-            g = gelu_erf(u)
-        else:
-            g = silu(linear(h2, P[p + "ffn.gate.weight"], P[p + "ffn.gate.bias"])) * u
-        x = x + linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
-        hidden.append(x)
-    if m["final_norm"]:
-        x = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
-    logits = x @ P["tok_emb.weight"].t()
-    loss = (torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]).mean()
-    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": x}
+    """reference.py's model with no position term in the embedding and the queries and keys of
+    every layer rotated."""
+    pos = cfg["model"]["position"]
+    if pos["type"] == "rotary":
+        rotate = lambda q, k: (rope(q, pos, cfg), rope(k, pos, cfg))  # noqa: E731
+    elif pos["type"] == "xpos":
+        rotate = lambda q, k: (xpos(q, pos, False), xpos(k, pos, True))  # noqa: E731
+    else:
+        raise ValueError(pos["type"])
+    x = P["tok_emb.weight"][inputs] * math.sqrt(cfg["model"]["d_model"])
+    return lm_forward(x, P, targets, cfg, rotate=rotate)
 
 
 # ----------------------------------------------------------------------------- cases
@@ -154,44 +126,15 @@ CASES = [
 ]
 
 
-def make_config(position, activation, final_norm, H, C, F, n_layers=N_LAYERS, T=SEQ_LEN, B=BATCH):
-    return {"model": {"n_layers": n_layers, "d_model": C, "n_heads": H, "d_ff": F,
-                      "activation": activation, "final_norm": final_norm, "dropout": 0,
-                      "attn_dropout": 0, "act_dropout": 0, "position": dict(position)},
-            "train": {"seq_len": T, "batch": B}}
-
-
 def build_case(spec, V=V_DEFAULT):
-    name, position, activation, final_norm, H, C, F = spec
-    cfg = make_config(position, activation, final_norm, H, C, F)
-    gen = torch.Generator().manual_seed(case_seed(name))
-    P = init_params(cfg, V, gen)
-    inputs, targets = make_tokens(cfg, V, gen)
-    leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
-    out = forward(leaves, inputs, targets, cfg)
-    out["loss"].backward()
-    return name, cfg, P, leaves, inputs, targets, out
+    return reference_build_case(spec, V, fwd=forward)
 
 
 def case_bytes(built, V=V_DEFAULT):
     name, cfg, P, leaves, inputs, targets, out = built
-    f32 = lambda t: t.detach().numpy().astype("<f4")  # noqa: E731
-    tensors = [(k, "F32", f32(P[k])) for k, _ in param_shapes(cfg, V)]
-    tensors += [("inputs", "I32", inputs.numpy().astype("<i4")),
-                ("targets", "I32", targets.numpy().astype("<i4")),
-                ("expect.logits", "F32", f32(out["logits"])),
-                ("expect.loss", "F32", f32(out["loss"]).reshape(())),
-                ("expect.embed", "F32", f32(out["embed"]))]
-    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
-    tensors.append(("expect.final", "F32", f32(out["final"])))
-    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k, _ in param_shapes(cfg, V)]
-    m = cfg["model"]
-    desc = (f"trainshort reference case {name}: {m['n_layers']} layers, d_model {m['d_model']}, "
-            f"{m['n_heads']} heads, d_ff {m['d_ff']}, {m['activation']} FFN, position "
-            f"{json.dumps(m['position'])}, {'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, "
-            f"vocab {V}, B={cfg['train']['batch']} T={cfg['train']['seq_len']}; torch float64, stored F32")
-    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": desc}
-    return safetensors_bytes(tensors, meta)
+    desc = describe(name, cfg, V, position="position " + json.dumps(cfg["model"]["position"]))
+    return fixture_bytes([k for k, _ in param_shapes(cfg, V)], P, leaves, inputs, targets, out,
+                         cfg, V, desc)
 
 
 # ----------------------------------------------------------------------------- self-checks
@@ -260,20 +203,12 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     selfcheck()
-    bad = 0
+    files = {}
     for spec in CASES:
         built = build_case(spec)
-        data = case_bytes(built)
-        path = os.path.join(FIXDIR, spec[0] + ".safetensors")
+        files[spec[0] + ".safetensors"] = data = case_bytes(built)
         print(f"{spec[0]:40s} loss {built[6]['loss'].item():.9f}  ({len(data)} bytes)")
-        if args.verify:
-            same = os.path.exists(path) and open(path, "rb").read() == data
-            print(f"  {'same' if same else 'DIFFERS'}")
-            bad += not same
-        else:
-            with open(path, "wb") as fh:
-                fh.write(data)
-    return 1 if bad else 0
+    return 1 if write_or_verify(files, args.verify) else 0
 
 
 if __name__ == "__main__":

@@ -136,52 +136,34 @@ def param_shapes(cfg, V):
     return shapes
 
 
-def forward(P, inputs, targets, cfg, slopes_override=None):
-    """P: dict name -> float64 tensor. inputs/targets: (B,T) int64. Returns dict with
-    logits (B,T,V), loss (scalar), embed (B,T,C), hidden list of (B,T,C), final (B,T,C)."""
+def body(x, P, cfg, bias=None, rotate=None):
+    """The pre-LN layers (steps 3 and 4 of README.md) on the embedded input x (B,T,C), for every
+    reference script. rotate(q, k) -> (q, k), if given, transforms each layer's queries and keys
+    (B,H,T,D); bias[l], if given, is added to layer l's scaled scores, shape (H,T,T) (entries
+    above the diagonal are masked anyway). Returns each layer's output (B,T,C), the final hidden
+    state (B,T,C, after LN_f if final_norm) and each layer's attention probabilities (B,H,T,T),
+    detached."""
     m = cfg["model"]
     C, H, N = m["d_model"], m["n_heads"], m["n_layers"]
     D = C // H
-    assert D * H == C
-    B, T = inputs.shape
-    pos = m["position"]
-    ptype = pos["type"]
+    B, T, _ = x.shape
     act = m["activation"]
-
-    x = P["tok_emb.weight"][inputs] * math.sqrt(C)
-    if ptype == "sinusoidal":
-        off = pos.get("offset", SIN_OFFSET)
-        x = x + sinusoidal_table(T + off, C)[off:off + T][None, :, :]
-    elif ptype not in ("none", "alibi"):
-        raise ValueError(f"unknown position type {ptype!r}")
-    embed = x
-
-    i_idx = torch.arange(T)[:, None]
-    j_idx = torch.arange(T)[None, :]
-    causal = j_idx <= i_idx  # (T,T)
-    dist = (i_idx - j_idx).to(torch.float64)  # i - j
-    if ptype == "alibi":
-        sl = slopes_override if slopes_override is not None else alibi_slopes(H)
-        sl = torch.tensor(sl, dtype=torch.float64)
-        attn_bias = -sl[:, None, None] * dist[None, :, :]  # (H,T,T)
-    else:
-        attn_bias = torch.zeros(H, T, T, dtype=torch.float64)
-    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64)
-
+    causal = torch.arange(T)[None, :] <= torch.arange(T)[:, None]  # (T,T): j <= i
     hidden, attn = [], []
     for l in range(N):
         p = f"layers.{l}."
         h = layer_norm(x, P[p + "ln1.weight"], P[p + "ln1.bias"])
         qkv = linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])  # (B,T,3C)
-        q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]
         # (B,T,C) -> (B,H,T,D): head hd owns columns hd*D..(hd+1)*D
-        q = q.reshape(B, T, H, D).permute(0, 2, 1, 3)
-        k = k.reshape(B, T, H, D).permute(0, 2, 1, 3)
-        v = v.reshape(B, T, H, D).permute(0, 2, 1, 3)
-        s = q @ k.transpose(-1, -2) / math.sqrt(D) + attn_bias[None]
-        s = torch.where(causal[None, None], s, neg_inf)
+        q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, H, D).transpose(1, 2) for i in range(3))
+        if rotate is not None:
+            q, k = rotate(q, k)
+        s = q @ k.transpose(-1, -2) / math.sqrt(D)
+        if bias is not None:
+            s = s + bias[l]
+        s = s.masked_fill(~causal, float("-inf"))
         a = torch.softmax(s, dim=-1)
-        o = (a @ v).permute(0, 2, 1, 3).reshape(B, T, C)
+        o = (a @ v).transpose(1, 2).reshape(B, T, C)
         x = x + linear(o, P[p + "attn.proj.weight"], P[p + "attn.proj.bias"])
 
         h2 = layer_norm(x, P[p + "ln2.weight"], P[p + "ln2.bias"])
@@ -197,90 +179,155 @@ def forward(P, inputs, targets, cfg, slopes_override=None):
         x = x + linear(g, P[p + "ffn.fc2.weight"], P[p + "ffn.fc2.bias"])
         hidden.append(x)
         attn.append(a.detach())
-
     if m["final_norm"]:
         x = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
-    logits = x @ P["tok_emb.weight"].t()
+    return hidden, x, attn
+
+
+def lm_forward(embed, P, targets, cfg, bias=None, rotate=None):
+    """body() on the embedded input, then step 5: the tied output and the mean cross-entropy.
+    Returns the dict forward() returns."""
+    hidden, final, attn = body(embed, P, cfg, bias, rotate)
+    logits = final @ P["tok_emb.weight"].t()
     lse = torch.logsumexp(logits, dim=-1)
     picked = logits.gather(-1, targets[..., None])[..., 0]
     loss = (lse - picked).mean()
-    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": x,
+    return {"logits": logits, "loss": loss, "embed": embed, "hidden": hidden, "final": final,
             "attn": attn}
+
+
+def add_positions(x, cfg):
+    """Step 2 of README.md on x (B,T,C): sinusoidal positions added for `sinusoidal`; `none` and
+    `alibi` add nothing here."""
+    pos = cfg["model"]["position"]
+    _, T, C = x.shape
+    if pos["type"] == "sinusoidal":
+        off = pos.get("offset", SIN_OFFSET)
+        return x + sinusoidal_table(T + off, C)[off:off + T][None, :, :]
+    if pos["type"] not in ("none", "alibi"):
+        raise ValueError(f"unknown position type {pos['type']!r}")
+    return x
+
+
+def alibi_biases(cfg, T, slopes=None):
+    """body()'s bias for the position types of this file: -m_h (i - j), (H,T,T), in every layer
+    for `alibi` (slopes: m instead of alibi_slopes(H)), zeros for the others."""
+    m = cfg["model"]
+    H = m["n_heads"]
+    if m["position"]["type"] == "alibi":
+        dist = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).to(torch.float64)  # i - j
+        sl = torch.tensor(slopes if slopes is not None else alibi_slopes(H), dtype=torch.float64)
+        bias = -sl[:, None, None] * dist[None, :, :]
+    else:
+        bias = torch.zeros(H, T, T, dtype=torch.float64)
+    return [bias] * m["n_layers"]
+
+
+def forward(P, inputs, targets, cfg, slopes_override=None):
+    """P: dict name -> float64 tensor. inputs/targets: (B,T) int64. Returns dict with
+    logits (B,T,V), loss (scalar), embed (B,T,C), hidden list of (B,T,C), final (B,T,C),
+    attn list of (B,H,T,T)."""
+    m = cfg["model"]
+    C, H = m["d_model"], m["n_heads"]
+    assert (C // H) * H == C
+    x = add_positions(P["tok_emb.weight"][inputs] * math.sqrt(C), cfg)
+    bias = alibi_biases(cfg, inputs.shape[1], slopes_override)
+    return lm_forward(x, P, targets, cfg, bias=bias)
 
 
 # ----------------------------------------------------------------------------- a second, naive forward
 # Scalar loops in plain Python floats (math module), no torch: used only to cross-check forward().
 
 
-def naive_loss_logits(P, inputs, targets, cfg):
+def naive_ln(vec, w, b):
+    mu = sum(vec) / len(vec)
+    var = sum((t - mu) ** 2 for t in vec) / len(vec)
+    r = 1.0 / math.sqrt(var + LN_EPS)
+    return [(vec[c] - mu) * r * w[c] + b[c] for c in range(len(vec))]
+
+
+def naive_lin(vec, w, b):
+    return [sum(w[o][c] * vec[c] for c in range(len(vec))) + b[o] for o in range(len(w))]
+
+
+def naive_softmax(v):
+    mx = max(v)
+    e = [math.exp(a - mx) for a in v]
+    z = sum(e)
+    return [a / z for a in e]
+
+
+def naive_add_sinusoidal(e, t):
+    """e += pe[t + SIN_OFFSET] (step 2 of README.md) for the embedding e of position t."""
+    half = len(e) // 2
+    p = t + SIN_OFFSET
+    for kk in range(half):
+        w = math.exp(-kk * math.log(10000.0) / (half - 1))
+        e[kk] += math.sin(p * w)
+        e[half + kk] += math.cos(p * w)
+
+
+def naive_body(xs, W, cfg):
+    """body() for one sequence: xs the T embedded positions (lists of C floats), W the weights as
+    nested lists. Returns the T final hidden states."""
     m = cfg["model"]
     C, H, N, F = m["d_model"], m["n_heads"], m["n_layers"], m["d_ff"]
     D = C // H
     act = m["activation"]
-    ptype = m["position"]["type"]
+    T = len(xs)
+    slopes = alibi_slopes(H) if m["position"]["type"] == "alibi" else [0.0] * H
+    for l in range(N):
+        pre = f"layers.{l}."
+        qkv = [naive_lin(naive_ln(xs[t], W[pre + "ln1.weight"], W[pre + "ln1.bias"]),
+                         W[pre + "attn.qkv.weight"], W[pre + "attn.qkv.bias"]) for t in range(T)]
+        new = []
+        for i in range(T):
+            o = [0.0] * C
+            for hd in range(H):
+                sc = []
+                for j in range(i + 1):
+                    dot = sum(qkv[i][hd * D + d] * qkv[j][C + hd * D + d] for d in range(D))
+                    sc.append(dot / math.sqrt(D) - slopes[hd] * (i - j))
+                a = naive_softmax(sc)
+                for j in range(i + 1):
+                    for d in range(D):
+                        o[hd * D + d] += a[j] * qkv[j][2 * C + hd * D + d]
+            y = naive_lin(o, W[pre + "attn.proj.weight"], W[pre + "attn.proj.bias"])
+            new.append([xs[i][c] + y[c] for c in range(C)])
+        xs = new
+        for i in range(T):
+            h2 = naive_ln(xs[i], W[pre + "ln2.weight"], W[pre + "ln2.bias"])
+            u = naive_lin(h2, W[pre + "ffn.fc1.weight"], W[pre + "ffn.fc1.bias"])
+            if act == "relu":
+                g = [max(0.0, a) for a in u]
+            elif act == "gelu":
+                g = [0.5 * a * (1.0 + math.erf(a / math.sqrt(2.0))) for a in u]
+            else:
+                gt = naive_lin(h2, W[pre + "ffn.gate.weight"], W[pre + "ffn.gate.bias"])
+                g = [gt[f] / (1.0 + math.exp(-gt[f])) * u[f] for f in range(F)]
+            y = naive_lin(g, W[pre + "ffn.fc2.weight"], W[pre + "ffn.fc2.bias"])
+            xs[i] = [xs[i][c] + y[c] for c in range(C)]
+    if m["final_norm"]:
+        xs = [naive_ln(x, W["ln_f.weight"], W["ln_f.bias"]) for x in xs]
+    return xs
+
+
+def naive_loss_logits(P, inputs, targets, cfg):
+    m = cfg["model"]
+    C = m["d_model"]
     W = {k: v.tolist() for k, v in P.items()}
     V = len(W["tok_emb.weight"])
     B, T = len(inputs), len(inputs[0])
-
-    def ln(vec, w, b):
-        mu = sum(vec) / len(vec)
-        var = sum((t - mu) ** 2 for t in vec) / len(vec)
-        r = 1.0 / math.sqrt(var + LN_EPS)
-        return [(vec[c] - mu) * r * w[c] + b[c] for c in range(len(vec))]
-
-    def lin(vec, w, b):
-        return [sum(w[o][c] * vec[c] for c in range(len(vec))) + b[o] for o in range(len(w))]
-
-    slopes = alibi_slopes(H) if ptype == "alibi" else [0.0] * H
     all_logits, total = [], 0.0
     for bi in range(B):
         xs = []
         for t in range(T):
             e = [W["tok_emb.weight"][inputs[bi][t]][c] * math.sqrt(C) for c in range(C)]
-            if ptype == "sinusoidal":
-                half = C // 2
-                p = t + SIN_OFFSET
-                for kk in range(half):
-                    w = math.exp(-kk * math.log(10000.0) / (half - 1))
-                    e[kk] += math.sin(p * w)
-                    e[half + kk] += math.cos(p * w)
+            if m["position"]["type"] == "sinusoidal":
+                naive_add_sinusoidal(e, t)
             xs.append(e)
-        for l in range(N):
-            pre = f"layers.{l}."
-            qkv = [lin(ln(xs[t], W[pre + "ln1.weight"], W[pre + "ln1.bias"]),
-                       W[pre + "attn.qkv.weight"], W[pre + "attn.qkv.bias"]) for t in range(T)]
-            new = []
-            for i in range(T):
-                o = [0.0] * C
-                for hd in range(H):
-                    sc = []
-                    for j in range(i + 1):
-                        dot = sum(qkv[i][hd * D + d] * qkv[j][C + hd * D + d] for d in range(D))
-                        sc.append(dot / math.sqrt(D) - slopes[hd] * (i - j))
-                    mx = max(sc)
-                    ex = [math.exp(s - mx) for s in sc]
-                    z = sum(ex)
-                    for j in range(i + 1):
-                        for d in range(D):
-                            o[hd * D + d] += ex[j] / z * qkv[j][2 * C + hd * D + d]
-                y = lin(o, W[pre + "attn.proj.weight"], W[pre + "attn.proj.bias"])
-                new.append([xs[i][c] + y[c] for c in range(C)])
-            xs = new
-            for i in range(T):
-                h2 = ln(xs[i], W[pre + "ln2.weight"], W[pre + "ln2.bias"])
-                u = lin(h2, W[pre + "ffn.fc1.weight"], W[pre + "ffn.fc1.bias"])
-                if act == "relu":
-                    g = [max(0.0, a) for a in u]
-                elif act == "gelu":
-                    g = [0.5 * a * (1.0 + math.erf(a / math.sqrt(2.0))) for a in u]
-                else:
-                    gt = lin(h2, W[pre + "ffn.gate.weight"], W[pre + "ffn.gate.bias"])
-                    g = [gt[f] / (1.0 + math.exp(-gt[f])) * u[f] for f in range(F)]
-                y = lin(g, W[pre + "ffn.fc2.weight"], W[pre + "ffn.fc2.bias"])
-                xs[i] = [xs[i][c] + y[c] for c in range(C)]
         row = []
-        for i in range(T):
-            xf = ln(xs[i], W["ln_f.weight"], W["ln_f.bias"]) if m["final_norm"] else xs[i]
+        for i, xf in enumerate(naive_body(xs, W, cfg)):
             lg = [sum(W["tok_emb.weight"][vv][c] * xf[c] for c in range(C)) for vv in range(V)]
             mx = max(lg)
             lse = mx + math.log(sum(math.exp(a - mx) for a in lg))
@@ -309,9 +356,14 @@ N_LAYERS, SEQ_LEN, BATCH = 2, 9, 2
 
 def make_config(position, activation, final_norm, n_heads, d_model, d_ff,
                 n_layers=N_LAYERS, seq_len=SEQ_LEN, batch=BATCH):
-    pos = {"type": position}
-    if position == "sinusoidal":
-        pos["offset"] = SIN_OFFSET
+    """position: a type (sinusoidal gets its offset) or, in the other scripts, a whole position
+    object."""
+    if isinstance(position, dict):
+        pos = dict(position)
+    else:
+        pos = {"type": position}
+        if position == "sinusoidal":
+            pos["offset"] = SIN_OFFSET
     return {"model": {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_ff": d_ff,
                       "activation": activation, "final_norm": final_norm, "dropout": 0,
                       "attn_dropout": 0, "act_dropout": 0, "position": pos},
@@ -349,45 +401,86 @@ def case_seed(name):
     return zlib.crc32(name.encode("utf-8"))
 
 
-def describe(name, cfg, V):
+POSITION_TEXT = {"none": "no position information", "alibi": "ALiBi attention biases",
+                 "sinusoidal": "fairseq sinusoidal positions (offset 2)"}
+
+
+def describe(name, cfg, V, position=None, output=None):
+    """The "description" of a fixture. position: how the case adds positions (default:
+    POSITION_TEXT of its type); output: its output layer when that is not the tied softmax."""
     m = cfg["model"]
-    pos = m["position"]["type"]
-    posd = {"none": "no position information", "alibi": "ALiBi attention biases",
-            "sinusoidal": "fairseq sinusoidal positions (offset 2)"}[pos]
+    posd = position or POSITION_TEXT[m["position"]["type"]]
+    outd = f"{output}, " if output else ""
     return (f"trainshort reference case {name}: {m['n_layers']} layers, d_model {m['d_model']}, "
             f"{m['n_heads']} heads, d_ff {m['d_ff']}, {m['activation']} FFN, {posd}, "
-            f"{'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, vocab {V}, "
+            f"{'final LayerNorm' if m['final_norm'] else 'no final LayerNorm'}, {outd}vocab {V}, "
             f"B={cfg['train']['batch']} T={cfg['train']['seq_len']}; torch float64, stored F32")
 
 
-def build_case(spec, V=V_DEFAULT):
-    name, position, activation, final_norm, H, C, F = spec
-    cfg = make_config(position, activation, final_norm, H, C, F)
+def build(name, cfg, V, init, fwd):
+    """A case of any reference script: weights init(cfg, V, gen) then tokens from the generator
+    seeded by the case's name, fwd(P, inputs, targets, cfg) on leaf copies of the weights, and
+    the gradients. Returns (name, cfg, P, leaves, inputs, targets, out)."""
     gen = torch.Generator().manual_seed(case_seed(name))
-    P = init_params(cfg, V, gen)
+    P = init(cfg, V, gen)
     inputs, targets = make_tokens(cfg, V, gen)
     leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
-    out = forward(leaves, inputs, targets, cfg)
+    out = fwd(leaves, inputs, targets, cfg)
     out["loss"].backward()
     return name, cfg, P, leaves, inputs, targets, out
 
 
-def case_bytes(built, V=V_DEFAULT):
-    name, cfg, P, leaves, inputs, targets, out = built
-    f32 = lambda t: t.detach().to(torch.float64).numpy().astype("<f4")
-    tensors = [(k, "F32", f32(P[k])) for k, _ in param_shapes(cfg, V)]
+def fixture_bytes(names, P, leaves, inputs, targets, out, cfg, V, description, output="logits"):
+    """A fixture file (README.md, "Fixture contents"): the parameters `names` of P, inputs,
+    targets, expect.<output>, loss, embed, hidden.*, final and the gradients of `names` (in
+    leaves), with config, vocab_size and description as metadata."""
+    f32 = lambda t: t.detach().numpy().astype("<f4")  # noqa: E731
+    tensors = [(k, "F32", f32(P[k])) for k in names]
     tensors += [("inputs", "I32", inputs.numpy().astype("<i4")),
                 ("targets", "I32", targets.numpy().astype("<i4")),
-                ("expect.logits", "F32", f32(out["logits"])),
+                ("expect." + output, "F32", f32(out[output])),
                 ("expect.loss", "F32", f32(out["loss"]).reshape(())),
                 ("expect.embed", "F32", f32(out["embed"]))]
-    for i, h in enumerate(out["hidden"]):
-        tensors.append((f"expect.hidden.{i}", "F32", f32(h)))
+    tensors += [(f"expect.hidden.{i}", "F32", f32(h)) for i, h in enumerate(out["hidden"])]
     tensors.append(("expect.final", "F32", f32(out["final"])))
-    for k, _ in param_shapes(cfg, V):
-        tensors.append((f"expect.grad.{k}", "F32", f32(leaves[k].grad)))
-    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": describe(name, cfg, V)}
+    tensors += [(f"expect.grad.{k}", "F32", f32(leaves[k].grad)) for k in names]
+    meta = {"config": json.dumps(cfg), "vocab_size": str(V), "description": description}
     return safetensors_bytes(tensors, meta)
+
+
+def write_or_verify(files, verify):
+    """files: file name -> bytes. Writes them into FIXDIR or, with verify, compares them with the
+    files there, saying which differ. Returns how many differ."""
+    bad = 0
+    for fname, data in files.items():
+        path = os.path.join(FIXDIR, fname)
+        if verify:
+            try:
+                with open(path, "rb") as fh:
+                    same = fh.read() == data
+            except FileNotFoundError:
+                same = False
+            print(f"{'same' if same else 'DIFFERS'}  {fname}")
+            bad += not same
+        else:
+            os.makedirs(FIXDIR, exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            print(f"wrote {os.path.relpath(path)} ({len(data)} bytes)")
+    return bad
+
+
+def build_case(spec, V=V_DEFAULT, fwd=forward):
+    """A case of CASES (or of a list in the same format with fwd its model)."""
+    name, position, activation, final_norm, H, C, F = spec
+    cfg = make_config(position, activation, final_norm, H, C, F)
+    return build(name, cfg, V, init_params, fwd)
+
+
+def case_bytes(built, V=V_DEFAULT):
+    name, cfg, P, leaves, inputs, targets, out = built
+    names = [k for k, _ in param_shapes(cfg, V)]
+    return fixture_bytes(names, P, leaves, inputs, targets, out, cfg, V, describe(name, cfg, V))
 
 
 def slopes_json_bytes():
@@ -581,23 +674,7 @@ def main():
     for spec in CASES:
         print(stats(build_case(spec)))
 
-    bad = 0
-    os.makedirs(FIXDIR, exist_ok=True)
-    for fname, data in files.items():
-        path = os.path.join(FIXDIR, fname)
-        if args.verify:
-            try:
-                with open(path, "rb") as fh:
-                    same = fh.read() == data
-            except FileNotFoundError:
-                same = False
-            print(f"{'same' if same else 'DIFFERS'}  {fname}")
-            bad += not same
-        else:
-            with open(path, "wb") as fh:
-                fh.write(data)
-            print(f"wrote {os.path.relpath(path)} ({len(data)} bytes)")
-    return 1 if bad else 0
+    return 1 if write_or_verify(files, args.verify) else 0
 
 
 if __name__ == "__main__":
