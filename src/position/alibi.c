@@ -50,25 +50,6 @@ void alibi_slopes(int n, float *m) {
     for (int k = 0; c + k < n; k++) m[c + k] = (float)pow(2.0, -8.0 * (2 * k + 1) / (2 * c));
 }
 
-/* sums[h*T + n] = sum over b and rows i < rows of dscores[b, h, i, i - n], for n < T.
- * dscores: (B, H, T, T). One head per OpenMP iteration, each sum in a fixed order, so the
- * result does not depend on the thread count. Shared by the bias methods (t5, kerple_log,
- * fire), whose parameters all enter through a function of the distance. */
-void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows) {
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
-        double *s = sums + (size_t)h * T;
-        for (int n = 0; n < T; n++) s[n] = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *d = dscores + ((size_t)b * H + h) * T * T;
-            for (int i = 0; i < rows && i < T; i++) {
-                const float *row = d + (size_t)i * T;
-                for (int n = 0; n <= i; n++) s[n] += row[i - n];
-            }
-        }
-    }
-}
-
 static int check(const Config *c, char *err, size_t n) {
     int H = c->model.n_heads, k = (int)config_pos_num(c, "alibi_heads");
     double m[MAX_HEADS];

@@ -27,8 +27,6 @@
 #include "../util/util.h"
 #include "position.h"
 
-void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows);
-
 #define FIRE_EPS 1e-6 /* the listing's eps, added to the normalizer */
 
 enum { P_C, P_LMULT, P_W1, P_B1, P_W2, P_B2, N_TENSORS };
@@ -144,12 +142,11 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     const double *psi = f->psi + (size_t)layer * p->max_T;
     for (int r = 0; r < ni; r++) {
         int i = i0 + r;
-        int jmax = i - j0 + 1 < nj ? i - j0 + 1 : nj; /* keys j <= i only */
         float *row = scores + (size_t)r * ld;
         if (i <= f->thr[layer]) {
-            const float *bi = b + (i - j0); /* bi[-c] = bias at distance i - (j0 + c) */
-            for (int c = 0; c < jmax; c++) row[c] += bi[-c];
+            pos_add_distance_bias(row, b, i, j0, nj);
         } else {
+            int jmax = i - j0 + 1 < nj ? i - j0 + 1 : nj; /* keys j <= i only */
             double norm = psi[i] + FIRE_EPS;
             for (int c = 0; c < jmax; c++)
                 row[c] += mlp(p, layer, h, (float)(psi[i - (j0 + c)] / norm));

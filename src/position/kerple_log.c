@@ -22,8 +22,6 @@
 #include "../util/util.h"
 #include "position.h"
 
-void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows);
-
 typedef struct {
     int r1_idx, r2_idx; /* pos.kerple.r1, pos.kerple.r2 */
     double *sums;       /* (H, max_T) backward scratch, or NULL */
@@ -85,13 +83,7 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
                          int j0, int nj) {
     const Kerple *k = p->state;
     const float *b = k->bias + ((size_t)layer * p->H + h) * p->max_T;
-    for (int r = 0; r < ni; r++) {
-        int i = i0 + r;
-        int jmax = i - j0 + 1 < nj ? i - j0 + 1 : nj; /* keys j <= i only */
-        float *row = scores + (size_t)r * ld;
-        const float *bi = b + (i - j0); /* bi[-c] = bias at distance i - (j0 + c) */
-        for (int c = 0; c < jmax; c++) row[c] += bi[-c];
-    }
+    for (int r = 0; r < ni; r++) pos_add_distance_bias(scores + (size_t)r * ld, b, i0 + r, j0, nj);
 }
 
 static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T) {

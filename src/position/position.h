@@ -70,6 +70,14 @@ struct Pos {
     void *state;           /* method-owned, freed with free() */
 };
 
+/* Helpers for biases that depend on the distance i - j only (distance.c). */
+/* row[c] += table[i - (j0 + c)] for the keys j0 + c <= i among j0 .. j0 + nj - 1. */
+void pos_add_distance_bias(float *row, const float *table, int i, int j0, int nj);
+/* sums[h*T + n] = sum over b and rows i < rows of dscores[b, h, i, i - n], for n < T.
+ * dscores: (B, H, T, T). One head per OpenMP iteration, each sum in a fixed order, so the
+ * result does not depend on the thread count. */
+void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows);
+
 const PosMethod *pos_find(const char *name); /* NULL if unknown */
 /* "none|sinusoidal|alibi" — the registered names, for config enums and messages. */
 const char *pos_names(void);

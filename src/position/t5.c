@@ -29,8 +29,6 @@
 #include "../util/util.h"
 #include "position.h"
 
-void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows);
-
 typedef struct {
     int n_buckets, n_tables; /* n_tables: 1 (shared) or n_layers */
     int idx;                 /* pos.rel_bias */
@@ -126,13 +124,7 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     const T5 *s = p->state;
     const int t = s->n_tables > 1 ? layer : 0;
     const float *b = s->bias + ((size_t)t * p->H + h) * p->max_T;
-    for (int r = 0; r < ni; r++) {
-        int i = i0 + r;
-        int jmax = i - j0 + 1 < nj ? i - j0 + 1 : nj; /* keys j <= i only */
-        float *row = scores + (size_t)r * ld;
-        const float *bi = b + (i - j0); /* bi[-c] = bias at distance i - (j0 + c) */
-        for (int c = 0; c < jmax; c++) row[c] += bi[-c];
-    }
+    for (int r = 0; r < ni; r++) pos_add_distance_bias(scores + (size_t)r * ld, b, i0 + r, j0, nj);
 }
 
 /* d rel_bias[t][bucket][h] += sum of dscores over the distances in the bucket. */
