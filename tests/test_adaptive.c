@@ -92,11 +92,12 @@ static double softmax_f(void *p) {
 }
 
 /* N rows whose targets cycle through every cluster (so each tail is hit), then gradients of
- * 0.5 * sum(loss) w.r.t. x and every parameter. N > XENT_CHUNK crosses a chunk boundary. */
+ * 0.5 * sum(loss) w.r.t. x and every parameter. N > ADAPT_HEAD_ROWS > XENT_CHUNK crosses the
+ * head's and the tails' chunk boundaries. */
 static void check_softmax(const char *what, int tie, float p) {
     const int V = 23, cut[2] = {9, 15};
     Layer l = make_layer(V, cut, 2, tie, 21 + (unsigned)tie);
-    const size_t N = XENT_CHUNK + 5;
+    const size_t N = ADAPT_HEAD_ROWS + 5;
     float *x = xcalloc(N * 8, sizeof(float)), *dx = xcalloc(N * 8, sizeof(float));
     int32_t *tg = xcalloc(N, sizeof(int32_t)), *rows = xcalloc(N, sizeof(int32_t));
     fill_random(x, N * 8, 1.0f, 5);

@@ -249,13 +249,15 @@ TEST(test_ops_attention_grad) {
 }
 
 /* Several query blocks (T > ATT_BLOCK = 64, not a multiple of it): outputs equal a naive
- * triple loop, and gradients pass the finite-difference check, with dropout on. */
+ * triple loop, and gradients pass the finite-difference check, with dropout on. probs and
+ * dscores start as NaN: the triangle past each block is never written, so it must not be read. */
 TEST(test_ops_attention_blocks) {
     AttCtx c = {.s = {.B = 1, .T = 150, .C = 8, .H = 2, .attn_dropout = 0.1f, .key = 5}};
     const int T = 150, C = 8, D = 4;
     size_t n = (size_t)T * C, tt = 2 * (size_t)T * T;
     c.qkv = xcalloc(3 * n, 4), c.out = xcalloc(n, 4), c.w = xcalloc(n, 4);
     c.probs = xcalloc(tt, 4), c.scratch = xcalloc(tt, 4);
+    for (size_t e = 0; e < tt; e++) c.probs[e] = NAN;
     c.s.scratch = c.scratch;
     fill_random(c.qkv, 3 * n, 1.0f, 30), fill_random(c.w, n, 1, 31);
     c.s.attn_dropout = 0.0f;
@@ -283,6 +285,7 @@ TEST(test_ops_attention_blocks) {
     c.s.attn_dropout = 0.1f;
     att_f(&c);
     float *dqkv = xcalloc(3 * n, 4), *ds = xcalloc(tt, 4);
+    for (size_t e = 0; e < tt; e++) ds[e] = NAN;
     attention_backward(dqkv, ds, c.w, c.qkv, c.probs, &c.s);
     gradcheck("attention dqkv, T=150 (3 query blocks), dropout 0.1", c.qkv, 3 * n, dqkv, att_f, &c,
               200);

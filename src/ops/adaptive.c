@@ -11,7 +11,11 @@
  * the rows whose target lies in it: that is the whole saving, since most tokens are frequent.
  *
  * Rows are grouped by cluster with a counting sort (group_rows) and processed in chunks of at
- * most XENT_CHUNK rows, gathered into contiguous buffers so every product is one sgemm. */
+ * most XENT_CHUNK rows, gathered into contiguous buffers so every product is one sgemm. The
+ * head goes ADAPT_HEAD_ROWS rows at a time: its weight gradient dE_0 += dz^T x has the chunk's rows
+ * as inner dimension and reads and writes all of dE_0 (20 MB at 20,000 words) once per chunk;
+ * 1,024 rows made the head ~6% faster than 256 (128 was 20% slower) with the WikiText-103
+ * model at L = 512, for 82 MB of logits instead of 20 MB. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -30,9 +34,9 @@ static int max_tail_size(const Adaptive *a) {
     return m;
 }
 
-/* The logits buffer holds a head chunk (XENT_CHUNK rows) or at least one row of any tail. */
+/* The logits buffer holds a head chunk (ADAPT_HEAD_ROWS rows) or at least one row of any tail. */
 static size_t logits_floats(const Adaptive *a) {
-    size_t head = (size_t)XENT_CHUNK * head_width(a), tail = (size_t)max_tail_size(a);
+    size_t head = (size_t)ADAPT_HEAD_ROWS * head_width(a), tail = (size_t)max_tail_size(a);
     return head > tail ? head : tail;
 }
 
@@ -166,8 +170,8 @@ static int head_target(const Adaptive *w, int t) {
 static void head_pass(float *losses, float *dx, Adaptive *g, const float *x, const Adaptive *w,
                       const int32_t *targets, size_t N, float scale, float *z) {
     const int C = w->C, s1 = w->start[1], hw = head_width(w), grad = dx != NULL;
-    for (size_t r0 = 0; r0 < N; r0 += XENT_CHUNK) {
-        int n = (int)(N - r0 < XENT_CHUNK ? N - r0 : XENT_CHUNK);
+    for (size_t r0 = 0; r0 < N; r0 += ADAPT_HEAD_ROWS) {
+        int n = (int)(N - r0 < ADAPT_HEAD_ROWS ? N - r0 : ADAPT_HEAD_ROWS);
         const float *xc = x + r0 * C;
         head_logits(z, xc, n, w);
 #pragma omp parallel for schedule(static)

@@ -7,8 +7,9 @@
  * (the OpenMP build of OpenBLAS runs serially inside a parallel region). Queries go in blocks
  * of ATT_BLOCK rows and each block only meets the keys up to its last row, so the products
  * cover the causal triangle plus half a block instead of the whole T x T square. The
- * probabilities (B, H, T, T) are kept for backward, zero above the diagonal; the bias hook
- * fills the scores in place, so no bias matrix is ever stored. */
+ * probabilities (B, H, T, T) are kept for backward (only j <= i and the zeros up to each block's
+ * end are written: the triangle above is never read); the bias hook fills the scores in place,
+ * so no bias matrix is ever stored. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -20,21 +21,25 @@
 
 #define ATT_BLOCK 64
 
-/* Rows r0..r1-1 of P (row stride T): softmax over j <= i, zeros beyond. */
+/* Rows r0..r1-1 of P (row stride T): softmax over j <= i, zeros for i < j < r1 (the columns
+ * the block's products read; nothing reads past them, so they are not written). */
 static void softmax_causal_rows(float *P, int T, int r0, int r1) {
     for (int i = r0; i < r1; i++) {
         float *row = P + (size_t)i * T;
+        const int n = i + 1; /* a `j <= i` bound keeps gcc's vectorized exp loop cold */
         float mx = row[0];
-        for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+        /* simd reduction: a plain ?: loop stays scalar (NaN order) */
+#pragma omp simd reduction(max : mx)
+        for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j <= i; j++) {
+        for (int j = 0; j < n; j++) {
             row[j] = exp_fast(row[j] - mx);
             sum += row[j];
         }
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= i; j++) row[j] *= inv;
-        memset(row + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) row[j] *= inv;
+        memset(row + n, 0, sizeof(float) * (size_t)(r1 - n));
     }
 }
 
@@ -88,15 +93,16 @@ void attention_forward(float *out, float *probs, const float *qkv, const AttnSha
 }
 
 /* Softmax backward on rows r0..r1-1: ds_ij = p_ij (dp_ij - sum_k p_ik dp_ik) for j <= i,
- * zero beyond (the caller's bias_backward reads the whole row). */
+ * zero for i < j < r1 (read by the block's products; bias_backward reads only j <= i). */
 static void softmax_backward_rows(float *dS, const float *P, int T, int r0, int r1) {
     for (int i = r0; i < r1; i++) {
         const float *pr = P + (size_t)i * T;
         float *dr = dS + (size_t)i * T, dot = 0.0f;
+        const int n = i + 1;
 #pragma omp simd reduction(+ : dot)
-        for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
-        for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot);
-        memset(dr + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
+        for (int j = 0; j < n; j++) dot += pr[j] * dr[j];
+        for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - dot);
+        memset(dr + n, 0, sizeof(float) * (size_t)(r1 - n));
     }
 }
 

@@ -69,11 +69,12 @@ typedef struct {
     int tile_threads;   /* attention_forward_tiled: threads its scratch was sized for */
 } AttnShape;
 /* qkv (B, T, 3C): q | k | v, heads contiguous inside each. out (B, T, C): concatenated heads.
- * probs (B, H, T, T): softmax probabilities (before dropout), saved for backward; entries
- * above the diagonal are 0. */
+ * probs (B, H, T, T): softmax probabilities (before dropout), saved for backward; row i holds
+ * j <= i, zeros up to the end of its 64-row query block, and is not written beyond. */
 void attention_forward(float *out, float *probs, const float *qkv, const AttnShape *s);
-/* dqkv (B, T, 3C) = ; dscores (B, H, T, T) = gradient w.r.t. the biased, scaled scores
- * (scratch, also handed to the position method's bias_backward by the caller). */
+/* dqkv (B, T, 3C) = d loss / d qkv (overwritten); dscores (B, H, T, T) = gradient w.r.t. the
+ * biased, scaled scores for j <= i, written like probs (scratch, also handed to the position
+ * method's bias_backward by the caller, which reads j <= i only). */
 void attention_backward(float *dqkv, float *dscores, const float *dout, const float *qkv,
                         const float *probs, const AttnShape *s);
 
@@ -110,7 +111,8 @@ double xent_forward_backward(float *dx, float *dweight, const float *x, const fl
  * d_k -> C on the input side and, transposed, C -> d_k in the softmax. Tied (fairseq's
  * tie_adaptive_weights + tie_adaptive_proj): the out_ pointers equal the input ones. The head
  * never projects (d_0 = C): out_proj[0] is unused. A gradient view has the same layout. */
-#define ADAPT_MAX 8
+#define ADAPT_MAX       8
+#define ADAPT_HEAD_ROWS 1024 /* head rows per chunk (why: adaptive.c) */
 typedef struct {
     int K, C;
     int start[ADAPT_MAX + 1];                        /* start[0] = 0, start[K] = V */
