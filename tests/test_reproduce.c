@@ -245,6 +245,32 @@ TEST(test_reproduce_claims_not_reproduced_or_not_measured) {
     free(c);
 }
 
+/* Regenerating keeps a README's hand-written tail (from "## Notes") once, after the new text. */
+TEST(test_reproduce_regenerate_keeps_notes) {
+    if (!python_ready()) return;
+    const char *dir = results_of("mixed", "reproduce_notes", 0);
+    if (!dir) return;
+    char path[600], out[OUT_LEN];
+    snprintf(path, sizeof path, "%s/README.md", dir);
+    FILE *f = fopen(path, "a");
+    CHECK(f != NULL, "cannot append to %s", path);
+    if (!f) return;
+    fputs("\n## Notes on this run\n\nwritten by hand\n", f);
+    fclose(f);
+    for (int pass = 0; pass < 2; pass++) {
+        int rc = sh(out, "%s scripts/results.py --runs %s/mixed --out %s --no-figures", g_py,
+                    FIXTURES, dir);
+        CHECK(rc == 0, "results.py again: status %d: %s", rc, out);
+    }
+    char *t = slurp(dir, "README.md");
+    const char *n = t ? strstr(t, "## Notes on this run\n\nwritten by hand\n") : NULL;
+    const char *rev = t ? strstr(t, "## Revision and machine") : NULL;
+    CHECK(n && rev && rev < n && !strstr(n + 1, "## Notes"),
+          "README.md after regenerating twice: the notes once, at the end:\n%s",
+          t ? t : "(missing)");
+    free(t);
+}
+
 TEST(test_reproduce_figures_from_fixture) {
     if (!python_ready()) return;
     if (!has_matplotlib()) {
