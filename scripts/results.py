@@ -730,10 +730,19 @@ def machine():
                                                     platform.platform())
 
 
-def git_rev():
+def git_rev(out):
+    """The checkout's revision, "-dirty" if files other than those under out (being written
+    now, e.g. when results/X is regenerated in place) differ from it."""
+    here = os.path.dirname(os.path.abspath(__file__))
     try:
-        return subprocess.check_output(["git", "describe", "--always", "--dirty"], stderr=subprocess.DEVNULL,
-                                       cwd=os.path.dirname(os.path.abspath(__file__))).decode().strip()
+        run = lambda *a: subprocess.check_output(["git"] + list(a), stderr=subprocess.DEVNULL,
+                                                 cwd=here).decode().strip()
+        rev = run("rev-parse", "--short", "HEAD")
+        top = run("rev-parse", "--show-toplevel")
+        skip = os.path.relpath(os.path.realpath(out), os.path.realpath(top))
+        spec = ["."] if skip.startswith("..") else [".", ":(exclude)" + skip]
+        changed = run("status", "--porcelain", "--untracked-files=no", "--", *spec)
+        return rev + ("-dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -801,7 +810,7 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
     revs = sorted({v for r in runs for v in r.revs})
     text += "\n## Revision and machine\n\n"
     text += "- git revision of the ./eval build (from the eval rows): %s\n" % (", ".join(revs) or "unknown")
-    text += "- git revision when these results were written: %s\n" % git_rev()
+    text += "- git revision when these results were written: %s\n" % git_rev(out)
     text += "- machine: %s\n" % machine()
     path = os.path.join(out, "README.md")
     write(path, text + kept_notes(path))
