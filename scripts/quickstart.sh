@@ -29,7 +29,9 @@ fi
 for pos in alibi sinusoidal; do
     run=runs/quickstart-$pos
     if [[ -f $run/model.safetensors ]]; then
-        echo "quickstart: $run exists, reusing it (delete it to retrain)"
+        # continues an interrupted run; a finished one only says so (delete it to retrain)
+        echo "quickstart: $run exists, continuing it (delete it to retrain)"
+        ./train --resume "$run"
     else
         ./train --config configs/quick.json --out "$run" --set model.position.type=$pos \
             --set data.dir=$data --set train.steps=$steps

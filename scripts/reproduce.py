@@ -12,7 +12,8 @@ train (or resume), the per-position evaluation at the long L_valid, the nonoverl
 sliding window at L_valid = L. Nothing finished is redone:
   - a run is finished when the "step" in its model.safetensors metadata equals train.steps in its
     config.json; a checkpoint at an earlier step is resumed with ./train --resume; a directory
-    without model.safetensors (killed before its first checkpoint) starts over;
+    without model.safetensors (killed before its first checkpoint) starts over, its log and
+    evaluation rows renamed to *.old;
   - an evaluation row is done when <run>/eval.jsonl has a row with the same split, mode, stride
     and L_valid (./eval --skip-done compares the same fields, plus the checkpoint path);
     per-position profiles are looked up in <run>/per_position.jsonl.
@@ -590,9 +591,10 @@ def canonical_commands(pr, bin_dir):
 
 
 def train_fresh(m, cmd):
-    """A new run. Evaluation rows left in its directory belong to a model that is gone (its
-    checkpoint was deleted to retrain): set them aside, or ./eval --skip-done would keep them."""
-    for f in ("eval.jsonl", "per_position.jsonl"):
+    """A new run. A log or evaluation rows left in its directory belong to a model that is gone
+    (killed before its first checkpoint, or its checkpoint deleted to retrain): set them aside,
+    as ./train refuses to start beside them."""
+    for f in ("log.jsonl", "eval.jsonl", "per_position.jsonl"):
         path = os.path.join(m.dir, f)
         if os.path.isfile(path):
             os.replace(path, path + ".old")

@@ -181,7 +181,9 @@ static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
                    c->train.seq_len + 1);
 }
 
-/* New run: refuse to overwrite an existing run, then write config.json and vocab.txt. */
+/* New run: refuse to overwrite an existing run, or to mix this run's files with the log or
+ * evaluation rows of one whose checkpoint is gone (./eval --skip-done would take those rows for
+ * this model's), then write config.json and vocab.txt. */
 static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
     char path[2048], err[1024];
     path_join(path, sizeof path, dir, "model.safetensors");
@@ -189,6 +191,14 @@ static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
         user_error("%s already holds a run (model.safetensors); continue it with --resume %s or "
                    "choose another --out",
                    dir, dir);
+    const char *stale[] = {"log.jsonl", "eval.jsonl", "per_position.jsonl"};
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        path_join(path, sizeof path, dir, stale[i]);
+        if (file_exists(path))
+            user_error("%s holds %s of an earlier run but no checkpoint (stopped before its first "
+                       "one, or deleted); move it away or choose another --out",
+                       dir, stale[i]);
+    }
     if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
     char *json = config_to_json(c);
     path_join(path, sizeof path, dir, "config.json");
@@ -285,22 +295,31 @@ static void init_from(Trainer *tr, InitSource *src, const Vocab *v) {
     if (src->n_unused < 0) user_error("--init: %s", err);
 }
 
-/* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. */
+/* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. The kept
+ * rows replace the file atomically (rows are never appended after a later step's), and new rows
+ * are appended to it. */
 static FILE *open_log(const char *dir, long keep_step) {
     char path[2048];
     path_join(path, sizeof path, dir, "log.jsonl");
-    size_t len = 0;
+    size_t len = 0, n = 0;
     char *old = keep_step > 0 ? read_file(path, &len) : NULL;
-    FILE *f = fopen(path, "w");
-    if (!f) sys_error("%s: %s", path, strerror(errno));
+    char *kept = xcalloc(len + 1, 1);
     for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         cJSON *o = cJSON_Parse(line);
         cJSON *s = o ? cJSON_GetObjectItem(o, "step") : NULL;
-        if (s && cJSON_IsNumber(s) && s->valuedouble <= keep_step) fprintf(f, "%s\n", line);
+        if (s && cJSON_IsNumber(s) && s->valuedouble <= keep_step) {
+            size_t l = strlen(line);
+            memcpy(kept + n, line, l);
+            kept[n + l] = '\n';
+            n += l + 1;
+        }
         cJSON_Delete(o);
     }
     free(old);
-    fflush(f);
+    if (write_file_atomic(path, kept, n)) sys_error("%s: %s", path, strerror(errno));
+    free(kept);
+    FILE *f = fopen(path, "a");
+    if (!f) sys_error("%s: %s", path, strerror(errno));
     return f;
 }
 

@@ -325,6 +325,32 @@ TEST(test_cli_refuses_overwrite) {
     }
 }
 
+/* A directory whose checkpoint is gone but whose log or evaluation rows remain: a new run there
+ * would mix its rows with the old model's, so ./train refuses and leaves every file as it was. */
+TEST(test_cli_refuses_stale_run_files) {
+    char dir[256], path[600], out[OUT_LEN];
+    cli_scratch("cli_stale", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    write_config(path, dir, NULL);
+    if (!train_run(dir, out)) return;
+    int rc = sh(out, "rm %s/run/model.safetensors %s/run/optim.safetensors", dir, dir);
+    CHECK(rc == 0, "rm: %s", out);
+    static const char *stale[] = {"log.jsonl", "eval.jsonl", "per_position.jsonl"};
+    for (int i = 0; i < 3; i++) {
+        rc = sh(out, "cd %s/run && rm -f *.jsonl && echo '{\"step\": 1}' > %s", dir, stale[i]);
+        CHECK(rc == 0, "writing %s: %s", stale[i], out);
+        rc = sh(out, "./train --config %s/cfg.json --out %s/run", dir, dir);
+        expect_user_error(rc, out, stale[i], "no checkpoint", NULL, "a run beside stale files");
+        snprintf(path, sizeof path, "%s/run/%s", dir, stale[i]);
+        size_t n = 0;
+        char *t = read_file(path, &n);
+        CHECK(t && !strcmp(t, "{\"step\": 1}\n"), "%s changed: %s", path, t ? t : "(gone)");
+        free(t);
+    }
+    rc = sh(out, "rm %s/run/*.jsonl && ./train --config %s/cfg.json --out %s/run", dir, dir, dir);
+    CHECK(rc == 0, "once the stale files are gone the run starts: status %d: %s", rc, out);
+}
+
 /* ---- 3. what a run directory holds ---- */
 
 TEST(test_cli_run_directory) {
