@@ -19,13 +19,14 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 .PHONY: all test test-asan quickstart deps format docs bench clean
 all: $(BIN)/train $(BIN)/eval
 
-# The git revision compiled into ./eval for its --json rows. build/rev.txt is rewritten only when
-# the revision changes, and eval.o depends on it, so a new revision rebuilds eval.o and nothing else.
+# The git revision compiled into ./eval's --json rows and ./train's log. build/rev.txt is rewritten
+# only when the revision changes, and eval.o and train.o depend on it, so a new revision rebuilds
+# those two and nothing else.
 REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 REV_FILE := $(BUILD)/rev.txt
 $(shell mkdir -p $(BUILD) && [ "$$(cat $(REV_FILE) 2>/dev/null)" = "$(REV)" ] || echo "$(REV)" > $(REV_FILE))
-$(BUILD)/src/eval.o: $(REV_FILE)
-$(BUILD)/src/eval.o: EXTRA_CFLAGS += -DTRAINSHORT_REV='"$(REV)"'
+$(BUILD)/src/eval.o $(BUILD)/src/train.o: $(REV_FILE)
+$(BUILD)/src/eval.o $(BUILD)/src/train.o: EXTRA_CFLAGS += -DTRAINSHORT_REV='"$(REV)"'
 
 $(BIN)/train: $(BUILD)/src/train.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -161,6 +161,10 @@ class Run:
                 self.per_position[r.get("lvalid")] = r
         log = read_jsonl(os.path.join(path, "log.jsonl"))
         train = [r for r in log if "loss" in r and "elapsed_s" in r]
+        starts = [r for r in log if "start" in r]
+        self.train_revs = {r["rev"] for r in starts if r.get("rev")}
+        self.train_setups = {"%s threads, BLAS kernel %s" % (r.get("threads", "?"), r.get("blas", "?"))
+                             for r in starts}
         val = [r for r in log if "val_ppl" in r]
         self.train_rows = train
         self.train_speed = self.train_seconds = self.train_peak = self.train_tokens = None
@@ -809,6 +813,11 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
         text += "No manifest.json in %s: the commands were not recorded.\n" % runs_dir
     revs = sorted({v for r in runs for v in r.revs})
     text += "\n## Revision and machine\n\n"
+    train_revs = sorted({v for r in runs for v in r.train_revs})
+    setups = sorted({v for r in runs for v in r.train_setups})
+    text += "- git revision of the ./train build (from the log's start rows): %s\n" \
+        % (", ".join(train_revs) or "not recorded (logs before the start rows)")
+    text += "- training threads and BLAS kernel (start rows): %s\n" % ("; ".join(setups) or "not recorded")
     text += "- git revision of the ./eval build (from the eval rows): %s\n" % (", ".join(revs) or "unknown")
     text += "- git revision when these results were written: %s\n" % git_rev(out)
     text += "- machine: %s\n" % machine()

@@ -3,9 +3,10 @@
  *
  * Writes a run directory: config.json (fully resolved), vocab.txt (line k = token id k),
  * model.safetensors + optim.safetensors (the checkpoint), log.jsonl (one JSON object per
- * logged step and per validation). Ctrl-C / SIGTERM finish the current step, write the
- * checkpoint and exit 0; --resume continues with bit-identical losses at the same thread count,
- * because batches, dropout masks and the schedule are functions of the step number alone.
+ * logged step and per validation, one per start and a last one when the run is done). Ctrl-C /
+ * SIGTERM finish the current step, write the checkpoint and exit 0; --resume continues with
+ * bit-identical losses at the same thread count, because batches, dropout masks and the schedule
+ * are functions of the step number alone.
  * --init RUN starts a new run (step 0, fresh AdamW state) from another run's weights and
  * vocabulary, for fine-tuning under a new config — a longer train.seq_len, a RoPE scaling
  * method — as Position Interpolation (Chen et al. 2023) fine-tunes at the extended length. */
@@ -431,6 +432,35 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
     cJSON_Delete(o);
 }
 
+/* A row at each start of training (step 0, or the step a --resume continues from): what ran,
+ * so that a log read later says which build, threads and BLAS kernel produced its speeds. */
+static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
+    const Config *c = tr->m.cfg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)tr->ts.step);
+    cJSON_AddNumberToObject(o, "tokens", (double)tr->ts.tokens);
+    cJSON_AddStringToObject(o, "start", resumed ? "resume" : "new");
+    cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
+    cJSON_AddNumberToObject(o, "threads", threads);
+    cJSON_AddStringToObject(o, "blas", blas_kernel_name());
+    cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.pt));
+    cJSON_AddNumberToObject(o, "train_flops_per_token",
+                            3 * model_flops_per_token(c, tr->m.V, c->train.seq_len));
+    jsonl_write(log, o);
+    cJSON_Delete(o);
+}
+
+/* The last row of a finished run, after its final checkpoint. */
+static void log_done(FILE *log, const TrainState *ts) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)ts->step);
+    cJSON_AddNumberToObject(o, "tokens", (double)ts->tokens);
+    cJSON_AddBoolToObject(o, "done", 1);
+    cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed);
+    jsonl_write(log, o);
+    cJSON_Delete(o);
+}
+
 /* A step-0 row recording where the weights came from (kept by a later --resume). */
 static void log_init(FILE *log, const InitSource *src) {
     cJSON *o = cJSON_CreateObject();
@@ -500,6 +530,7 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
         }
         if ((c->train.ckpt_every && tr->ts.step % c->train.ckpt_every == 0) || last)
             save_checkpoint(tr);
+        if (last) log_done(log, &tr->ts);
         if (g_stop || tr->ts.step == a->stop_at) {
             if (!last) save_checkpoint(tr);
             progress_say(
@@ -546,6 +577,7 @@ int main(int argc, char **argv) {
                src.n_unused, src.unused);
     if (a.resume) printf("  resuming   at step %ld of %d\n", tr.ts.step, cfg.train.steps);
     FILE *log = open_log(tr.dir, tr.ts.step);
+    if (tr.ts.step < cfg.train.steps) log_start(log, &tr, threads, a.resume != NULL);
     if (a.init) log_init(log, &src);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

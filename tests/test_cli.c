@@ -410,15 +410,16 @@ TEST(test_cli_run_directory) {
     snprintf(path, sizeof path, "%s/run/optim.safetensors", dir);
     CHECK(meta_step(path) == 12, "%s: step %ld, expected 12", path, meta_step(path));
 
-    /* log.jsonl: every line a JSON object; a training row per step (log_every 1) with all its
-     * fields, a validation row at steps 4, 8, 12 (eval_every 4) */
+    /* log.jsonl: every line a JSON object; a start row at step 0 (revision, threads, BLAS
+     * kernel, parameters, FLOPs), a training row per step (log_every 1) with all its fields, a
+     * validation row at steps 4, 8, 12 (eval_every 4), a done row at step 12 */
     snprintf(path, sizeof path, "%s/run/log.jsonl", dir);
     text = read_file(path, &len);
     CHECK(text != NULL, "no %s", path);
     if (!text) return;
     static const char *train_keys[] = {"step",      "tokens",       "loss",     "lr",
                                        "grad_norm", "tokens_per_s", "elapsed_s"};
-    int n_train = 0, n_val = 0, lines = count_lines(text);
+    int n_train = 0, n_val = 0, n_start = 0, n_done = 0, lines = count_lines(text);
     double prev_elapsed = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *o = cJSON_Parse(line);
@@ -428,7 +429,25 @@ TEST(test_cli_run_directory) {
         double tokens = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "tokens"));
         CHECK(tokens == step * 2 * 16 * 2, "step %g: tokens %g, expected %g", step, tokens,
               step * 64);
-        if (cJSON_GetObjectItemCaseSensitive(o, "val_loss")) {
+        const cJSON *start = cJSON_GetObjectItemCaseSensitive(o, "start");
+        if (start) {
+            n_start++;
+            const char *rev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rev"));
+            const char *blas = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "blas"));
+            double thr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "threads"));
+            double np = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "params"));
+            double fl =
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "train_flops_per_token"));
+            CHECK(n_train == 0 && step == 0 && !strcmp(cJSON_GetStringValue(start), "new") && rev &&
+                      *rev && blas && *blas && thr >= 1 && np > 0 && fl > 0,
+                  "start row: %s", line);
+        } else if (cJSON_GetObjectItemCaseSensitive(o, "done")) {
+            n_done++;
+            CHECK(step == 12 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "done")) &&
+                      cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "elapsed_s")) >=
+                          prev_elapsed,
+                  "done row: %s", line);
+        } else if (cJSON_GetObjectItemCaseSensitive(o, "val_loss")) {
             n_val++;
             double loss = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "val_loss"));
             double ppl = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "val_ppl"));
@@ -450,9 +469,9 @@ TEST(test_cli_run_directory) {
         }
         cJSON_Delete(o);
     }
-    CHECK(n_train == 12 && n_val == 3 && lines == 15,
-          "%d training rows, %d validation rows, %d lines; expected 12, 3, 15", n_train, n_val,
-          lines);
+    CHECK(n_train == 12 && n_val == 3 && n_start == 1 && n_done == 1 && lines == 17,
+          "%d training, %d validation, %d start, %d done rows, %d lines; expected 12, 3, 1, 1, 17",
+          n_train, n_val, n_start, n_done, lines);
     free(text);
 }
 
@@ -529,17 +548,23 @@ static void check_resume(const char *name, const char *const *overrides) {
     rc = sh(out, "./train --resume %s/B", dir);
     CHECK(rc == 0 && strstr(out, "at step 5 of 12"), "%s: resume B: status %d: %s", name, rc, out);
 
-    static const char *cols[] = {"loss", "val_loss"};
-    static const int want_rows[] = {12, 3};
-    for (int k = 0; k < 2; k++) {
+    /* B's log records both starts and one end: start rows at steps 0 and 5, done at 12 */
+    static const char *cols[] = {"loss", "val_loss", "start", "done"};
+    static const int want_rows[] = {12, 3, 1, 1}, want_b[] = {12, 3, 2, 1};
+    double b_start[13];
+    snprintf(path, sizeof path, "%s/B/log.jsonl", dir);
+    log_column(path, "start", b_start, 12);
+    CHECK(!isnan(b_start[0]) && !isnan(b_start[5]), "%s: B's log lacks a start row at 0 or 5",
+          name);
+    for (int k = 0; k < 4; k++) {
         double a[13], b[13];
         snprintf(path, sizeof path, "%s/A/log.jsonl", dir);
         int na = log_column(path, cols[k], a, 12);
         snprintf(path, sizeof path, "%s/B/log.jsonl", dir);
         int nb = log_column(path, cols[k], b, 12);
-        CHECK(na == want_rows[k] && nb == want_rows[k], "%s: %d and %d '%s' rows, expected %d",
-              name, na, nb, cols[k], want_rows[k]);
-        for (int s = 1; s <= 12; s++)
+        CHECK(na == want_rows[k] && nb == want_b[k], "%s: %d and %d '%s' rows, expected %d, %d",
+              name, na, nb, cols[k], want_rows[k], want_b[k]);
+        for (int s = 1; s <= 12 && k < 2; s++)
             CHECK(a[s] == b[s] || (isnan(a[s]) && isnan(b[s])),
                   "%s: step %d: %s %.17g straight, %.17g resumed", name, s, cols[k], a[s], b[s]);
     }

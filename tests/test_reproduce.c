@@ -313,6 +313,10 @@ static void expect_outputs(const char *dir, const int *lengths, int n_lengths, i
     CHECK(r && strstr(r, "./train --config") && strstr(r, "./eval --ckpt") &&
               strstr(r, "machine: ") && strstr(r, "git revision"),
           "README.md lacks commands, machine or revision");
+    /* the training build and setup come from the start rows of the smoke runs' logs */
+    const char *tr = r ? strstr(r, "./train build (from the log's start rows): ") : NULL;
+    CHECK(tr && strncmp(tr + 43, "not recorded", 12) && strstr(r, " threads, BLAS kernel "),
+          "README.md lacks the ./train revision or setup from the logs: %s", r ? r : "(missing)");
     free(r);
     if (has_matplotlib()) {
         const char *figs[] = {"fig1_extrapolation.png", "fig2_speed_memory.png",
