@@ -297,8 +297,8 @@ static void init_from(Trainer *tr, InitSource *src, const Vocab *v) {
 }
 
 /* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. The kept
- * rows replace the file atomically (rows are never appended after a later step's), and new rows
- * are appended to it. */
+ * rows replace the file atomically (a resume that dies here leaves the old log whole); new rows
+ * are appended. */
 static FILE *open_log(const char *dir, long keep_step) {
     char path[2048];
     path_join(path, sizeof path, dir, "log.jsonl");
