@@ -92,6 +92,43 @@ TEST(test_model_gradcheck_every_position_and_ffn) {
         for (int a = 0; a < 3; a++) check_model_grads(pos_at(i)->name, acts[a], a != 1, "");
 }
 
+/* T = 150 (three 64-row attention blocks): every block's score gradients reach the position
+ * method's bias_backward (the model tests above have T = 6, a single block). */
+TEST(test_model_gradcheck_several_attention_blocks) {
+    const char *methods[] = {"{\"type\": \"t5\", \"num_buckets\": 8, \"max_distance\": 100}",
+                             "{\"type\": \"kerple_log\"}",
+                             "{\"type\": \"alibi\", \"trainable_slopes\": true}",
+                             "{\"type\": \"alibi\"}", "{\"type\": \"sinusoidal\"}"};
+    for (int k = 0; k < 5; k++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"model\": {\"n_layers\": 1, \"d_model\": 8, \"n_heads\": 2, \"d_ff\": 12, "
+                 "\"dropout\": 0, \"init_std\": 0.4, \"position\": %s}}",
+                 methods[k]);
+        Config cfg;
+        load_config(&cfg, text);
+        ModelCtx c = {.B = 1, .T = 150};
+        const int V = 11;
+        model_create(&c.m, &cfg, V, c.B, c.T, 1);
+        randomize(&c.m, 9);
+        c.in = xcalloc(150, 4), c.tg = xcalloc(150, 4), c.losses = xcalloc(150, 4);
+        for (int i = 0; i < 150; i++)
+            c.in[i] = (int32_t)(hash64(i + 7) % V), c.tg[i] = (int32_t)(hash64(i + 70) % V);
+        model_forward(&c.m, c.in, c.B, c.T, 1, 5);
+        model_backward(&c.m, c.tg, 1.0f / c.T);
+        for (int t = 0; t < c.m.pt.n; t++) {
+            const TensorSpec *ts = &c.m.pt.t[t];
+            char what[600];
+            snprintf(what, sizeof what, "T = 150, %s: %s", methods[k], ts->name);
+            gradcheck(what, c.m.params + ts->offset, ts->numel, c.m.grads + ts->offset, model_f, &c,
+                      8);
+        }
+        free(c.in), free(c.tg), free(c.losses);
+        model_free(&c.m);
+        config_free(&cfg);
+    }
+}
+
 /* V = 11 in clusters [0, 4), [4, 7), [7, 11) of widths 8, 4, 2; the 12 targets hit each. */
 TEST(test_model_gradcheck_adaptive) {
     const char *tied = ", \"output\": {\"type\": \"adaptive\", \"cutoffs\": [4, 7], \"factor\": 2}";

@@ -57,7 +57,7 @@ typedef struct {
      * the bias into its score loop instead of a separate pass over each tile; bias_forward
      * must still be given and compute the same values. */
     float (*linear_slope)(const Pos *p, int layer, int h);
-    /* dscores: (B, H, T, T), zero above the diagonal; accumulate parameter gradients. */
+    /* dscores: (B, H, T, T), defined for j <= i only; accumulate parameter gradients. */
     void (*bias_backward)(Pos *p, const float *dscores, int layer, int B, int T);
 } PosMethod;
 
