@@ -48,42 +48,51 @@ static void randomize(Model *m, unsigned long long seed) {
     }
 }
 
+/* Finite-difference check of every tensor of the model a config text describes (V = 11, random
+ * tokens, B sequences of T), each tensor sampled at `samples` entries with step h. */
+static void gradcheck_model(const char *text, int B, int T, float h, int samples,
+                            const char *label) {
+    Config cfg;
+    load_config(&cfg, text);
+    ModelCtx c = {.B = B, .T = T};
+    const int V = 11, N = B * T;
+    model_create(&c.m, &cfg, V, c.B, c.T, 1);
+    randomize(&c.m, 3);
+    c.in = xcalloc(N, 4), c.tg = xcalloc(N, 4), c.losses = xcalloc(N, 4);
+    for (int i = 0; i < N; i++)
+        c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
+    int hits[ADAPT_MAX] = {0}, missed = 0;
+    for (int i = 0; i < N && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
+    for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
+    CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", label, missed);
+    model_forward(&c.m, c.in, c.B, c.T, 1, 5);
+    model_backward(&c.m, c.tg, 1.0f / N);
+    for (int k = 0; k < c.m.pt.n; k++) {
+        const TensorSpec *t = &c.m.pt.t[k];
+        char what[700];
+        snprintf(what, sizeof what, "%s: %s", label, t->name);
+        gradcheck_h(what, c.m.params + t->offset, t->numel, c.m.grads + t->offset, model_f, &c,
+                    samples, h);
+    }
+    free(c.in), free(c.tg), free(c.losses);
+    model_free(&c.m);
+    config_free(&cfg);
+}
+
 /* ReLU FFNs and FIRE's ReLU MLP have kinks: those models use the smaller step (gradcheck.h).
  * output: extra JSON members of "model" (e.g. an adaptive output), or "". */
 static void check_model_grads(const char *pos, const char *act, int final_norm,
                               const char *output) {
-    char text[768];
+    char text[768], label[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 2, \"d_model\": 8, \"n_heads\": 2, \"d_ff\": 12, "
              "\"activation\": \"%s\", \"final_norm\": %s, \"dropout\": 0, \"init_std\": 0.4, "
              "\"position\": {\"type\": \"%s\"}%s}}",
              act, final_norm ? "true" : "false", pos, output);
-    Config cfg;
-    load_config(&cfg, text);
-    ModelCtx c = {.B = 2, .T = 6};
-    const int V = 11;
-    model_create(&c.m, &cfg, V, c.B, c.T, 1);
-    randomize(&c.m, 3);
-    c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
-    for (int i = 0; i < 12; i++)
-        c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
-    int hits[ADAPT_MAX] = {0}, missed = 0;
-    for (int i = 0; i < 12 && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
-    for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
-    CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", output, missed);
-    model_forward(&c.m, c.in, c.B, c.T, 1, 5);
-    model_backward(&c.m, c.tg, 1.0f / (c.B * c.T));
-    for (int k = 0; k < c.m.pt.n; k++) {
-        const TensorSpec *t = &c.m.pt.t[k];
-        char what[160];
-        snprintf(what, sizeof what, "%s/%s/%s: %s", pos, act, final_norm ? "final" : "nofinal",
-                 t->name);
-        gradcheck_h(what, c.m.params + t->offset, t->numel, c.m.grads + t->offset, model_f, &c, 12,
-                    strcmp(act, "relu") == 0 || strcmp(pos, "fire") == 0 ? 1e-3f : 1e-2f);
-    }
-    free(c.in), free(c.tg), free(c.losses);
-    model_free(&c.m);
-    config_free(&cfg);
+    snprintf(label, sizeof label, "%s/%s/%s%s", pos, act, final_norm ? "final" : "nofinal", output);
+    gradcheck_model(text, 2, 6,
+                    strcmp(act, "relu") == 0 || strcmp(pos, "fire") == 0 ? 1e-3f : 1e-2f, 12,
+                    label);
 }
 
 TEST(test_model_gradcheck_every_position_and_ffn) {
@@ -100,32 +109,13 @@ TEST(test_model_gradcheck_several_attention_blocks) {
                              "{\"type\": \"alibi\", \"trainable_slopes\": true}",
                              "{\"type\": \"alibi\"}", "{\"type\": \"sinusoidal\"}"};
     for (int k = 0; k < 5; k++) {
-        char text[512];
+        char text[512], label[300];
         snprintf(text, sizeof text,
                  "{\"model\": {\"n_layers\": 1, \"d_model\": 8, \"n_heads\": 2, \"d_ff\": 12, "
                  "\"dropout\": 0, \"init_std\": 0.4, \"position\": %s}}",
                  methods[k]);
-        Config cfg;
-        load_config(&cfg, text);
-        ModelCtx c = {.B = 1, .T = 150};
-        const int V = 11;
-        model_create(&c.m, &cfg, V, c.B, c.T, 1);
-        randomize(&c.m, 9);
-        c.in = xcalloc(150, 4), c.tg = xcalloc(150, 4), c.losses = xcalloc(150, 4);
-        for (int i = 0; i < 150; i++)
-            c.in[i] = (int32_t)(hash64(i + 7) % V), c.tg[i] = (int32_t)(hash64(i + 70) % V);
-        model_forward(&c.m, c.in, c.B, c.T, 1, 5);
-        model_backward(&c.m, c.tg, 1.0f / c.T);
-        for (int t = 0; t < c.m.pt.n; t++) {
-            const TensorSpec *ts = &c.m.pt.t[t];
-            char what[600];
-            snprintf(what, sizeof what, "T = 150, %s: %s", methods[k], ts->name);
-            gradcheck(what, c.m.params + ts->offset, ts->numel, c.m.grads + ts->offset, model_f, &c,
-                      8);
-        }
-        free(c.in), free(c.tg), free(c.losses);
-        model_free(&c.m);
-        config_free(&cfg);
+        snprintf(label, sizeof label, "T = 150, %s", methods[k]);
+        gradcheck_model(text, 1, 150, 1e-2f, 8, label);
     }
 }
 
