@@ -21,25 +21,30 @@
 
 #define ATT_BLOCK 64
 
+/* Raises *m to the maximum of row[0..n) and replaces each entry x by exp(x - *m); returns
+ * their sum. Both loops are `omp simd` reductions: a plain ?: max loop stays scalar (NaN order)
+ * and took a third of the time, and a `j <= i` bound instead of `j < n` made gcc 12 run the
+ * scalar versions of both (the training attention forward was 2.8x slower). */
+static inline float exp_from_max(float *row, int n, float *m) {
+    float mx = *m, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        row[j] = exp_fast(row[j] - mx);
+        sum += row[j];
+    }
+    *m = mx;
+    return sum;
+}
+
 /* Rows r0..r1-1 of P (row stride T): softmax over j <= i, zeros for i < j < r1 (the columns
  * the block's products read; nothing reads past them, so they are not written). */
 static void softmax_causal_rows(float *P, int T, int r0, int r1) {
     for (int i = r0; i < r1; i++) {
-        float *row = P + (size_t)i * T;
-        /* `j < n`, not `j <= i`: with the latter gcc 12 ran these loops' scalar versions
-         * (the training attention forward was 2.8x slower) */
+        float *row = P + (size_t)i * T, mx = row[0];
         const int n = i + 1;
-        float mx = row[0];
-        /* simd reduction: a plain ?: loop stays scalar (NaN order) */
-#pragma omp simd reduction(max : mx)
-        for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; j++) {
-            row[j] = exp_fast(row[j] - mx);
-            sum += row[j];
-        }
-        const float inv = 1.0f / sum;
+        const float inv = 1.0f / exp_from_max(row, n, &mx);
         for (int j = 0; j < n; j++) row[j] *= inv;
         memset(row + n, 0, sizeof(float) * (size_t)(r1 - n));
     }
@@ -276,15 +281,7 @@ static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0,
             continue;
         }
         float m_new = first ? row[0] : mx[r];
-        /* simd reduction: a plain ?: loop stays scalar (NaN order), a third of the time */
-#pragma omp simd reduction(max : m_new)
-        for (int c = 0; c < valid; c++) m_new = row[c] > m_new ? row[c] : m_new;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int c = 0; c < valid; c++) {
-            row[c] = exp_fast(row[c] - m_new);
-            sum += row[c];
-        }
+        const float sum = exp_from_max(row, valid, &m_new);
         if (valid < nj) memset(row + valid, 0, sizeof(float) * (size_t)(nj - valid));
         if (first) {
             l[r] = sum;
