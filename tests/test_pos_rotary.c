@@ -329,20 +329,14 @@ TEST(test_pos_rotary_check_errors) {
 
 /* ---- ./eval --rope-* (tiny runs on tests/fixtures/cli, as test_cli.c) ---- */
 
-/* Trains <dir>/run: 1 layer, d_model 16, 6 steps of 2 x 16 tokens, with `position`. */
-static int train_tiny(const char *dir, const char *position, char *out) {
-    char cfg[1024], path[600];
-    snprintf(cfg, sizeof cfg,
-             "{\"model\": {\"n_layers\": 1, \"d_model\": 16, \"n_heads\": 2, \"d_ff\": 32, "
-             "\"position\": %s}, \"train\": {\"seq_len\": 16, \"batch\": 2, \"steps\": 6, "
-             "\"warmup\": 2, \"eval_every\": 6, \"threads\": 1}, \"data\": {\"dir\": \"%s/data\"}}",
-             position, dir);
-    snprintf(path, sizeof path, "%s/cfg.json", dir);
-    if (write_file_atomic(path, cfg, strlen(cfg))) sys_error("cannot write %s", path);
-    int rc = sh(out,
-                "mkdir -p %s/data && cp tests/fixtures/cli/wiki.*.tokens %s/data/ && "
-                "./train --config %s/cfg.json --out %s/run",
-                dir, dir, dir, dir);
+/* Trains <dir>/run in a fresh scratch directory: cli_tiny_config's model (1 layer, d_model
+ * 16) with `position`, 6 steps of 2 x 16 tokens. */
+static int train_tiny(const char *name, char *dir, const char *position, char *out) {
+    char extra[256];
+    cli_scratch(name, dir, 256);
+    snprintf(extra, sizeof extra, "\"position\": %s", position);
+    cli_tiny_config(dir, extra);
+    int rc = sh(out, "./train --config %s/cfg.json --out %s/run --set train.steps=6", dir, dir);
     CHECK(rc == 0, "training %s failed (status %d): %s", position, rc, out);
     return rc == 0;
 }
@@ -364,8 +358,7 @@ static double num(const cJSON *o, const char *key) {
 
 TEST(test_pos_rotary_eval_flags) {
     char dir[256], out[OUT_LEN];
-    snprintf(dir, sizeof dir, "%s", test_tmpdir("pos_rotary_alibi"));
-    if (train_tiny(dir, "{\"type\": \"alibi\"}", out)) {
+    if (train_tiny("pos_rotary_alibi", dir, "{\"type\": \"alibi\"}", out)) {
         int rc = sh(out, "./eval --ckpt %s/run --rope-scaling pi 2>&1", dir);
         CHECK(rc == 2 && !strncmp(out, "error: --rope-scaling applies to rotary models only", 51) &&
                   strstr(out, "'alibi'") && strchr(out, '\n') == out + strlen(out) - 1,
@@ -375,8 +368,7 @@ TEST(test_pos_rotary_eval_flags) {
               "--rope-factor on alibi: status %d: %s", rc, out);
     }
 
-    snprintf(dir, sizeof dir, "%s", test_tmpdir("pos_rotary_rope"));
-    if (!train_tiny(dir, "{\"type\": \"rotary\"}", out)) return;
+    if (!train_tiny("pos_rotary_rope", dir, "{\"type\": \"rotary\"}", out)) return;
     int rc = sh(out, "./eval --ckpt %s/run --lvalid 32 --json %s/plain.jsonl", dir, dir);
     CHECK(rc == 0, "eval: status %d: %s", rc, out);
     rc = sh(out,
