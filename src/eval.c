@@ -59,7 +59,9 @@ static const char *USAGE =
     "                 git revision, the numbers)\n"
     "  --skip-done    skip lengths whose row (same ckpt, data, split, mode, stride, RoPE "
     "settings)\n"
-    "                 is already in the --json FILE: resumes an interrupted sweep\n"
+    "                 is already in the --json FILE: resumes an interrupted sweep; with\n"
+    "                 --per-position, a length whose row is there but not its profile (same\n"
+    "                 scale and buckets) is evaluated for the profile only\n"
     "  --per-position FILE       append, per length, the mean loss by position inside the\n"
     "                 segment/window, bucketed, as a JSON line (docs/evaluation.md)\n"
     "  --per-position-buckets N  number of buckets (default 64)\n"
@@ -242,6 +244,14 @@ static cJSON *row_identity(const Sweep *s, int L) {
     return o;
 }
 
+/* A per-position row's identity: the length's, plus its bucketing. */
+static cJSON *profile_identity(const Sweep *s, int L) {
+    cJSON *o = row_identity(s, L);
+    cJSON_AddStringToObject(o, "scale", s->a->log_scale ? "log" : "linear");
+    cJSON_AddNumberToObject(o, "buckets", s->a->buckets);
+    return o;
+}
+
 /* Is a row with every field of id among the JSON lines of text? */
 static int row_done(char *text, const cJSON *id) {
     int found = 0;
@@ -299,9 +309,8 @@ static int bucket_edges(int L, int N, int log_scale, long *edges) {
 static void per_position_row(FILE *f, const Sweep *s, int L, const EvalPositions *p) {
     long *edges = xcalloc((size_t)s->a->buckets + 1, sizeof *edges);
     int nb = bucket_edges(L, s->a->buckets, s->a->log_scale, edges);
-    cJSON *o = row_identity(s, L);
+    cJSON *o = profile_identity(s, L);
     cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
-    cJSON_AddStringToObject(o, "scale", s->a->log_scale ? "log" : "linear");
     cJSON *je = cJSON_AddArrayToObject(o, "edges"), *jl = cJSON_AddArrayToObject(o, "loss"),
           *jc = cJSON_AddArrayToObject(o, "count");
     cJSON_AddItemToArray(je, cJSON_CreateNumber(0));
@@ -359,18 +368,28 @@ static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
     return n;
 }
 
-/* Which lengths --skip-done leaves out (todo[i] = 0). Returns how many remain. */
+/* What each length still needs (--skip-done): nothing, its --json row and profile, or only the
+ * --per-position profile (its row is there: a second row would duplicate it). */
+enum { TODO_NONE, TODO_ALL, TODO_PROFILE };
+
+/* Fills todo[i] (TODO_*); returns how many lengths need an evaluation. */
 static int mark_todo(const Sweep *s, const int *lengths, int n, int *todo) {
     size_t len;
-    char *text = s->a->skip_done ? read_file(s->a->json, &len) : NULL;
+    char *rows = s->a->skip_done ? read_file(s->a->json, &len) : NULL;
+    char *profiles =
+        s->a->skip_done && s->a->per_position ? read_file(s->a->per_position, &len) : NULL;
     int left = 0;
     for (int i = 0; i < n; i++) {
-        cJSON *id = row_identity(s, lengths[i]);
-        todo[i] = !(text && row_done(text, id));
-        left += todo[i];
+        cJSON *id = row_identity(s, lengths[i]), *pid = profile_identity(s, lengths[i]);
+        int row = rows && row_done(rows, id);
+        int profile = !s->a->per_position || (profiles && row_done(profiles, pid));
+        todo[i] = !row ? TODO_ALL : !profile ? TODO_PROFILE : TODO_NONE;
+        left += todo[i] != TODO_NONE;
         cJSON_Delete(id);
+        cJSON_Delete(pid);
     }
-    free(text);
+    free(rows);
+    free(profiles);
     return left;
 }
 
@@ -398,10 +417,13 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
     }
     for (int i = 0; i < n; i++) {
         int L = lengths[i], S = stride_of(s->a, L);
-        if (!todo[i]) {
+        if (todo[i] == TODO_NONE) {
             printf("# L_valid %d: already in %s, skipped (--skip-done)\n", L, s->a->json);
             continue;
         }
+        if (todo[i] == TODO_PROFILE)
+            printf("# L_valid %d: row already in %s; evaluating for its per-position profile\n", L,
+                   s->a->json);
         sp.L = L, sp.index++;
         sp.work_L = length_work(s->cfg, m->V, tok->n, L, S);
         EvalPositions *pos = out->per_position ? &out->pos : NULL;
@@ -414,7 +436,7 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
         progress_end(&sp.pg);
         if (sp.pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
         print_row(&r, peak_rss_bytes());
-        if (out->json) json_row(out->json, s, &r, peak_rss_bytes());
+        if (out->json && todo[i] == TODO_ALL) json_row(out->json, s, &r, peak_rss_bytes());
         if (pos) per_position_row(out->per_position, s, L, pos);
     }
 }

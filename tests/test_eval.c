@@ -362,6 +362,36 @@ TEST(test_eval_cli_per_position) {
     free_rows(rows, n);
 }
 
+/* --skip-done with --per-position: a length whose --json row exists but not its profile is
+ * evaluated for the profile only (no second row); once both exist nothing runs; another
+ * bucket count is another profile. */
+TEST(test_eval_cli_skip_done_per_position) {
+    char dir[256], out[OUT_LEN], rows[600], pp[600];
+    if (!trained_run("eval_skip_pp", dir, sizeof dir)) return;
+    snprintf(rows, sizeof rows, "%s/rows.jsonl", dir);
+    snprintf(pp, sizeof pp, "%s/pp.jsonl", dir);
+    const char *steps[] = {"--lvalid 8,13 --json %s", "--lvalid 8,13 --json %s --per-position %s",
+                           "--lvalid 8,13 --json %s --per-position %s --per-position-buckets 4"};
+    const int want_pp[] = {0, 2, 4};
+    for (int k = 0; k < 3; k++) {
+        char args[256];
+        snprintf(args, sizeof args, steps[k], rows, pp);
+        for (int again = 0; again < 2; again++) { /* the second time: everything is done */
+            int rc = sh(out, "./eval --ckpt %s/run --skip-done %s", dir, args);
+            const char *said = again ? "skipped (--skip-done)" : k ? "per-position profile" : "";
+            CHECK(rc == 0 && strstr(out, said) && (again || !strstr(out, "skipped")),
+                  "step %d, run %d: status %d, no '%s': %s", k, again, rc, said, out);
+            cJSON *r[8], *p[8];
+            int nr = json_lines(rows, r, 8), np = json_lines(pp, p, 8);
+            free_rows(r, nr);
+            free_rows(p, np);
+            CHECK(nr == 2 && np == want_pp[k],
+                  "step %d, run %d: %d rows and %d profiles, expected 2 and %d", k, again, nr, np,
+                  want_pp[k]);
+        }
+    }
+}
+
 TEST(test_eval_cli_errors) {
     char dir[256], out[OUT_LEN];
     if (!trained_run("eval_errors", dir, sizeof dir)) return;
