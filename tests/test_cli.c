@@ -77,11 +77,12 @@ static int train_run(const char *dir, char *out) {
     return rc == 0;
 }
 
-/* A fresh scratch directory (dir, 256 bytes) holding cfg.json (the tiny config with overrides)
+/* A fresh scratch directory (dir, n bytes) holding cfg.json (the tiny config with overrides)
  * and the run it trains into dir/run; returns 0 (after a failed CHECK) if training failed. */
-static int trained_scratch(const char *name, char *dir, char *out, const char *const *overrides) {
+static int trained_scratch(const char *name, char *dir, size_t n, char *out,
+                           const char *const *overrides) {
     char path[600];
-    cli_scratch(name, dir, 256);
+    cli_scratch(name, dir, n);
     snprintf(path, sizeof path, "%s/cfg.json", dir);
     write_config(path, dir, overrides);
     return train_run(dir, out);
@@ -311,7 +312,7 @@ TEST(test_cli_help) {
 
 TEST(test_cli_refuses_overwrite) {
     char dir[256], path[600], out[OUT_LEN];
-    if (!trained_scratch("cli_overwrite", dir, out, NULL)) return;
+    if (!trained_scratch("cli_overwrite", dir, sizeof dir, out, NULL)) return;
     static const char *files[] = {"model.safetensors", "optim.safetensors", "config.json",
                                   "vocab.txt", "log.jsonl"};
     char *before[5];
@@ -336,7 +337,7 @@ TEST(test_cli_refuses_overwrite) {
  * would mix its rows with the old model's, so ./train refuses and leaves every file as it was. */
 TEST(test_cli_refuses_stale_run_files) {
     char dir[256], path[600], out[OUT_LEN];
-    if (!trained_scratch("cli_stale", dir, out, NULL)) return;
+    if (!trained_scratch("cli_stale", dir, sizeof dir, out, NULL)) return;
     int rc = sh(out, "rm %s/run/model.safetensors %s/run/optim.safetensors", dir, dir);
     CHECK(rc == 0, "rm: %s", out);
     static const char *stale[] = {"log.jsonl", "eval.jsonl", "per_position.jsonl"};
@@ -359,7 +360,7 @@ TEST(test_cli_refuses_stale_run_files) {
 
 TEST(test_cli_run_directory) {
     char dir[256], path[600], out[OUT_LEN];
-    if (!trained_scratch("cli_run_dir", dir, out,
+    if (!trained_scratch("cli_run_dir", dir, sizeof dir, out,
                          (const char *[]){"model.position.type=alibi", "train.accum=2", NULL}))
         return;
     CHECK(strstr(out, "vocab 266, train 794 tokens, valid 105 tokens") != NULL,
@@ -482,7 +483,9 @@ TEST(test_cli_run_directory) {
 
 TEST(test_cli_eval_repeatable) {
     char dir[256], path[600], out[OUT_LEN], out2[OUT_LEN];
-    if (!trained_scratch("cli_eval", dir, out, (const char *[]){"train.threads=2", NULL})) return;
+    if (!trained_scratch("cli_eval", dir, sizeof dir, out,
+                         (const char *[]){"train.threads=2", NULL}))
+        return;
     int rc = sh(out, "./eval --ckpt %s/run --lvalid 5,16,40 --json %s/eval.jsonl", dir, dir);
     CHECK(rc == 0, "eval: status %d: %s", rc, out);
     rc = sh(out2, "./eval --ckpt %s/run/model.safetensors --lvalid 5,16,40", dir);
@@ -658,7 +661,7 @@ static void expect_corrupt(const char *dir, const char *damage, const char *eval
 
 TEST(test_cli_corrupt_checkpoints) {
     char dir[256], path[600], out[OUT_LEN];
-    if (!trained_scratch("cli_corrupt", dir, out, NULL)) return;
+    if (!trained_scratch("cli_corrupt", dir, sizeof dir, out, NULL)) return;
     expect_corrupt(dir, "truncate -s $(( $(stat -c %s model.safetensors) / 2 )) model.safetensors",
                    "model.safetensors", "model.safetensors");
     expect_corrupt(dir, "truncate -s 4 model.safetensors", "model.safetensors",
@@ -708,7 +711,8 @@ TEST(test_cli_corrupt_checkpoints) {
 
 TEST(test_cli_eval_token_accounting) {
     char dir[256], out[OUT_LEN], cmd[4096];
-    if (!trained_scratch("cli_eval_tokens", dir, out, (const char *[]){"train.steps=2", NULL}))
+    if (!trained_scratch("cli_eval_tokens", dir, sizeof dir, out,
+                         (const char *[]){"train.steps=2", NULL}))
         return;
 
     /* 10, 13, 16 and 200 do not divide 105; 7 and 105 do; 1 is a segment per token */

@@ -329,11 +329,11 @@ TEST(test_pos_rotary_check_errors) {
 
 /* ---- ./eval --rope-* (tiny runs on tests/fixtures/cli, as test_cli.c) ---- */
 
-/* Trains <dir>/run in a fresh scratch directory: cli_tiny_config's model (1 layer, d_model
- * 16) with `position`, 6 steps of 2 x 16 tokens. */
-static int train_tiny(const char *name, char *dir, const char *position, char *out) {
+/* Trains <dir>/run in a fresh scratch directory (dir, n bytes): cli_tiny_config's model (1 layer,
+ * d_model 16) with `position`, 6 steps of 2 x 16 tokens. */
+static int train_tiny(const char *name, char *dir, size_t n, const char *position, char *out) {
     char extra[256];
-    cli_scratch(name, dir, 256);
+    cli_scratch(name, dir, n);
     snprintf(extra, sizeof extra, "\"position\": %s", position);
     cli_tiny_config(dir, extra);
     int rc = sh(out, "./train --config %s/cfg.json --out %s/run --set train.steps=6", dir, dir);
@@ -358,7 +358,7 @@ static double num(const cJSON *o, const char *key) {
 
 TEST(test_pos_rotary_eval_flags) {
     char dir[256], out[OUT_LEN];
-    if (train_tiny("pos_rotary_alibi", dir, "{\"type\": \"alibi\"}", out)) {
+    if (train_tiny("pos_rotary_alibi", dir, sizeof dir, "{\"type\": \"alibi\"}", out)) {
         int rc = sh(out, "./eval --ckpt %s/run --rope-scaling pi 2>&1", dir);
         CHECK(rc == 2 && !strncmp(out, "error: --rope-scaling applies to rotary models only", 51) &&
                   strstr(out, "'alibi'") && strchr(out, '\n') == out + strlen(out) - 1,
@@ -368,7 +368,7 @@ TEST(test_pos_rotary_eval_flags) {
               "--rope-factor on alibi: status %d: %s", rc, out);
     }
 
-    if (!train_tiny("pos_rotary_rope", dir, "{\"type\": \"rotary\"}", out)) return;
+    if (!train_tiny("pos_rotary_rope", dir, sizeof dir, "{\"type\": \"rotary\"}", out)) return;
     int rc = sh(out, "./eval --ckpt %s/run --lvalid 32 --json %s/plain.jsonl", dir, dir);
     CHECK(rc == 0, "eval: status %d: %s", rc, out);
     rc = sh(out,
