@@ -11,7 +11,9 @@
  * starts at init_L = 512, a constant), eps = 1e-6, and the MLP of each layer has one output
  * per head. The absolute values are the listing's way of keeping c and thr non-negative.
  * MLP init: PyTorch's nn.Linear default, uniform(+-1/sqrt(fan_in)). ReLU as in the paper
- * (its kinks are where the gradient check uses one-sided differences).
+ * (its kinks are where the gradient check uses one-sided differences). b2 shifts every score
+ * of a head by the same amount, which the softmax cancels: its gradient is zero up to
+ * rounding and its value has no effect (kept to hold the listing's whole MLP).
  *
  * Tensors (per layer l): pos.fire.c (L), pos.fire.L_mult (L), pos.fire.w1 (L, W),
  * pos.fire.b1 (L, W), pos.fire.w2 (L, H, W), pos.fire.b2 (L, H).
