@@ -16,7 +16,8 @@ number in the output comes from those files. Writes into --out:
   fig1_extrapolation.png  perplexity vs L_valid, a panel per training L (Figure 1)
   speed_memory.md, fig2_speed_memory.png   training/evaluation tokens/s and memory (Table 1, Fig. 2)
   fig4_alibi_lengths.png  ALiBi trained at several L across L_valid, sinusoidal at its own L (Fig. 4)
-  fig_per_position.png    mean loss by position inside the segment at a long L_valid
+  fig_per_position.png, per_position.md   mean loss by position inside the segment at the
+                          longest L_valid profiled (adjacent buckets merged to >= 1,000 tokens)
   sliding.md              nonoverlapping vs sliding-window perplexity at L_valid = L (Appendix B)
   claims.md, claims.json  the paper's seven qualitative claims, each with its rule, the measured
                           numbers and a verdict
@@ -42,6 +43,8 @@ FLAT = 0.02           # "improves or stays flat": never more than 2% above that 
 WELL_BEYOND = 4       # ... checked up to at least 4L
 T5_BEST = (1.5, 3.0)  # "improves up to about 2L": the best L_valid is within [1.5L, 3L]
 CLOSE = 0.05          # "close": at most 5% above
+
+MIN_TOKENS = 1000     # per-position profiles: fewer tokens per point would plot noise
 
 ORDER = ["sinusoidal", "rotary", "t5", "alibi"]
 LABELS = {"sinusoidal": "Sinusoidal", "rotary": "Rotary", "t5": "T5 bias", "alibi": "ALiBi",
@@ -252,18 +255,20 @@ def md_table(header, rows, align=None):
     return "\n".join(lines) + "\n"
 
 
+def bold_lowest(vals, fmt):
+    """Table cells: each value formatted, the lowest in bold (every one that prints alike),
+    None as –."""
+    shown = [None if v is None else fmt % v for v in vals]
+    best = min((v for v in vals if v is not None), default=None)
+    best = None if best is None else fmt % best
+    return ["–" if t is None else "**%s**" % t if t == best else t for t in shown]
+
+
 def write_tables(runs, out, split):
     files = []
     for L, rs in sorted(by_length(runs).items()):
         lvalids = sorted({lv for r in rs for lv in r.nonoverlap})
-        rows = []
-        for lv in lvalids:
-            vals = [r.ppl(lv) for r in rs]
-            shown = [None if v is None else round(v, 2) for v in vals]
-            best = min((v for v in shown if v is not None), default=None)
-            cells = [("**%s**" % fmt_ppl(v) if s == best else fmt_ppl(v)) if v is not None else "–"
-                     for v, s in zip(vals, shown)]
-            rows.append([str(lv)] + cells)
+        rows = [[str(lv)] + bold_lowest([r.ppl(lv) for r in rs], "%.2f") for lv in lvalids]
         tokens = next((r.tokens for r in rs if r.tokens), None)
         text = "# Validation perplexity, models trained with L = %d\n\n" % L
         text += ("Nonoverlapping evaluation on %s (%s split, %s tokens scored at every L_valid), "
@@ -568,6 +573,71 @@ def write_sliding(runs, out):
     write(os.path.join(out, "sliding.md"), text)
 
 
+# ---- per-position profiles ----
+
+def merged_profile(row, min_tokens=MIN_TOKENS):
+    """The buckets of a per-position row merged left to right until each group holds at least
+    min_tokens scored tokens (a short last group joins the one before): a list of (first, last,
+    mean loss, tokens), positions 1-based. A bucket near the start of the segment holds one
+    position of each segment, a few dozen tokens at a long L_valid: alone it is noise."""
+    e, loss, count = row["edges"], row["loss"], row["count"]
+    groups, cur = [], None
+    for i, (l, n) in enumerate(zip(loss, count)):
+        if l is None or not n:
+            continue
+        if cur is None:
+            cur = [e[i] + 1, e[i + 1], 0.0, 0]
+        cur[1], cur[2], cur[3] = e[i + 1], cur[2] + l * n, cur[3] + n
+        if cur[3] >= min_tokens:
+            groups.append(cur)
+            cur = None
+    if cur and groups:
+        last = groups[-1]
+        last[1], last[2], last[3] = cur[1], last[2] + cur[2], last[3] + cur[3]
+    elif cur:
+        groups.append(cur)
+    return [(a, b, sl / n, n) for a, b, sl, n in groups]
+
+
+def profiles(runs):
+    """Per training length with profiles: (L, L_valid, [(run, merged profile)]) at the longest
+    L_valid profiled, methods in the tables' order."""
+    groups, out = by_length(runs), []
+    for L in main_lengths(runs):
+        with_rows = [r for r in groups[L] if r.per_position]
+        if not with_rows:
+            continue
+        P = max(lv for r in with_rows for lv in r.per_position)
+        out.append((L, P, [(r, merged_profile(r.per_position[P]))
+                           for r in sorted(with_rows, key=method_key) if P in r.per_position]))
+    return out
+
+
+def write_per_position(runs, out):
+    text = ("# Mean loss by position inside the segment\n\n"
+            "From `./eval --per-position` (docs/evaluation.md) at the longest L_valid profiled: "
+            "the mean loss (nats per token) of the tokens at each position of the nonoverlapping "
+            "segments, where the methods break. Adjacent buckets are merged until each row holds "
+            "at least %s tokens; every method is scored on the same tokens, so a row compares "
+            "like with like. The lowest loss of a row is in bold.\n\n" % fmt_int(MIN_TOKENS))
+    panels = profiles(runs)
+    for L, P, cols in panels:
+        ranges = sorted({(a, b) for _, prof in cols for a, b, _, _ in prof})
+        cell = [{(a, b): (l, n) for a, b, l, n in prof} for _, prof in cols]
+        rows = []
+        for a, b in ranges:
+            got = [c.get((a, b)) for c in cell]
+            n = next(g[1] for g in got if g)
+            where = "%d–%d" % (a, b) + (" (beyond L)" if a > L else "")
+            rows.append([where, fmt_int(n)] + bold_lowest([g and g[0] for g in got], "%.3f"))
+        text += "## Trained at L = %d, L_valid = %d\n\n" % (L, P)
+        text += md_table(["positions", "tokens"] + column_labels([r for r, _ in cols]), rows,
+                         ["---", "---:"] + ["---:"] * len(cols)) + "\n"
+    if not panels:
+        text += "No per-position rows in these runs.\n"
+    write(os.path.join(out, "per_position.md"), text)
+
+
 # ---- figures ----
 
 def figures(runs, out, fig4_names):
@@ -692,28 +762,23 @@ def figures(runs, out, fig4_names):
     save(fig, "fig4_alibi_lengths.png")
 
     # Per-position loss at the long L_valid, per training length
-    panels = [L for L in main if any(r.per_position for r in groups[L])]
+    panels = profiles(runs)
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 5.6 * len(panels)), 4.6), squeeze=False)
-        for ax, L in zip(axes[0], panels):
-            P = max(lv for r in groups[L] for lv in r.per_position)
-            for r in sorted(groups[L], key=method_key):
-                row = r.per_position.get(P)
-                if not row:
-                    continue
-                e, loss = row["edges"], row["loss"]
-                pts = [((e[i] + e[i + 1] - 1) / 2.0 + 1, loss[i]) for i in range(len(loss)) if loss[i] is not None]
-                ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1.6, color=COLORS.get(r.method),
-                        label=label(r.method))
+        for ax, (L, P, cols) in zip(axes[0], panels):
+            for r, prof in cols:
+                ax.plot([(a + b) / 2.0 for a, b, _, _ in prof], [l for _, _, l, _ in prof], lw=1.6,
+                        marker="o", ms=2.5, color=COLORS.get(r.method), label=label(r.method))
             mark_train_length(ax, L)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(plain)
-            ax.set_xlabel("position in the segment + 1 (tokens, log scale)")
+            ax.set_xlabel("position in the segment (1 = first token; log scale)")
             ax.set_ylabel("mean loss (nats per token)")
             ax.set_title("trained at L = %d, L_valid = %d" % (L, P))
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=9)
-        fig.suptitle("Where each method breaks: mean loss by position in the segment (%s)" % data)
+        fig.suptitle("Where each method breaks: mean loss by position in the segment (%s; each "
+                     "point averages >= %s tokens)" % (data, fmt_int(MIN_TOKENS)))
         save(fig, "fig_per_position.png")
     return made
 
@@ -888,11 +953,13 @@ def main(argv=None):
     files = write_tables(runs, args.out, args.split)
     write_speed(runs, args.out)
     write_sliding(runs, args.out)
+    write_per_position(runs, args.out)
     claims = all_claims(runs)
     write_claims(claims, runs, args.out)
     made = [] if args.no_figures else figures(runs, args.out, fig4)
     files = made + files + [os.path.join(args.out, f) for f in
-                            ("speed_memory.md", "sliding.md", "claims.md", "claims.json")]
+                            ("speed_memory.md", "sliding.md", "per_position.md", "claims.md",
+                             "claims.json")]
     copy_raw(runs, args.runs, args.out)
     write_readme(runs, args.out, claims, manifest, files, args.runs)
     print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(runs), ", ".join(

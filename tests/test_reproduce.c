@@ -169,6 +169,15 @@ TEST(test_reproduce_tables_from_paper_fixture) {
         "sliding.md");
     CHECK(t && !strstr(t, "| rotary-L"), "sliding.md lists rotary, which has no sliding row");
     free(t);
+    /* buckets of 609 and 3,741 tokens merge (>= 1,000 each); a column per profiled method */
+    t = slurp(dir, "per_position.md");
+    expect_line(t, "| positions | tokens | Sinusoidal | ALiBi |", "per_position.md");
+    expect_line(t, "| 1–50 | 4,350 | 3.796 | **3.710** |", "per_position.md");
+    expect_line(t, "| 355–512 | 13,746 | 3.050 | **2.950** |", "per_position.md");
+    expect_line(t, "| 513–2512 (beyond L) | 173,102 | 6.100 | **2.900** |", "per_position.md");
+    CHECK(md_table_rows(t, &cols) == 4 && cols == 4, "per_position.md: %d rows, %d columns",
+          md_table_rows(t, &cols), cols);
+    free(t);
     t = slurp(dir, "speed_memory.md");
     expect_line(t, "| T5 bias | 512 | 14,400 | 11,724 | 3,660 (8512) | 16,900 | 1,851 |",
                 "speed_memory.md");
@@ -286,8 +295,9 @@ TEST(test_reproduce_figures_from_fixture) {
 
 /* Every output of a preset run in dir, well-formed. */
 static void expect_outputs(const char *dir, const int *lengths, int n_lengths, int methods) {
-    const char *md[] = {"speed_memory.md", "sliding.md", "claims.md", "claims.json", "README.md"};
-    for (int i = 0; i < 5; i++) {
+    const char *md[] = {"speed_memory.md", "sliding.md",  "per_position.md",
+                        "claims.md",       "claims.json", "README.md"};
+    for (int i = 0; i < 6; i++) {
         char *t = slurp(dir, md[i]);
         CHECK(t != NULL, "%s/%s missing", dir, md[i]);
         free(t);
@@ -301,6 +311,10 @@ static void expect_outputs(const char *dir, const int *lengths, int n_lengths, i
               rows, cols);
         free(t);
     }
+    char *p = slurp(dir, "per_position.md");
+    int cols = 0;
+    CHECK(md_table_rows(p, &cols) >= 2 && cols == 2 + methods, "per_position.md: %d columns", cols);
+    free(p);
     char *c = slurp(dir, "claims.md");
     for (int k = 1; k <= 7; k++) {
         char *sec = claim_section(c, k);
