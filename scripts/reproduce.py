@@ -14,6 +14,9 @@ sliding window at L_valid = L. Nothing finished is redone:
     config.json; a checkpoint at an earlier step is resumed with ./train --resume; a directory
     without model.safetensors (killed before its first checkpoint) starts over, its log and
     evaluation rows renamed to *.old;
+  - a model whose log.jsonl reaches train.steps and whose evaluation rows are all written is done
+    without its checkpoint: the checkpoint is only needed to evaluate, so it may be deleted to
+    save disk, and the copies in results/<preset>/runs/ continue a preset on another machine;
   - an evaluation row is done when <run>/eval.jsonl has a row with the same split, mode, stride
     and L_valid (./eval --skip-done compares the same fields, plus the checkpoint path);
     per-position profiles are looked up in <run>/per_position.jsonl.
@@ -384,26 +387,48 @@ def safetensors_metadata(path):
         return json.loads(f.read(n)).get("__metadata__", {})
 
 
-def train_state(m, defaults):
-    """("done" | "resume" | "new", steps done, steps in total) for a model's run directory."""
-    want = get_key(m.cfg, "train.steps", defaults)
-    ckpt = os.path.join(m.dir, "model.safetensors")
-    if not os.path.isfile(ckpt):
-        return "new", 0, want
+def run_config(m, defaults, what):
+    """The run's config.json, refused if it was made by another version of the preset."""
     try:
-        step = int(safetensors_metadata(ckpt)["step"])
         with open(os.path.join(m.dir, "config.json")) as f:
             run_cfg = json.load(f)
-    except (OSError, ValueError, KeyError, struct.error):
-        raise UserError("%s: cannot read its checkpoint or config.json; delete the directory to "
-                        "retrain" % m.dir)
-    # a run made by another version of the preset is not silently reused
+    except (OSError, ValueError):
+        raise UserError("%s: cannot read %s or config.json; delete the directory to retrain"
+                        % (m.dir, what))
     for key in ("model.position.type", "train.seq_len", "train.steps"):
         have, asked = get_key(run_cfg, key, {}), get_key(m.cfg, key, defaults)
         if asked is not None and have != asked:
             raise UserError("%s was trained with %s=%s but the preset asks for %s: delete it to "
                             "retrain" % (m.dir, key, json.dumps(have), json.dumps(asked)))
-    total = get_key(run_cfg, "train.steps", {})
+    return run_cfg
+
+
+def logged_step(m):
+    """The last training step in the run's log.jsonl (0 without one)."""
+    rows = results.read_jsonl(os.path.join(m.dir, "log.jsonl"))
+    return max((r.get("step", 0) for r in rows if "loss" in r), default=0)
+
+
+def train_state(pr, m):
+    """("done" | "resume" | "new", steps done, steps in total) for a model's run directory."""
+    want = get_key(m.cfg, "train.steps", pr.defaults)
+    ckpt = os.path.join(m.dir, "model.safetensors")
+    if not os.path.isfile(ckpt):
+        if not os.path.isfile(os.path.join(m.dir, "config.json")):
+            return "new", 0, want
+        # trained and fully evaluated, its checkpoint deleted or not copied: nothing left to do
+        try:
+            total = get_key(run_config(m, pr.defaults, "log.jsonl"), "train.steps", {})
+        except UserError:
+            return "new", 0, want  # not this preset's model: started over, its files set aside
+        finished = logged_step(m) >= total and not eval_jobs(pr, m, "", evaluated_rows(pr, m))[0]
+        return ("done" if finished else "new"), 0, want
+    try:
+        step = int(safetensors_metadata(ckpt)["step"])
+    except (OSError, ValueError, KeyError, struct.error):
+        raise UserError("%s: cannot read its checkpoint model.safetensors; delete the directory "
+                        "to retrain" % m.dir)
+    total = get_key(run_config(m, pr.defaults, "model.safetensors"), "train.steps", {})
     return ("done" if step >= total else "resume"), step, total
 
 
@@ -534,11 +559,44 @@ def make_synthetic(pr, cmd):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def evaluated_rows(pr, m):
+    """(nonoverlapping and sliding rows, L_valid of the per-position profiles) already written."""
+    return eval_rows_done(m, pr.split), per_position_done(m, pr.split)
+
+
+def eval_jobs(pr, m, bin_dir, done_rows):
+    """The evaluation jobs of a trained model still to run, and the number already done."""
+    (rows, profiles), jobs, done = done_rows, [], 0
+    rows = set(rows)
+    if m.per_position:
+        if m.per_position in profiles:
+            done += 1
+        else:
+            jobs.append(Job("eval", m, "eval %s: per-position losses at L_valid %d" % (m.name, m.per_position),
+                            eval_cmd(pr, m, bin_dir, [m.per_position], per_position=True),
+                            estimate_eval(pr, m, [m.per_position])))
+            rows.add(("nonoverlapping", m.per_position, m.per_position))
+    todo = [v for v in m.lvalid if ("nonoverlapping", v, v) not in rows]
+    if todo:
+        jobs.append(Job("eval", m, "eval %s: %s" % (m.name, lengths_text(todo)),
+                        eval_cmd(pr, m, bin_dir, todo), estimate_eval(pr, m, todo)))
+    else:
+        done += 1
+    if m.stride:
+        if ("sliding", m.stride, m.L) in rows:
+            done += 1
+        else:
+            jobs.append(Job("eval", m, "eval %s: sliding window L_valid %d, stride %d" % (m.name, m.L, m.stride),
+                            eval_cmd(pr, m, bin_dir, [m.L], sliding=m.stride),
+                            estimate_eval(pr, m, [m.L], m.stride)))
+    return jobs, done
+
+
 def plan(pr, bin_dir):
     """Every job still to run, and the number already done."""
     jobs, done = [], 0
     for m in pr.models:
-        state, step, total = train_state(m, pr.defaults)
+        state, step, total = train_state(pr, m)
         if state == "done":
             done += 1
         else:
@@ -549,30 +607,12 @@ def plan(pr, bin_dir):
                 cmd = train_cmd(pr, m, bin_dir)
                 title = "train %s (%s, L=%d): %d steps" % (m.name, m.method, m.L, total)
             jobs.append(Job("train", m, title, cmd, estimate_train(pr, m, total - step),
-                            check=lambda m=m: check_trained(m, pr.defaults),
+                            check=lambda m=m: check_trained(pr, m),
                             run=(lambda m=m, cmd=cmd: train_fresh(m, cmd)) if state == "new" else None))
-        rows = eval_rows_done(m, pr.split) if state == "done" else set()
-        if m.per_position:
-            if m.per_position in per_position_done(m, pr.split) and state == "done":
-                done += 1
-            else:
-                jobs.append(Job("eval", m, "eval %s: per-position losses at L_valid %d" % (m.name, m.per_position),
-                                eval_cmd(pr, m, bin_dir, [m.per_position], per_position=True),
-                                estimate_eval(pr, m, [m.per_position])))
-                rows.add(("nonoverlapping", m.per_position, m.per_position))
-        todo = [v for v in m.lvalid if ("nonoverlapping", v, v) not in rows]
-        if todo:
-            jobs.append(Job("eval", m, "eval %s: %s" % (m.name, lengths_text(todo)),
-                            eval_cmd(pr, m, bin_dir, todo), estimate_eval(pr, m, todo)))
-        else:
-            done += 1
-        if m.stride:
-            if ("sliding", m.stride, m.L) in rows:
-                done += 1
-            else:
-                jobs.append(Job("eval", m, "eval %s: sliding window L_valid %d, stride %d" % (m.name, m.L, m.stride),
-                                eval_cmd(pr, m, bin_dir, [m.L], sliding=m.stride),
-                                estimate_eval(pr, m, [m.L], m.stride)))
+        # rows written beside an unfinished training belong to a model that is not there yet
+        evals, n = eval_jobs(pr, m, bin_dir, evaluated_rows(pr, m) if state == "done" else (set(), set()))
+        jobs += evals
+        done += n
     return jobs, done
 
 
@@ -592,18 +632,20 @@ def canonical_commands(pr, bin_dir):
 
 def train_fresh(m, cmd):
     """A new run. A log or evaluation rows left in its directory belong to a model that is gone
-    (killed before its first checkpoint, or its checkpoint deleted to retrain): set them aside,
+    (killed before its first checkpoint, or its checkpoint deleted before every
+    evaluation was written): set them aside,
     as ./train refuses to start beside them."""
     for f in ("log.jsonl", "eval.jsonl", "per_position.jsonl"):
         path = os.path.join(m.dir, f)
         if os.path.isfile(path):
             os.replace(path, path + ".old")
-            print("reproduce: %s has no checkpoint: its %s is now %s.old" % (m.dir, f, f), flush=True)
+            print("reproduce: %s has no checkpoint to resume or evaluate: its %s is now %s.old"
+                  % (m.dir, f, f), flush=True)
     run_checked(cmd, cmd[0])
 
 
-def check_trained(m, defaults):
-    state, step, total = train_state(m, defaults)
+def check_trained(pr, m):
+    state, step, total = train_state(pr, m)
     if state != "done":
         print("reproduce: %s stopped at step %d of %d; run the same command again to resume it"
               % (m.name, step, total), flush=True)

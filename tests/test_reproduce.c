@@ -404,14 +404,32 @@ TEST(test_reproduce_smoke_end_to_end) {
               strstr(out, " 2 jobs to run ("),
           "the interrupted run was not resumed (status %d):\n%s", rc, out);
 
-    /* deleting a checkpoint retrains that model, and its old evaluation rows are set aside */
+    /* a trained and evaluated model is done without its checkpoint (deleted to save disk, or
+       its copy in results/runs/ continuing the preset elsewhere) */
     rc = sh(out,
             "rm %s && scripts/reproduce.sh --preset smoke --no-build --no-figures --runs %s/runs "
             "--out %s",
             ckpt, dir, res);
+    CHECK(rc == 0 && strstr(out, " 0 jobs to run ("),
+          "without its checkpoint the evaluated alibi-L16 was not done (status %d):\n%s", rc, out);
+    rc = sh(out,
+            "mkdir -p %s/elsewhere && cp -r %s/runs/alibi-L16 %s/elsewhere/ && "
+            "scripts/reproduce.sh --preset smoke --dry-run --runs %s/elsewhere",
+            dir, res, dir, dir);
+    CHECK(rc == 0 && !strstr(out, "alibi-L16:") && !strstr(out, "train alibi-L16") &&
+              strstr(out, "train alibi-L8"),
+          "results/runs/alibi-L16 copied to a new run root is not done (status %d):\n%s", rc, out);
+
+    /* ... but an evaluation still to run needs it: that model is retrained, its old rows set
+       aside (the last row of eval.jsonl is the sliding window) */
+    rc = sh(out,
+            "sed -i '$d' %s && scripts/reproduce.sh --preset smoke --no-build --no-figures "
+            "--runs %s/runs --out %s",
+            evals, dir, res);
     CHECK(rc == 0 && strstr(out, "train alibi-L16 (alibi, L=16): 30 steps") &&
               strstr(out, "eval.jsonl is now eval.jsonl.old") && strstr(out, " 4 jobs to run ("),
-          "deleting %s did not retrain it (status %d):\n%s", ckpt, rc, out);
+          "a missing row without a checkpoint did not retrain alibi-L16 (status %d):\n%s", rc,
+          out);
     t = slurp(dir, "runs/alibi-L16/eval.jsonl");
     CHECK(t && count_lines(t) == 7, "alibi-L16/eval.jsonl: %d rows, expected 6 lengths + sliding",
           t ? count_lines(t) : -1);
