@@ -428,8 +428,7 @@ TEST(test_reproduce_smoke_end_to_end) {
             evals, dir, res);
     CHECK(rc == 0 && strstr(out, "train alibi-L16 (alibi, L=16): 30 steps") &&
               strstr(out, "eval.jsonl is now eval.jsonl.old") && strstr(out, " 4 jobs to run ("),
-          "a missing row without a checkpoint did not retrain alibi-L16 (status %d):\n%s", rc,
-          out);
+          "a missing row without a checkpoint did not retrain alibi-L16 (status %d):\n%s", rc, out);
     t = slurp(dir, "runs/alibi-L16/eval.jsonl");
     CHECK(t && count_lines(t) == 7, "alibi-L16/eval.jsonl: %d rows, expected 6 lengths + sliding",
           t ? count_lines(t) : -1);
