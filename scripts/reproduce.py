@@ -410,19 +410,18 @@ def logged_step(m):
 
 
 def train_state(pr, m):
-    """("done" | "resume" | "new", steps done, steps in total) for a model's run directory."""
+    """("done" | "resume" | "new" | "logged", steps done, steps in total) for a model's run
+    directory; "logged": no checkpoint, but its log.jsonl reaches the last step."""
     want = get_key(m.cfg, "train.steps", pr.defaults)
     ckpt = os.path.join(m.dir, "model.safetensors")
     if not os.path.isfile(ckpt):
         if not os.path.isfile(os.path.join(m.dir, "config.json")):
             return "new", 0, want
-        # trained and fully evaluated, its checkpoint deleted or not copied: nothing left to do
         try:
             total = get_key(run_config(m, pr.defaults, "log.jsonl"), "train.steps", {})
         except UserError:
             return "new", 0, want  # not this preset's model: started over, its files set aside
-        finished = logged_step(m) >= total and not eval_jobs(pr, m, "", evaluated_rows(pr, m))[0]
-        return ("done" if finished else "new"), 0, want
+        return ("logged" if logged_step(m) >= total else "new"), 0, want
     try:
         step = int(safetensors_metadata(ckpt)["step"])
     except (OSError, ValueError, KeyError, struct.error):
@@ -559,14 +558,10 @@ def make_synthetic(pr, cmd):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def evaluated_rows(pr, m):
-    """(nonoverlapping and sliding rows, L_valid of the per-position profiles) already written."""
-    return eval_rows_done(m, pr.split), per_position_done(m, pr.split)
-
-
-def eval_jobs(pr, m, bin_dir, done_rows):
-    """The evaluation jobs of a trained model still to run, and the number already done."""
-    (rows, profiles), jobs, done = done_rows, [], 0
+def eval_jobs(pr, m, bin_dir, rows, profiles):
+    """The evaluation jobs of a trained model still to run, and the number already done, given
+    the (mode, stride, L_valid) rows and the per-position L_valid already written."""
+    jobs, done = [], 0
     rows = set(rows)
     if m.per_position:
         if m.per_position in profiles:
@@ -597,6 +592,16 @@ def plan(pr, bin_dir):
     jobs, done = [], 0
     for m in pr.models:
         state, step, total = train_state(pr, m)
+        # rows written beside an unfinished training belong to a model that is not there yet
+        rows, profiles = set(), set()
+        if state in ("done", "logged"):
+            rows, profiles = eval_rows_done(m, pr.split), per_position_done(m, pr.split)
+        if state == "logged":
+            # trained without a checkpoint: done if nothing is left to evaluate, else retrained
+            state = "new" if eval_jobs(pr, m, bin_dir, rows, profiles)[0] else "done"
+            if state == "new":
+                rows, profiles = set(), set()
+        evals, n = eval_jobs(pr, m, bin_dir, rows, profiles)
         if state == "done":
             done += 1
         else:
@@ -609,8 +614,6 @@ def plan(pr, bin_dir):
             jobs.append(Job("train", m, title, cmd, estimate_train(pr, m, total - step),
                             check=lambda m=m: check_trained(pr, m),
                             run=(lambda m=m, cmd=cmd: train_fresh(m, cmd)) if state == "new" else None))
-        # rows written beside an unfinished training belong to a model that is not there yet
-        evals, n = eval_jobs(pr, m, bin_dir, evaluated_rows(pr, m) if state == "done" else (set(), set()))
         jobs += evals
         done += n
     return jobs, done
@@ -632,9 +635,8 @@ def canonical_commands(pr, bin_dir):
 
 def train_fresh(m, cmd):
     """A new run. A log or evaluation rows left in its directory belong to a model that is gone
-    (killed before its first checkpoint, or its checkpoint deleted before every
-    evaluation was written): set them aside,
-    as ./train refuses to start beside them."""
+    (killed before its first checkpoint, or its checkpoint deleted before every evaluation was
+    written): set them aside, as ./train refuses to start beside them."""
     for f in ("log.jsonl", "eval.jsonl", "per_position.jsonl"):
         path = os.path.join(m.dir, f)
         if os.path.isfile(path):
