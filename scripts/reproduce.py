@@ -596,12 +596,12 @@ def plan(pr, bin_dir):
         rows, profiles = set(), set()
         if state in ("done", "logged"):
             rows, profiles = eval_rows_done(m, pr.split), per_position_done(m, pr.split)
+        evals, n = eval_jobs(pr, m, bin_dir, rows, profiles)
         if state == "logged":
             # trained without a checkpoint: done if nothing is left to evaluate, else retrained
-            state = "new" if eval_jobs(pr, m, bin_dir, rows, profiles)[0] else "done"
+            state = "new" if evals else "done"
             if state == "new":
-                rows, profiles = set(), set()
-        evals, n = eval_jobs(pr, m, bin_dir, rows, profiles)
+                evals, n = eval_jobs(pr, m, bin_dir, set(), set())
         if state == "done":
             done += 1
         else:
