@@ -166,8 +166,10 @@ class Run:
         train = [r for r in log if "loss" in r and "elapsed_s" in r]
         starts = [r for r in log if "start" in r]
         self.train_revs = {r["rev"] for r in starts if r.get("rev")}
-        self.train_setups = {"%s threads, BLAS kernel %s" % (r.get("threads", "?"), r.get("blas", "?"))
-                             for r in starts}
+        self.train_setups = {"%s threads, BLAS kernel %s%s" % (
+            r.get("threads", "?"), r.get("blas", "?"),
+            ", %s cores, CPU: %s" % (r.get("cores", "?"), r["cpu"]) if r.get("cpu") else "")
+            for r in starts}
         val = [r for r in log if "val_ppl" in r]
         self.train_rows = train
         self.train_speed = self.train_seconds = self.train_peak = self.train_tokens = None
@@ -879,10 +881,10 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
     setups = sorted({v for r in runs for v in r.train_setups})
     text += "- git revision of the ./train build (from the log's start rows): %s\n" \
         % (", ".join(train_revs) or "not recorded (logs before the start rows)")
-    text += "- training threads and BLAS kernel (start rows): %s\n" % ("; ".join(setups) or "not recorded")
+    text += "- training threads, BLAS kernel and machine (start rows): %s\n" % ("; ".join(setups) or "not recorded")
     text += "- git revision of the ./eval build (from the eval rows): %s\n" % (", ".join(revs) or "unknown")
     text += "- git revision when these results were written: %s\n" % git_rev(out)
-    text += "- machine: %s\n" % machine()
+    text += "- machine that wrote these results: %s\n" % machine()
     path = os.path.join(out, "README.md")
     write(path, text + kept_notes(path))
 

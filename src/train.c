@@ -433,9 +433,12 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
 }
 
 /* A row at each start of training (step 0, or the step a --resume continues from): what ran,
- * so that a log read later says which build, threads and BLAS kernel produced its speeds. */
+ * so that a log read later says which build, machine, threads and BLAS kernel produced its
+ * speeds (a run resumed elsewhere has a row per machine). */
 static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
     const Config *c = tr->m.cfg;
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)tr->ts.step);
     cJSON_AddNumberToObject(o, "tokens", (double)tr->ts.tokens);
@@ -443,6 +446,8 @@ static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
     cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
     cJSON_AddNumberToObject(o, "threads", threads);
     cJSON_AddStringToObject(o, "blas", blas_kernel_name());
+    cJSON_AddNumberToObject(o, "cores", cpu_cores());
+    cJSON_AddStringToObject(o, "cpu", cpu);
     cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.pt));
     cJSON_AddNumberToObject(o, "train_flops_per_token",
                             3 * model_flops_per_token(c, tr->m.V, c->train.seq_len));

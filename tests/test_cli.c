@@ -415,8 +415,8 @@ TEST(test_cli_run_directory) {
     CHECK(meta_step(path) == 12, "%s: step %ld, expected 12", path, meta_step(path));
 
     /* log.jsonl: every line a JSON object; a start row at step 0 (revision, threads, BLAS
-     * kernel, parameters, FLOPs), a training row per step (log_every 1) with all its fields, a
-     * validation row at steps 4, 8, 12 (eval_every 4), a done row at step 12 */
+     * kernel, cores, CPU, parameters, FLOPs), a training row per step (log_every 1) with all its
+     * fields, a validation row at steps 4, 8, 12 (eval_every 4), a done row at step 12 */
     snprintf(path, sizeof path, "%s/run/log.jsonl", dir);
     text = read_file(path, &len);
     CHECK(text != NULL, "no %s", path);
@@ -439,11 +439,14 @@ TEST(test_cli_run_directory) {
             const char *rev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "rev"));
             const char *blas = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "blas"));
             double thr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "threads"));
+            const char *cpu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "cpu"));
+            double cores = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "cores"));
             double np = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "params"));
             double fl =
                 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "train_flops_per_token"));
             CHECK(n_train == 0 && step == 0 && !strcmp(cJSON_GetStringValue(start), "new") && rev &&
-                      *rev && blas && *blas && thr >= 1 && np > 0 && fl > 0,
+                      *rev && blas && *blas && thr >= 1 && cpu && *cpu && cores >= 1 && np > 0 &&
+                      fl > 0,
                   "start row: %s", line);
         } else if (cJSON_GetObjectItemCaseSensitive(o, "done")) {
             n_done++;

@@ -184,7 +184,8 @@ TEST(test_reproduce_tables_from_paper_fixture) {
     expect_line(t, "| ALiBi | 256 | – | 16,000 | 16,000 (256) | – | 800 |", "speed_memory.md");
     free(t);
     t = slurp(dir, "README.md");
-    CHECK(t && strstr(t, "| t5-L1024 | T5 bias | 1024 |") && strstr(t, "machine: "),
+    CHECK(t && strstr(t, "| t5-L1024 | T5 bias | 1024 |") &&
+              strstr(t, "machine that wrote these results: "),
           "README.md lacks the model table or the machine: %s", t ? t : "(missing)");
     free(t);
 }
@@ -325,11 +326,12 @@ static void expect_outputs(const char *dir, const int *lengths, int n_lengths, i
     free(c);
     char *r = slurp(dir, "README.md");
     CHECK(r && strstr(r, "./train --config") && strstr(r, "./eval --ckpt") &&
-              strstr(r, "machine: ") && strstr(r, "git revision"),
+              strstr(r, "machine that wrote these results: ") && strstr(r, "git revision"),
           "README.md lacks commands, machine or revision");
     /* the training build and setup come from the start rows of the smoke runs' logs */
     const char *tr = r ? strstr(r, "./train build (from the log's start rows): ") : NULL;
-    CHECK(tr && strncmp(tr + 43, "not recorded", 12) && strstr(r, " threads, BLAS kernel "),
+    CHECK(tr && strncmp(tr + 43, "not recorded", 12) && strstr(r, " threads, BLAS kernel ") &&
+              strstr(r, " cores, CPU: "),
           "README.md lacks the ./train revision or setup from the logs: %s", r ? r : "(missing)");
     free(r);
     if (has_matplotlib()) {

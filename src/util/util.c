@@ -80,6 +80,27 @@ size_t current_rss_bytes(void) {
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+int cpu_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 0;
+}
+
+void cpu_model(char *buf, size_t n) {
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *val = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !val) continue;
+        val += 1 + strspn(val + 1, " \t");
+        val[strcspn(val, "\n")] = '\0';
+        if (*val) snprintf(buf, n, "%s", val);
+        break;
+    }
+    fclose(f);
+}
+
 uint64_t hash64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;

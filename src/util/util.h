@@ -29,6 +29,10 @@ void prefault(void *p, size_t bytes);
 double now_seconds(void);       /* monotonic wall clock */
 size_t peak_rss_bytes(void);    /* peak resident set of this process */
 size_t current_rss_bytes(void); /* current resident set */
+/* The machine a log row describes: online cores, and the CPU's model name from /proc/cpuinfo
+ * ("unknown" where the kernel gives none) written into buf. */
+int cpu_cores(void);
+void cpu_model(char *buf, size_t n);
 
 /* Counter-based RNG: splitmix64 finalizer over (key, counter). */
 uint64_t hash64(uint64_t x);
