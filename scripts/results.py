@@ -724,7 +724,8 @@ def figures(runs, out, fig4_names):
     for ax, (title, unit, f) in zip(axes, panels):
         for i, L in enumerate(Ls):
             # each group is centred on its tick: a length may hold fewer methods (ALiBi alone at L/2)
-            bars = [(m, f(r)) for m in methods for r in [pick(runs, m, L)] if r and f(r)]
+            values = [(m, f(r)) for m in methods for r in [pick(runs, m, L)] if r]
+            bars = [(m, v) for m, v in values if v]
             for k, (m, v) in enumerate(bars):
                 ax.bar(i + (k - (len(bars) - 1) / 2.0) * width, v, width * 0.95, color=COLORS.get(m))
         ax.set_xticks(range(len(Ls)))

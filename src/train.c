@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,7 +447,7 @@ static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
     cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
     cJSON_AddNumberToObject(o, "threads", threads);
     cJSON_AddStringToObject(o, "blas", blas_kernel_name());
-    cJSON_AddNumberToObject(o, "cores", cpu_cores());
+    cJSON_AddNumberToObject(o, "cores", omp_get_num_procs()); /* what threads default to */
     cJSON_AddStringToObject(o, "cpu", cpu);
     cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.pt));
     cJSON_AddNumberToObject(o, "train_flops_per_token",

@@ -80,11 +80,6 @@ size_t current_rss_bytes(void) {
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-int cpu_cores(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 0;
-}
-
 void cpu_model(char *buf, size_t n) {
     snprintf(buf, n, "unknown");
     FILE *f = fopen("/proc/cpuinfo", "r");

@@ -29,9 +29,7 @@ void prefault(void *p, size_t bytes);
 double now_seconds(void);       /* monotonic wall clock */
 size_t peak_rss_bytes(void);    /* peak resident set of this process */
 size_t current_rss_bytes(void); /* current resident set */
-/* The machine a log row describes: online cores, and the CPU's model name from /proc/cpuinfo
- * ("unknown" where the kernel gives none) written into buf. */
-int cpu_cores(void);
+/* The CPU's model name from /proc/cpuinfo ("unknown" where the kernel gives none), into buf. */
 void cpu_model(char *buf, size_t n);
 
 /* Counter-based RNG: splitmix64 finalizer over (key, counter). */
