@@ -275,7 +275,15 @@ static void print_row(const EvalResult *r, size_t peak) {
     fflush(stdout);
 }
 
-static void json_row(FILE *f, const Sweep *s, const EvalResult *r, size_t peak) {
+/* A row that cannot be written ends the sweep: the rows before it stay whole in the file. */
+static void write_row(JsonlFile *f, cJSON *row, int L) {
+    char err[2200];
+    if (jsonl_append(f, row, err, sizeof err))
+        sys_error("%s; the row of L_valid %d is not written (the rows before it are kept)", err, L);
+    cJSON_Delete(row);
+}
+
+static void json_row(JsonlFile *f, const Sweep *s, const EvalResult *r, size_t peak) {
     double loss = r->nll / (double)r->tokens;
     cJSON *o = row_identity(s, r->L);
     cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
@@ -287,8 +295,7 @@ static void json_row(FILE *f, const Sweep *s, const EvalResult *r, size_t peak) 
     cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens / r->seconds);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
     cJSON_AddNumberToObject(o, "peak_rss_mb", peak / 1e6);
-    jsonl_write(f, o);
-    cJSON_Delete(o);
+    write_row(f, o, r->L);
 }
 
 /* Bucket edges over positions [0, L): bucket i is [edges[i], edges[i+1]). Linear: N equal
@@ -306,7 +313,7 @@ static int bucket_edges(int L, int N, int log_scale, long *edges) {
     return k - 1;
 }
 
-static void per_position_row(FILE *f, const Sweep *s, int L, const EvalPositions *p) {
+static void per_position_row(JsonlFile *f, const Sweep *s, int L, const EvalPositions *p) {
     long *edges = xcalloc((size_t)s->a->buckets + 1, sizeof *edges);
     int nb = bucket_edges(L, s->a->buckets, s->a->log_scale, edges);
     cJSON *o = profile_identity(s, L);
@@ -323,8 +330,7 @@ static void per_position_row(FILE *f, const Sweep *s, int L, const EvalPositions
         cJSON_AddItemToArray(jl, count ? cJSON_CreateNumber(nll / count) : cJSON_CreateNull());
         cJSON_AddItemToArray(jc, cJSON_CreateNumber((double)count));
     }
-    jsonl_write(f, o);
-    cJSON_Delete(o);
+    write_row(f, o, L);
     free(edges);
 }
 
@@ -393,15 +399,22 @@ static int mark_todo(const Sweep *s, const int *lengths, int n, int *todo) {
     return left;
 }
 
-static FILE *open_append(const char *flag, const char *path) {
-    FILE *f = NULL;
-    if (path && !(f = fopen(path, "a")))
-        user_error("%s: cannot open '%s': %s", flag, path, strerror(errno));
+/* An output file named by flag, or NULL when the flag was not given. */
+static JsonlFile *open_append(const char *flag, const char *path, JsonlFile *f) {
+    char err[2200];
+    if (!path) return NULL;
+    if (jsonl_open(f, path, err, sizeof err)) user_error("%s: %s", flag, err);
     return f;
 }
 
+static void close_output(JsonlFile *f) {
+    char err[2200];
+    if (f && jsonl_close(f, err, sizeof err)) sys_error("%s", err);
+}
+
 typedef struct {
-    FILE *json, *per_position;
+    JsonlFile *json, *per_position;
+    JsonlFile files[2];
     EvalPositions pos;
 } Outputs;
 
@@ -476,8 +489,9 @@ int main(int argc, char **argv) {
     Model m;
     model_create(&m, &cfg, V, max_B, max_L ? max_L : 1, 0);
     if (ckpt_load_model(model_path, &m, err, sizeof err)) user_error("%s", err);
-    Outputs out = {.json = open_append("--json", a.json),
-                   .per_position = open_append("--per-position", a.per_position)};
+    Outputs out = {0};
+    out.json = open_append("--json", a.json, &out.files[0]);
+    out.per_position = open_append("--per-position", a.per_position, &out.files[1]);
     if (out.per_position) {
         out.pos.nll = xcalloc((size_t)max_L + 1, sizeof *out.pos.nll);
         out.pos.count = xcalloc((size_t)max_L + 1, sizeof *out.pos.count);
@@ -490,8 +504,11 @@ int main(int argc, char **argv) {
     printf("\n%8s %9s %10s %9s %11s %10s %9s\n", "L_valid", a.sliding ? "windows" : "segments",
            "tokens", "loss", "ppl", "tokens/s", "peak MB");
     run_sweep(&s, &m, &tok, vocab.eos, lengths, todo, n_len, &out);
-    if (out.json) fclose(out.json);
-    if (out.per_position) fclose(out.per_position), free(out.pos.nll), free(out.pos.count);
+    close_output(out.json);
+    close_output(out.per_position);
+    free(out.pos.nll);
+    free(out.pos.count);
+    if (fflush(stdout) || ferror(stdout)) sys_error("cannot write to standard output");
     model_free(&m);
     tokens_free(&tok);
     vocab_free(&vocab);

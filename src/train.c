@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/data.h"
 #include "evaluate.h"
@@ -147,6 +148,15 @@ static Config load_config(const Args *a, char *run_dir, size_t n) {
     return cfg;
 }
 
+/* The log and the checkpoint count tokens as integers that JSON's doubles hold exactly. */
+static void check_token_count(const Config *c) {
+    double total = (double)ckpt_tokens_per_step(c) * c->train.steps;
+    if (total > 9007199254740992.0)
+        user_error("train.steps x batch x seq_len x accum = %.3g tokens, above the 2^53 a run can "
+                   "count exactly",
+                   total);
+}
+
 /* A run's data: vocabulary (built from train, or read from a vocab.txt: the run's own on
  * resume, the source run's with --init) and the train and valid token streams. */
 typedef struct {
@@ -183,11 +193,53 @@ static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
                    c->train.seq_len + 1);
 }
 
+/* A new run's directory, removed again if the run ends before its first checkpoint (a diverged
+ * first steps, a full disk): such a directory holds nothing worth keeping and would block a retry
+ * with the same --out. */
+static struct {
+    char dir[1024];
+    int created;       /* the directory did not exist before */
+    const long *saved; /* the step of the checkpoint on disk, -1 while there is none */
+} g_new_run;
+
+static void remove_unsaved_run(void) {
+    if (!g_new_run.saved || *g_new_run.saved >= 0) return;
+    const char *mine[] = {"config.json", "vocab.txt", "log.jsonl"};
+    char path[2048];
+    for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) {
+        path_join(path, sizeof path, g_new_run.dir, mine[i]);
+        unlink(path);
+    }
+    remove_dead_temps(g_new_run.dir);
+    if (g_new_run.created) rmdir(g_new_run.dir);
+}
+
+/* What the end of a run that failed leaves: "the checkpoint (step 40) in DIR is kept" or, before
+ * the first checkpoint, that the directory is removed (see g_new_run). */
+static const char *kept_state(const char *dir, long saved_step, char *buf, size_t n) {
+    if (saved_step >= 0)
+        snprintf(buf, n, "the checkpoint of step %ld in %s is kept", saved_step, dir);
+    else
+        snprintf(buf, n, "no checkpoint was written yet, so %s is removed", dir);
+    return buf;
+}
+
+static void lock_run_dir(const char *dir) {
+    if (lock_dir(dir) == 0) return;
+    if (errno == EWOULDBLOCK)
+        user_error("%s is in use by another ./train (one run directory, one process)", dir);
+    sys_error("%s: cannot lock the run directory: %s", dir, strerror(errno));
+}
+
 /* New run: refuse to overwrite an existing run, or to mix this run's files with the log or
  * evaluation rows of one whose checkpoint is gone (./eval --skip-done would take those rows for
- * this model's), then write config.json and vocab.txt. */
-static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
+ * this model's), then write config.json and vocab.txt. The checks run under the directory's
+ * lock, so two ./train started with the same --out cannot both pass them. */
+static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v, const long *saved) {
     char path[2048], err[1024];
+    int existed = file_exists(dir);
+    if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
+    lock_run_dir(dir);
     path_join(path, sizeof path, dir, "model.safetensors");
     if (file_exists(path))
         user_error("%s already holds a run (model.safetensors); continue it with --resume %s or "
@@ -197,17 +249,22 @@ static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v) {
     for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
         path_join(path, sizeof path, dir, stale[i]);
         if (file_exists(path))
-            user_error("%s holds %s of an earlier run but no checkpoint (stopped before its first "
-                       "one, or deleted); move it away or choose another --out",
-                       dir, stale[i]);
+            user_error("%s holds %s of an earlier run but no checkpoint (killed before its first "
+                       "one, or deleted); remove the directory (rm -r %s) to start again, or "
+                       "choose another --out",
+                       dir, stale[i], dir);
     }
-    if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
+    snprintf(g_new_run.dir, sizeof g_new_run.dir, "%s", dir);
+    g_new_run.created = !existed;
+    g_new_run.saved = saved;
+    on_fatal_error(remove_unsaved_run);
     char *json = config_to_json(c);
     path_join(path, sizeof path, dir, "config.json");
-    if (write_file_atomic(path, json, strlen(json))) sys_error("%s: %s", path, strerror(errno));
+    if (write_file_atomic(path, json, strlen(json)))
+        sys_error("%s: cannot write: %s; %s is removed", path, strerror(errno), dir);
     free(json);
     path_join(path, sizeof path, dir, "vocab.txt");
-    if (vocab_save(v, path, err, sizeof err)) sys_error("%s", err);
+    if (vocab_save(v, path, err, sizeof err)) sys_error("%s; %s is removed", err, dir);
 }
 
 /* --init: the checkpoint whose weights start the run, and the directory holding its vocab.txt. */
@@ -255,35 +312,52 @@ typedef struct {
     TrainState ts;
     long saved_step; /* step of the checkpoint on disk, -1 if none */
     char dir[1024];
+    char recovered[256]; /* what --resume did to an interrupted save ("" if nothing) */
 } Trainer;
 
-static void save_checkpoint(Trainer *tr) {
-    char path[2048], err[1024];
-    path_join(path, sizeof path, tr->dir, "optim.safetensors");
-    if (ckpt_save_optim(path, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
-        sys_error("%s", err);
-    path_join(path, sizeof path, tr->dir, "model.safetensors");
-    if (ckpt_save_model(path, &tr->m, &tr->ts, err, sizeof err)) sys_error("%s", err);
+/* log.jsonl, whose rows a failed write must not lose silently: the error names the checkpoint
+ * that is kept. */
+typedef struct {
+    JsonlFile file;
+    const Trainer *tr;
+} RunLog;
+
+static void save_checkpoint(Trainer *tr, RunLog *log) {
+    char err[2200], kept[2400];
+    /* the log rows up to this step become as durable as the checkpoint they go with */
+    if (jsonl_sync(&log->file, err, sizeof err) ||
+        ckpt_save(tr->dir, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
+        sys_error("%s; %s", err, kept_state(tr->dir, tr->saved_step, kept, sizeof kept));
     tr->saved_step = tr->ts.step;
 }
 
+/* --resume: the checkpoint of model.safetensors' step, after finishing an interrupted save.
+ * Prints what the recovery did. */
 static void restore_checkpoint(Trainer *tr) {
-    char path[2048], err[1024];
-    path_join(path, sizeof path, tr->dir, "model.safetensors");
-    if (ckpt_load_model(path, &tr->m, err, sizeof err)) user_error("%s", err);
-    path_join(path, sizeof path, tr->dir, "optim.safetensors");
-    if (ckpt_load_optim(path, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
-        user_error("%s", err);
+    char model[2048], optim[2048], err[1024], note[256];
+    path_join(model, sizeof model, tr->dir, "model.safetensors");
+    path_join(optim, sizeof optim, tr->dir, "optim.safetensors");
+    if (!file_exists(model))
+        user_error("%s: no checkpoint (model.safetensors) to resume from", tr->dir);
     Config cc;
     int V;
     long step;
-    path_join(path, sizeof path, tr->dir, "model.safetensors");
-    if (ckpt_read_config(path, &cc, &V, &step, err, sizeof err)) user_error("%s", err);
+    if (ckpt_read_config(model, &cc, &V, &step, err, sizeof err)) user_error("%s", err);
     config_free(&cc);
+    if (ckpt_recover(tr->dir, step, note, sizeof note, err, sizeof err)) sys_error("%s", err);
+    snprintf(tr->recovered, sizeof tr->recovered, "%s", note);
+    if (ckpt_load_model(model, &tr->m, err, sizeof err)) user_error("%s", err);
+    if (ckpt_load_optim(optim, &tr->m, tr->adam_m, tr->adam_v, &tr->ts, err, sizeof err))
+        user_error("%s", err);
     if (step != tr->ts.step)
         user_error("%s: model.safetensors (step %ld) and optim.safetensors (step %ld) are from "
                    "different steps",
                    tr->dir, step, tr->ts.step);
+    if (tr->ts.tokens != step * ckpt_tokens_per_step(tr->m.cfg))
+        user_error("%s: metadata 'tokens' is %lld, but %ld steps of %lld tokens read %lld", optim,
+                   tr->ts.tokens, step, ckpt_tokens_per_step(tr->m.cfg),
+                   step * ckpt_tokens_per_step(tr->m.cfg));
+    tr->saved_step = step;
 }
 
 /* Weights from the --init checkpoint; the optimizer state stays zero and the step 0. */
@@ -299,17 +373,17 @@ static void init_from(Trainer *tr, InitSource *src, const Vocab *v) {
 
 /* Keeps only log rows up to the checkpoint's step, so a resumed log reads as one run. The kept
  * rows replace the file atomically (a resume that dies here leaves the old log whole); new rows
- * are appended. */
-static FILE *open_log(const char *dir, long keep_step) {
-    char path[2048];
-    path_join(path, sizeof path, dir, "log.jsonl");
+ * are appended. A row cut short by a crash is not JSON and is dropped here. */
+static void open_log(RunLog *log, const Trainer *tr) {
+    char path[2048], err[2200], kept_msg[2400];
+    path_join(path, sizeof path, tr->dir, "log.jsonl");
     size_t len = 0, n = 0;
-    char *old = keep_step > 0 ? read_file(path, &len) : NULL;
+    char *old = tr->ts.step > 0 ? read_file(path, &len) : NULL;
     char *kept = xcalloc(len + 1, 1);
     for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         cJSON *o = cJSON_Parse(line);
         cJSON *s = o ? cJSON_GetObjectItem(o, "step") : NULL;
-        if (s && cJSON_IsNumber(s) && s->valuedouble <= keep_step) {
+        if (s && cJSON_IsNumber(s) && s->valuedouble <= tr->ts.step) {
             size_t l = strlen(line);
             memcpy(kept + n, line, l);
             kept[n + l] = '\n';
@@ -318,11 +392,18 @@ static FILE *open_log(const char *dir, long keep_step) {
         cJSON_Delete(o);
     }
     free(old);
-    if (write_file_atomic(path, kept, n)) sys_error("%s: %s", path, strerror(errno));
+    log->tr = tr;
+    if (write_file_atomic(path, kept, n) || jsonl_open(&log->file, path, err, sizeof err))
+        sys_error("%s: cannot write: %s; %s", path, strerror(errno),
+                  kept_state(tr->dir, tr->saved_step, kept_msg, sizeof kept_msg));
     free(kept);
-    FILE *f = fopen(path, "a");
-    if (!f) sys_error("%s: %s", path, strerror(errno));
-    return f;
+}
+
+static void log_row(RunLog *log, cJSON *o) {
+    char err[2200], kept[2400];
+    if (jsonl_append(&log->file, o, err, sizeof err))
+        sys_error("%s; %s", err, kept_state(log->tr->dir, log->tr->saved_step, kept, sizeof kept));
+    cJSON_Delete(o);
 }
 
 /* "output     adaptive: clusters 20000 | 40000 | 207735 words of 256 | 64 | 16 dims, tied" */
@@ -355,9 +436,8 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
     printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.pt), param_count(&tr->m.pt) / 1e6);
     printf("  data       %s: vocab %d, train %zu tokens, valid %zu tokens\n", c->data.dir,
            d->vocab.n, d->train.n, d->valid.n);
-    printf("  batch      %d x %d tokens x %d accum = %d tokens/step, %d steps\n", c->train.batch,
-           c->train.seq_len, c->train.accum, c->train.batch * c->train.seq_len * c->train.accum,
-           c->train.steps);
+    printf("  batch      %d x %d tokens x %d accum = %lld tokens/step, %d steps\n", c->train.batch,
+           c->train.seq_len, c->train.accum, ckpt_tokens_per_step(c), c->train.steps);
     printf("  compute    %.1f MFLOP/token forward, %.1f MFLOP/token training\n", fpt / 1e6,
            3 * fpt / 1e6);
     printf("  memory     %.0f MB estimated (parameters+grads+Adam %.0f MB, activations %.0f MB, "
@@ -395,7 +475,7 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
     return loss;
 }
 
-static void validate(Trainer *tr, const RunData *d, FILE *log, Progress *pg) {
+static void validate(Trainer *tr, const RunData *d, RunLog *log, Progress *pg) {
     const Config *c = tr->m.cfg;
     size_t n = c->train.eval_tokens > 0 && (size_t)c->train.eval_tokens < d->valid.n
                    ? (size_t)c->train.eval_tokens
@@ -414,11 +494,10 @@ static void validate(Trainer *tr, const RunData *d, FILE *log, Progress *pg) {
     cJSON_AddNumberToObject(o, "val_loss", loss);
     cJSON_AddNumberToObject(o, "val_ppl", exp(loss));
     cJSON_AddNumberToObject(o, "val_tokens", (double)r.tokens);
-    jsonl_write(log, o);
-    cJSON_Delete(o);
+    log_row(log, o);
 }
 
-static void log_step(FILE *log, const TrainState *ts, double loss, double lr, double norm,
+static void log_step(RunLog *log, const TrainState *ts, double loss, double lr, double norm,
                      double tps) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)ts->step);
@@ -429,14 +508,13 @@ static void log_step(FILE *log, const TrainState *ts, double loss, double lr, do
     cJSON_AddNumberToObject(o, "tokens_per_s", tps);
     cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed);
     cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_bytes() / 1e6);
-    jsonl_write(log, o);
-    cJSON_Delete(o);
+    log_row(log, o);
 }
 
 /* A row at each start of training (step 0, or the step a --resume continues from): what ran,
  * so that a log read later says which build, machine, threads and BLAS kernel produced its
  * speeds (a run resumed elsewhere has a row per machine). */
-static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
+static void log_start(RunLog *log, const Trainer *tr, int threads, int resumed) {
     const Config *c = tr->m.cfg;
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
@@ -452,29 +530,26 @@ static void log_start(FILE *log, const Trainer *tr, int threads, int resumed) {
     cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.pt));
     cJSON_AddNumberToObject(o, "train_flops_per_token",
                             3 * model_flops_per_token(c, tr->m.V, c->train.seq_len));
-    jsonl_write(log, o);
-    cJSON_Delete(o);
+    log_row(log, o);
 }
 
 /* The last row of a finished run, after its final checkpoint. */
-static void log_done(FILE *log, const TrainState *ts) {
+static void log_done(RunLog *log, const TrainState *ts) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)ts->step);
     cJSON_AddNumberToObject(o, "tokens", (double)ts->tokens);
     cJSON_AddBoolToObject(o, "done", 1);
     cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed);
-    jsonl_write(log, o);
-    cJSON_Delete(o);
+    log_row(log, o);
 }
 
 /* A step-0 row recording where the weights came from (kept by a later --resume). */
-static void log_init(FILE *log, const InitSource *src) {
+static void log_init(RunLog *log, const InitSource *src) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", 0);
     cJSON_AddStringToObject(o, "init", src->model);
     cJSON_AddNumberToObject(o, "init_step", (double)src->step);
-    jsonl_write(log, o);
-    cJSON_Delete(o);
+    log_row(log, o);
 }
 
 static void print_profile(const Model *m, double total) {
@@ -488,10 +563,10 @@ static void print_profile(const Model *m, double total) {
                100.0 * (m->prof[0][i] + m->prof[1][i]) / (total > 0 ? total : 1));
 }
 
-static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) {
+static void train_loop(Trainer *tr, const RunData *d, RunLog *log, const Args *a) {
     const Config *c = tr->m.cfg;
     const int B = c->train.batch, T = c->train.seq_len;
-    const long tokens_per_step = (long)B * T * c->train.accum;
+    const long long tokens_per_step = ckpt_tokens_per_step(c);
     const Schedule sched = schedule_parse(c->train.schedule);
     int32_t *in = xcalloc((size_t)B * T, 4), *tg = xcalloc((size_t)B * T, 4);
     Batcher bt;
@@ -505,14 +580,13 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
                           c->train.min_lr);
         double norm, loss = train_step(tr, &bt, in, tg, lr, &norm);
         if (!isfinite(loss) || !isfinite(norm)) {
-            char kept[64] = "no checkpoint was written yet";
-            if (tr->saved_step >= 0)
-                snprintf(kept, sizeof kept, "the checkpoint (step %ld) is kept", tr->saved_step);
+            char kept[2400];
             progress_end(&pg);
-            sys_error("loss %s at step %ld (loss %g, gradient norm %g); stopped without saving: "
-                      "%s in %s (try a lower train.lr, or train.clip)",
+            sys_error("loss %s at step %ld (loss %g, gradient norm %g; try a lower train.lr, or "
+                      "train.clip); stopped without saving: %s",
                       isfinite(loss) ? "finite but its gradient is not finite" : "is not finite",
-                      tr->ts.step + 1, loss, norm, kept, tr->dir);
+                      tr->ts.step + 1, loss, norm,
+                      kept_state(tr->dir, tr->saved_step, kept, sizeof kept));
         }
         double now = now_seconds();
         tr->ts.step++;
@@ -522,7 +596,8 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
         t_prev = now;
         double tps = (double)(tr->ts.step - window_start) * tokens_per_step / (now - t_window);
         char eta[32];
-        format_duration((c->train.steps - tr->ts.step) * tokens_per_step / tps, eta, sizeof eta);
+        format_duration((double)(c->train.steps - tr->ts.step) * tokens_per_step / tps, eta,
+                        sizeof eta);
         int keep = tr->ts.step % c->train.log_every == 0 || tr->ts.step == c->train.steps;
         progress_show(&pg, keep,
                       "step %6ld/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
@@ -535,10 +610,10 @@ static void train_loop(Trainer *tr, const RunData *d, FILE *log, const Args *a) 
             t_prev = now_seconds(); /* validation time is not training time */
         }
         if ((c->train.ckpt_every && tr->ts.step % c->train.ckpt_every == 0) || last)
-            save_checkpoint(tr);
+            save_checkpoint(tr, log);
         if (last) log_done(log, &tr->ts);
         if (g_stop || tr->ts.step == a->stop_at) {
-            if (!last) save_checkpoint(tr);
+            if (!last) save_checkpoint(tr, log);
             progress_say(
                 &pg, "stopped at step %ld: checkpoint written; continue with ./train --resume %s",
                 tr->ts.step, tr->dir);
@@ -557,6 +632,8 @@ int main(int argc, char **argv) {
     Args a = parse_args(argc, argv);
     Trainer tr = {.saved_step = -1};
     Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
+    check_token_count(&cfg);
+    if (a.resume) lock_run_dir(tr.dir); /* before ckpt_recover touches its files */
     int threads = threads_setup(cfg.train.threads);
     InitSource src = {0};
     char vocab_txt[2048];
@@ -568,12 +645,12 @@ int main(int argc, char **argv) {
     tr.adam_m = xcalloc(tr.m.pt.total, sizeof(float));
     tr.adam_v = xcalloc(tr.m.pt.total, sizeof(float));
     if (a.resume)
-        restore_checkpoint(&tr), tr.saved_step = tr.ts.step;
+        restore_checkpoint(&tr);
     else if (a.init)
         init_from(&tr, &src, &d.vocab);
     else
         model_init(&tr.m, (uint64_t)cfg.train.seed);
-    if (!a.resume) prepare_run_dir(tr.dir, &cfg, &d.vocab); /* only once nothing can fail */
+    if (!a.resume) prepare_run_dir(tr.dir, &cfg, &d.vocab, &tr.saved_step);
     print_summary(&tr, &d, threads);
     if (a.init)
         printf("  init       weights of %s (step %ld); step 0, fresh optimizer state\n", src.model,
@@ -582,13 +659,17 @@ int main(int argc, char **argv) {
         printf("  note       left out %d checkpoint tensor(s) this model does not have: %s\n",
                src.n_unused, src.unused);
     if (a.resume) printf("  resuming   at step %ld of %d\n", tr.ts.step, cfg.train.steps);
-    FILE *log = open_log(tr.dir, tr.ts.step);
-    if (tr.ts.step < cfg.train.steps) log_start(log, &tr, threads, a.resume != NULL);
-    if (a.init) log_init(log, &src);
+    if (tr.recovered[0]) printf("  recovered  %s\n", tr.recovered);
+    RunLog log;
+    open_log(&log, &tr);
+    if (tr.ts.step < cfg.train.steps) log_start(&log, &tr, threads, a.resume != NULL);
+    if (a.init) log_init(&log, &src);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    train_loop(&tr, &d, log, &a);
-    fclose(log);
+    train_loop(&tr, &d, &log, &a);
+    char err[2200];
+    if (jsonl_close(&log.file, err, sizeof err)) sys_error("%s", err);
+    if (fflush(stdout) || ferror(stdout)) sys_error("cannot write to standard output");
     tokens_free(&d.train);
     tokens_free(&d.valid);
     vocab_free(&d.vocab);

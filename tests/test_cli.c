@@ -809,7 +809,7 @@ TEST(test_cli_nan_keeps_last_checkpoint) {
     long step = meta_step(path);
     CHECK(step > 0 && step % 2 == 0, "the kept checkpoint is from step %ld", step);
     char want[64];
-    snprintf(want, sizeof want, "(step %ld)", step);
+    snprintf(want, sizeof want, "checkpoint of step %ld", step);
     CHECK(strstr(out, want) != NULL, "the message should name the kept checkpoint %s: %s", want,
           out);
 }

@@ -1,9 +1,15 @@
 /* checkpoint.c — see checkpoint.h. */
 #include "checkpoint.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util/util.h"
 #include "safetensors.h"
@@ -59,13 +65,20 @@ static int check_format(StFile *f, const char *path, char *err, size_t n) {
     return -1;
 }
 
-static int meta_long(StFile *f, const char *path, const char *key, long long *out, char *err,
-                     size_t n) {
+/* Metadata integer `key`, which must lie in [lo, hi]. */
+static int meta_int(StFile *f, const char *path, const char *key, long long lo, long long hi,
+                    long long *out, char *err, size_t n) {
     const char *s = st_meta(f, key);
     char *end = NULL;
+    errno = 0;
     if (s) *out = strtoll(s, &end, 10);
-    if (s && end != s && *end == 0) return 0;
-    snprintf(err, n, "%s: metadata '%s' is missing or not an integer", path, key);
+    if (!s || end == s || *end || errno) {
+        snprintf(err, n, "%s: metadata '%s' is missing or not an integer", path, key);
+        return -1;
+    }
+    if (*out >= lo && *out <= hi) return 0;
+    snprintf(err, n, "%s: metadata '%s' is %lld, expected an integer in [%lld, %lld]", path, key,
+             *out, lo, hi);
     return -1;
 }
 
@@ -74,8 +87,7 @@ int ckpt_read_config(const char *path, Config *cfg, int *V, long *step, char *er
     if (!f) return -1;
     long long v = 0, s = 0;
     int rc = check_format(f, path, err, n);
-    if (!rc) rc = meta_long(f, path, "vocab_size", &v, err, n);
-    if (!rc) rc = meta_long(f, path, "step", &s, err, n);
+    if (!rc) rc = meta_int(f, path, "vocab_size", 2, 1 << 30, &v, err, n);
     const char *text = st_meta(f, "config");
     if (!rc && !text) {
         snprintf(err, n, "%s: metadata 'config' is missing", path);
@@ -86,10 +98,8 @@ int ckpt_read_config(const char *path, Config *cfg, int *V, long *step, char *er
         snprintf(origin, sizeof origin, "%s (embedded config)", path);
         rc = config_from_text(cfg, text, origin, err, n);
     }
-    if (!rc && (v < 2 || v > (1 << 30))) {
-        snprintf(err, n, "%s: vocab_size %lld out of range", path, v);
-        rc = -1;
-    }
+    /* a run never saves past its last step */
+    if (!rc) rc = meta_int(f, path, "step", 0, cfg->train.steps, &s, err, n);
     *V = (int)v;
     *step = (long)s;
     st_close(f);
@@ -120,6 +130,12 @@ static int copy_tensor(StFile *f, const char *path, const char *name, const Tens
         return -1;
     }
     memcpy(dst, s->data, t->numel * sizeof(float));
+    for (size_t i = 0; i < t->numel; i++)
+        if (!isfinite(dst[i])) {
+            snprintf(err, n, "%s: tensor '%s' holds a non-finite value (%g at index %zu)", path,
+                     name, dst[i], i);
+            return -1;
+        }
     return 0;
 }
 
@@ -164,14 +180,39 @@ int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *e
     return n_unused;
 }
 
+/* The second moments are averages of squares: a negative one would make AdamW's sqrt NaN. */
+static int check_nonnegative(const char *path, const Model *m, const float *adam_v, char *err,
+                             size_t n) {
+    for (int k = 0; k < m->pt.n; k++) {
+        const TensorSpec *t = &m->pt.t[k];
+        for (size_t i = 0; i < t->numel; i++)
+            if (adam_v[t->offset + i] < 0) {
+                snprintf(err, n, "%s: tensor 'adam.v.%s' holds a negative value (%g at index %zu)",
+                         path, t->name, adam_v[t->offset + i], i);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam_v, TrainState *ts,
                     char *err, size_t n) {
     StFile *f = st_open(path, err, n);
     if (!f) return -1;
     int rc = check_format(f, path, err, n);
     long long step = 0, tokens = 0;
-    if (!rc) rc = meta_long(f, path, "step", &step, err, n);
-    if (!rc) rc = meta_long(f, path, "tokens", &tokens, err, n);
+    long long max_tokens;
+    if (!rc) rc = meta_int(f, path, "step", 0, m->cfg->train.steps, &step, err, n);
+    if (__builtin_mul_overflow(step, ckpt_tokens_per_step(m->cfg), &max_tokens))
+        max_tokens = LLONG_MAX;
+    if (!rc) rc = meta_int(f, path, "tokens", 0, max_tokens, &tokens, err, n);
+    const char *e = st_meta(f, "elapsed");
+    char *end = NULL;
+    double elapsed = e ? strtod(e, &end) : 0.0;
+    if (!rc && e && (end == e || *end || !isfinite(elapsed) || elapsed < 0)) {
+        snprintf(err, n, "%s: metadata 'elapsed' is '%s', expected seconds >= 0", path, e);
+        rc = -1;
+    }
     for (int k = 0; !rc && k < m->pt.n; k++) {
         char name[96];
         const TensorSpec *t = &m->pt.t[k];
@@ -180,12 +221,81 @@ int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam
         snprintf(name, sizeof name, "adam.v.%s", t->name);
         if (!rc) rc = copy_tensor(f, path, name, t, adam_v + t->offset, err, n);
     }
+    if (!rc) rc = check_nonnegative(path, m, adam_v, err, n);
     if (!rc) {
-        const char *e = st_meta(f, "elapsed");
         ts->step = (long)step;
         ts->tokens = tokens;
-        ts->elapsed = e ? atof(e) : 0.0;
+        ts->elapsed = elapsed;
     }
     st_close(f);
+    return rc;
+}
+
+long long ckpt_tokens_per_step(const Config *c) {
+    return (long long)c->train.batch * c->train.seq_len * c->train.accum;
+}
+
+/* ---- the checkpoint pair ---- */
+
+static void pending_path(char *buf, size_t size, const char *dir, long step) {
+    snprintf(buf, size, "%s/" CKPT_PENDING_PREFIX "%ld.safetensors", dir, step);
+}
+
+int ckpt_save(const char *dir, const Model *m, const float *adam_m, const float *adam_v,
+              const TrainState *ts, char *err, size_t n) {
+    char pending[2200], model[2200], optim[2200];
+    pending_path(pending, sizeof pending, dir, ts->step);
+    snprintf(model, sizeof model, "%s/model.safetensors", dir);
+    snprintf(optim, sizeof optim, "%s/optim.safetensors", dir);
+    if (ckpt_save_optim(pending, m, adam_m, adam_v, ts, err, n)) return -1;
+    if (ckpt_save_model(model, m, ts, err, n)) { /* the commit point: nothing changed */
+        unlink(pending);
+        return -1;
+    }
+    if (rename(pending, optim) == 0 && fsync_path_dir(optim) == 0) return 0;
+    snprintf(err, n, "%s: cannot rename to %s: %s", pending, optim, strerror(errno));
+    return -1;
+}
+
+/* "optim.step-<S>.safetensors" -> S, or -1 for any other name. */
+static long pending_step(const char *name) {
+    size_t k = strlen(CKPT_PENDING_PREFIX);
+    if (strncmp(name, CKPT_PENDING_PREFIX, k) || !isdigit((unsigned char)name[k])) return -1;
+    char *end;
+    errno = 0;
+    long step = strtol(name + k, &end, 10);
+    return !errno && !strcmp(end, ".safetensors") ? step : -1;
+}
+
+int ckpt_recover(const char *dir, long step, char *note, size_t note_len, char *err, size_t n) {
+    note[0] = 0;
+    int temps = remove_dead_temps(dir);
+    DIR *d = opendir(dir);
+    if (temps < 0 || !d) {
+        if (d) closedir(d);
+        snprintf(err, n, "%s: cannot list the run directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    char path[2200], optim[2200];
+    snprintf(optim, sizeof optim, "%s/optim.safetensors", dir);
+    int rc = 0, completed = 0, dropped = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        long s = pending_step(e->d_name);
+        if (s < 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (s != step)
+            dropped += unlink(path) == 0; /* a save that never reached its commit point */
+        else if (rename(path, optim) || fsync_path_dir(optim))
+            rc = -1, snprintf(err, n, "%s: cannot rename to %s: %s", path, optim, strerror(errno));
+        else
+            completed = 1;
+    }
+    closedir(d);
+    size_t k = 0;
+    if (completed)
+        k = (size_t)snprintf(note, note_len, "completed the interrupted save of step %ld", step);
+    if (temps + dropped && k < note_len)
+        snprintf(note + k, note_len - k, "%sremoved %d file(s) of interrupted saves",
+                 completed ? "; " : "", temps + dropped);
     return rc;
 }

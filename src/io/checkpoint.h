@@ -4,8 +4,18 @@
  *                      __metadata__: format, config (the resolved JSON), vocab_size, step
  *   optim.safetensors  "adam.m.<name>", "adam.v.<name>" per parameter;
  *                      __metadata__: format, step, tokens, elapsed
- * Both are written atomically; the step is stored in both so a resume can tell a matched pair.
- * Loading checks names, shapes, dtypes and the config, and reports one line naming the file. */
+ *
+ * The pair is one atomic unit (ckpt_save): the optimizer state of step S is first written, whole
+ * and synced, as optim.step-S.safetensors; replacing model.safetensors (itself atomic: temp file,
+ * fsync, rename) is the commit point; then optim.step-S.safetensors is renamed over
+ * optim.safetensors. A crash before the commit leaves the previous pair (plus a pending file that
+ * ckpt_recover deletes); a crash after it leaves model.safetensors of step S and its optimizer
+ * state under the pending name, which ckpt_recover renames into place. So model.safetensors
+ * always names the checkpoint, ./eval reads it at any moment, and run directories written before
+ * this scheme load unchanged.
+ *
+ * Loading checks names, shapes, dtypes, finiteness, the metadata ranges and the config, and
+ * reports one line naming the file. */
 #ifndef CHECKPOINT_H
 #define CHECKPOINT_H
 
@@ -21,6 +31,20 @@ typedef struct {
     double elapsed; /* training seconds so far */
 } TrainState;
 
+#define CKPT_PENDING_PREFIX "optim.step-"
+
+/* The pair of step ts->step into dir, as described above. 0, or -1 with err set; a failure leaves
+ * the previous checkpoint in place. */
+int ckpt_save(const char *dir, const Model *m, const float *adam_m, const float *adam_v,
+              const TrainState *ts, char *err, size_t n);
+/* Before loading the checkpoint of step `step` (model.safetensors' step) from dir: finishes a
+ * save interrupted after its commit point, deletes pending files of uncommitted saves and the
+ * temp files of dead processes. note gets what was done ("" if nothing). 0, or -1 with err. */
+int ckpt_recover(const char *dir, long step, char *note, size_t note_len, char *err, size_t n);
+/* batch x seq_len x accum: the tokens one optimizer step reads. */
+long long ckpt_tokens_per_step(const Config *c);
+
+/* The two files one at a time (tests; ckpt_save is the way to write a checkpoint). */
 int ckpt_save_model(const char *path, const Model *m, const TrainState *ts, char *err, size_t n);
 int ckpt_save_optim(const char *path, const Model *m, const float *adam_m, const float *adam_v,
                     const TrainState *ts, char *err, size_t n);

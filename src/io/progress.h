@@ -22,7 +22,18 @@ void progress_end(Progress *p);
 /* "1h02m", "3m05s", "42s" */
 const char *format_duration(double seconds, char *buf, size_t n);
 
-/* Appends one JSON object as a line and flushes (the object is not freed). */
-void jsonl_write(FILE *f, const cJSON *obj);
+/* A JSON-lines file open for appending (run logs, ./eval --json and --per-position). Each row is
+ * written whole or not at all: a write that fails (disk full) is cut back to the end of the
+ * previous row, so no reader ever sees half a line. Every call returns 0, or -1 with a one-line
+ * message "<path>: cannot write: <reason>" in err. */
+typedef struct {
+    int fd;
+    char path[2048];
+} JsonlFile;
+
+int jsonl_open(JsonlFile *j, const char *path, char *err, size_t n);
+int jsonl_append(JsonlFile *j, const cJSON *row, char *err, size_t n); /* row is not freed */
+int jsonl_sync(JsonlFile *j, char *err, size_t n);                     /* fsync */
+int jsonl_close(JsonlFile *j, char *err, size_t n);                    /* fsync and close */
 
 #endif

@@ -8,16 +8,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+static void (*g_on_fatal)(void);
+
+void on_fatal_error(void (*fn)(void)) {
+    g_on_fatal = fn;
+}
 
 static _Noreturn void vdie(int status, const char *fmt, va_list ap) {
     fflush(stdout);
     fputs("error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    void (*fn)(void) = g_on_fatal;
+    g_on_fatal = NULL; /* an error inside the hook must not run it again */
+    if (fn) fn();
     /* _exit: an error exit runs no cleanup, and leak checkers should not report the memory a
      * half-finished program still holds */
     fflush(NULL);
@@ -171,8 +183,8 @@ int write_file_atomic(const char *path, const void *data, size_t len) {
         fd = -1;
         goto fail;
     }
-    fsync_path_dir(path);
-    return 0;
+    /* the rename is durable only once the directory is synced */
+    return fsync_path_dir(path);
 fail : {
     int saved = errno;
     if (fd >= 0) close(fd);
@@ -180,6 +192,41 @@ fail : {
     errno = saved;
     return -1;
 }
+}
+
+/* "<name>.tmp.<pid>" -> pid, or 0 if the name is not a temp file of write_file_atomic. */
+static long temp_owner(const char *name) {
+    const char *tag = strstr(name, ".tmp.");
+    if (!tag || tag == name) return 0;
+    char *end;
+    long pid = strtol(tag + 5, &end, 10);
+    return *end == 0 && pid > 0 ? pid : 0;
+}
+
+int remove_dead_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int removed = 0;
+    char path[4200];
+    for (struct dirent *e; (e = readdir(d));) {
+        long pid = temp_owner(e->d_name);
+        /* kill(pid, 0) fails with ESRCH only when no such process exists */
+        if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        removed += unlink(path) == 0;
+    }
+    closedir(d);
+    return removed;
+}
+
+int lock_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0; /* fd stays open: the lock lives with it */
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
 }
 
 int file_exists(const char *path) {

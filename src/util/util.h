@@ -19,6 +19,9 @@
 
 _Noreturn void user_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void sys_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* fn runs once, after the message, when user_error or sys_error ends the program (NULL: none).
+ * ./train uses it to remove a new run directory that holds no checkpoint yet. */
+void on_fatal_error(void (*fn)(void));
 
 /* 64-byte aligned, zeroed, never NULL (out of memory is a sys_error). Free with free(). */
 void *xcalloc(size_t n, size_t size);
@@ -45,9 +48,17 @@ float rng_normal(uint64_t key, uint64_t i); /* standard normal (Box-Muller) */
 
 /* Read a whole file; NULL if it cannot be opened (errno set). *len receives the size. */
 char *read_file(const char *path, size_t *len);
-/* Write bytes to path atomically: temp file in the same directory, fsync, rename. 0 on success,
- * -1 on failure with errno set and no file left behind. */
+/* Write bytes to path atomically: temp file "<path>.tmp.<pid>" in the same directory, fsync,
+ * rename, fsync of the directory. 0 on success, -1 on failure with errno set and no file left
+ * behind (a process killed mid-write leaves its temp file: see remove_dead_temps). */
 int write_file_atomic(const char *path, const void *data, size_t len);
+/* Removes the temp files of write_file_atomic in dir whose process no longer runs; returns how
+ * many, or -1 with errno set. */
+int remove_dead_temps(const char *dir);
+/* An exclusive lock on a directory for the life of the process (flock on the directory itself,
+ * so no lock file is left behind). 0, or -1 with errno set (EWOULDBLOCK: another process holds
+ * it). */
+int lock_dir(const char *dir);
 int fsync_path_dir(const char *path);
 int file_exists(const char *path);
 int mkdir_p(const char *path); /* 0 on success or if it exists */
