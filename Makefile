@@ -16,7 +16,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test test-asan quickstart deps format docs bench clean
+.PHONY: all test test-asan test-asan-build quickstart deps format docs bench clean
 all: $(BIN)/train $(BIN)/eval
 
 # The git revision compiled into ./eval's --json rows and ./train's log. build/rev.txt is rewritten
@@ -52,10 +52,11 @@ test: deps
 # build-asan/ (binaries included) so the optimized ./train and ./eval are left alone;
 # TRAINSHORT_BIN tells the CLI tests where the binaries are.
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-test-asan: deps
+test-asan: deps test-asan-build
+	@TRAINSHORT_BIN=build-asan ASAN_OPTIONS=detect_leaks=1 build-asan/run_tests
+test-asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan OPT="$(ASAN_FLAGS)" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/train build-asan/eval build-asan/run_tests
-	@TRAINSHORT_BIN=build-asan ASAN_OPTIONS=detect_leaks=1 build-asan/run_tests
 
 quickstart: deps
 	@$(MAKE) --no-print-directory all
