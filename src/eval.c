@@ -144,7 +144,7 @@ static Args parse_args(int argc, char **argv) {
     Args a = {.split = "valid", .mode = "nonoverlapping", .threads = -1, .buckets = 64};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit(0);
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit_flushed();
         if (!strcmp(o, "--skip-done")) {
             a.skip_done = 1;
             continue;
@@ -508,10 +508,9 @@ int main(int argc, char **argv) {
     close_output(out.per_position);
     free(out.pos.nll);
     free(out.pos.count);
-    if (fflush(stdout) || ferror(stdout)) sys_error("cannot write to standard output");
     model_free(&m);
     tokens_free(&tok);
     vocab_free(&vocab);
     config_free(&cfg);
-    return 0;
+    exit_flushed();
 }

@@ -86,9 +86,9 @@ static Args parse_args(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h"))
-            fputs(USAGE, stdout), exit(0);
+            fputs(USAGE, stdout), exit_flushed();
         else if (!strcmp(o, "--help-config"))
-            config_write_docs(stdout), exit(0);
+            config_write_docs(stdout), exit_flushed();
         else if (!strcmp(o, "--profile"))
             a.profile = 1;
         else if (!takes_value(o))
@@ -240,6 +240,7 @@ static void prepare_run_dir(const char *dir, const Config *c, const Vocab *v, co
     int existed = file_exists(dir);
     if (mkdir_p(dir)) user_error("--out: cannot create directory '%s': %s", dir, strerror(errno));
     lock_run_dir(dir);
+    remove_dead_temps(dir); /* of a run killed while it wrote its first files */
     path_join(path, sizeof path, dir, "model.safetensors");
     if (file_exists(path))
         user_error("%s already holds a run (model.safetensors); continue it with --resume %s or "
@@ -669,7 +670,6 @@ int main(int argc, char **argv) {
     train_loop(&tr, &d, &log, &a);
     char err[2200];
     if (jsonl_close(&log.file, err, sizeof err)) sys_error("%s", err);
-    if (fflush(stdout) || ferror(stdout)) sys_error("cannot write to standard output");
     tokens_free(&d.train);
     tokens_free(&d.valid);
     vocab_free(&d.vocab);
@@ -677,5 +677,5 @@ int main(int argc, char **argv) {
     free(tr.adam_m);
     free(tr.adam_v);
     config_free(&cfg);
-    return 0;
+    exit_flushed();
 }

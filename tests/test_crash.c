@@ -374,9 +374,10 @@ TEST(test_crash_disk_full_checkpoint_keeps_the_last_one) {
 }
 
 TEST(test_crash_disk_full_log_mid_run) {
+    enum { LOG_STEPS = 2000 }; /* a log of ~400 KB: the 1 MB disk holds it once there is room */
     char dir[256], out[OUT_LEN], run[600], args[700], path[700], log[700];
     disk_scratch("crash_full_log", dir, sizeof dir);
-    crash_config(dir, MAX_STEPS, "train.ckpt_every=100");
+    crash_config(dir, LOG_STEPS, "train.ckpt_every=100");
     if (!small_disk(dir, "crash_full_log")) return;
     snprintf(run, sizeof run, "%s/mnt/run", dir);
     int rc = sh(out, "./train --config %s/cfg.json --out %s --stop-at 1", dir, run);
@@ -385,9 +386,9 @@ TEST(test_crash_disk_full_log_mid_run) {
     snprintf(path, sizeof path, "%s/train.out", dir);
     snprintf(log, sizeof log, "%s/log.jsonl", run);
     pid_t pid = spawn_train(args, path);
-    static double loss[MAX_STEPS + 1];
+    static double loss[LOG_STEPS + 1];
     double t0 = now_seconds();
-    while (now_seconds() - t0 < 30 && log_column(log, "loss", loss, MAX_STEPS) < 20) usleep(2000);
+    while (now_seconds() - t0 < 30 && log_column(log, "loss", loss, LOG_STEPS) < 20) usleep(2000);
     fill_disk(dir, 0); /* while it trains */
     int st;
     waitpid(pid, &st, 0);
@@ -400,8 +401,8 @@ TEST(test_crash_disk_full_log_mid_run) {
     CHECK(whole_rows(log), "%s has a row cut short", log);
     rc = sh(out, "rm %s/mnt/fill && ./train --resume %s", dir, run);
     CHECK(rc == 0, "resuming once there is space (%d): %s", rc, out);
-    int rows = log_column(log, "loss", loss, MAX_STEPS);
-    CHECK(rows == MAX_STEPS, "%d loss rows for %d steps", rows, MAX_STEPS);
+    int rows = log_column(log, "loss", loss, LOG_STEPS);
+    CHECK(rows == LOG_STEPS, "%d loss rows for %d steps", rows, LOG_STEPS);
     unmount(dir);
 }
 
@@ -521,4 +522,16 @@ TEST(test_crash_token_count_beyond_2_53) {
     int rc = sh(out, "./train --config %s --out %s/run", path, dir);
     snprintf(path, sizeof path, "%s/run", dir);
     expect_user_error(rc, out, "above the 2^53", NULL, path, "a token count beyond 2^53");
+}
+
+/* Output that goes to a full disk is an error, not a truncated file with status 0. */
+TEST(test_crash_stdout_to_a_full_disk) {
+    const char *cmds[] = {"./train --help-config", "./train --help", "./eval --help"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char out[OUT_LEN];
+        int rc = sh(out, "(%s >/dev/full)", cmds[i]);
+        CHECK(rc == 1 && strstr(out, "error: cannot write to standard output") &&
+                  count_lines(out) == 1,
+              "%s > /dev/full (%d): %s", cmds[i], rc, out);
+    }
 }

@@ -48,6 +48,12 @@ void sys_error(const char *fmt, ...) {
     vdie(EXIT_SYS, fmt, ap);
 }
 
+void exit_flushed(void) {
+    if (fflush(stdout) != 0 || ferror(stdout))
+        sys_error("cannot write to standard output: %s", strerror(errno));
+    exit(0);
+}
+
 void *xcalloc(size_t n, size_t size) {
     size_t bytes = n * size;
     if (size && bytes / size != n) sys_error("allocation of %zu x %zu bytes overflows", n, size);

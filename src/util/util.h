@@ -19,6 +19,9 @@
 
 _Noreturn void user_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void sys_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Flushes stdout and ends the program with status 0, or with a sys_error if anything written to
+ * stdout was lost (a full disk under `./train --help-config > docs/config.md`). */
+_Noreturn void exit_flushed(void);
 /* fn runs once, after the message, when user_error or sys_error ends the program (NULL: none).
  * ./train uses it to remove a new run directory that holds no checkpoint yet. */
 void on_fatal_error(void (*fn)(void));
