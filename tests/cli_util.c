@@ -47,6 +47,16 @@ void write_config(const char *path, const char *dir, const char *const *override
     cJSON_Delete(c);
 }
 
+void write_diverging_config(const char *path, const char *dir, int ckpt_every) {
+    char every[64];
+    snprintf(every, sizeof every, "train.ckpt_every=%d", ckpt_every);
+    const char *over[] = {"train.lr=10",        "train.weight_decay=10",
+                          "train.clip=0",       "train.warmup=0",
+                          "train.steps=200",    every,
+                          "train.eval_every=0", NULL};
+    write_config(path, dir, over);
+}
+
 int train_run(const char *dir, char *out) {
     int rc = sh(out, "./train --config %s/cfg.json --out %s/run", dir, dir);
     CHECK(rc == 0, "training %s failed (status %d): %s", dir, rc, out);

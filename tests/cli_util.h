@@ -13,6 +13,9 @@ void write_text(const char *path, const char *text); /* atomically; a failure en
  * <dir>/data, with "key=value" overrides (a NULL-terminated list, or NULL); a value that is not
  * JSON is a string. */
 void write_config(const char *path, const char *dir, const char *const *overrides);
+/* The tiny config with a learning rate and weight decay so large that the weights overflow within
+ * a few steps (200 steps, no clipping), checkpointing every ckpt_every steps (0: at the end). */
+void write_diverging_config(const char *path, const char *dir, int ckpt_every);
 /* Trains <dir>/run from <dir>/cfg.json; the test fails if that does not work. */
 int train_run(const char *dir, char *out);
 /* A fresh scratch directory (dir, n bytes) holding cfg.json (the tiny config with overrides)

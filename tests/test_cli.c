@@ -686,11 +686,8 @@ TEST(test_cli_wikitext2_counts) {
 TEST(test_cli_nan_keeps_last_checkpoint) {
     char dir[512], out[OUT_LEN], path[600];
     cli_scratch("cli_nan", dir, sizeof dir);
-    const char *over[] = {
-        "train.lr=10",     "train.weight_decay=10", "train.clip=0",       "train.warmup=0",
-        "train.steps=200", "train.ckpt_every=2",    "train.eval_every=0", NULL};
     snprintf(path, sizeof path, "%s/cfg.json", dir);
-    write_config(path, dir, over);
+    write_diverging_config(path, dir, 2);
     int rc = sh(out, "./train --config %s/cfg.json --out %s/run", dir, dir);
     CHECK(rc == 1, "a diverging run should exit 1, got %d: %s", rc, out);
     CHECK(strstr(out, "error: loss") && strstr(out, "not finite") && strstr(out, "checkpoint"),

@@ -261,11 +261,8 @@ TEST(test_crash_one_train_per_run_directory) {
 TEST(test_crash_failed_first_steps_leave_no_directory) {
     char dir[256], out[OUT_LEN], path[600], run[600];
     cli_scratch("crash_diverge", dir, sizeof dir);
-    const char *over[] = {
-        "train.lr=10",     "train.weight_decay=10", "train.clip=0",       "train.warmup=0",
-        "train.steps=200", "train.ckpt_every=0",    "train.eval_every=0", NULL};
     snprintf(path, sizeof path, "%s/bad.json", dir);
-    write_config(path, dir, over);
+    write_diverging_config(path, dir, 0);
     snprintf(run, sizeof run, "%s/run", dir);
     int rc = sh(out, "./train --config %s --out %s", path, run);
     CHECK(rc == 1 && strstr(out, "not finite") && strstr(out, "is removed"),
