@@ -137,17 +137,22 @@ TEST(test_crash_sigkill_then_resume_continues_losses) {
     char dir[256], out[OUT_LEN], run[600], args[700], path[700], names[1024];
     cli_scratch("crash_kill", dir, sizeof dir);
     crash_config(dir, steps, NULL);
-    if (!reference_run(dir, out)) return;
     double t0 = now_seconds();
+    if (!reference_run(dir, out)) return;
+    double step_time = (now_seconds() - t0) / steps; /* an upper bound: start-up included */
+    t0 = now_seconds();
     if (!run_to(dir, "run", 1, out)) return; /* the kills start from a checkpoint */
     double start = now_seconds() - t0;       /* start-up + one step */
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(args, sizeof args, "--resume %s", run);
     snprintf(path, sizeof path, "%s/resume.out", dir);
     int killed = 0, completed = 0, cleaned = 0, finished = 0;
+    uint64_t key = rng_key(17, 1);
     for (int i = 0; killed < kills && !finished; i++) {
-        /* from the middle of start-up to ~40 steps into training */
-        double delay = start * (0.5 + rng_uniform(rng_key(17, 1), (uint64_t)i) * 1.5) + 0.04;
+        /* from the middle of start-up to at most ~30 steps into training, so that on any host
+         * the run outlasts the kills (40 steps are planned per kill) */
+        double delay = start * (0.5 + rng_uniform(key, 2 * (uint64_t)i)) +
+                       30 * step_time * rng_uniform(key, 2 * (uint64_t)i + 1);
         pid_t pid = spawn_train(args, path);
         usleep((useconds_t)(delay * 1e6));
         kill(pid, SIGKILL);
