@@ -537,3 +537,27 @@ TEST(test_crash_stdout_to_a_full_disk) {
               "%s > /dev/full (%d): %s", cmds[i], rc, out);
     }
 }
+
+/* batch x seq_len x accum = 2^31 tokens per step: the start-up summary counts them in 64 bits
+ * (an int wrapped to a negative count). The run is killed once the summary is out. */
+TEST(test_crash_summary_counts_2_31_tokens_per_step) {
+    char dir[256], args[1600], path[700];
+    cli_scratch("crash_summary", dir, sizeof dir);
+    const char *over[] = {"train.batch=2048", "train.accum=65536", "train.steps=1", NULL};
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    write_config(path, dir, over);
+    snprintf(args, sizeof args, "--config %s --out %s/run", path, dir);
+    snprintf(path, sizeof path, "%s/train.out", dir);
+    pid_t pid = spawn_train(args, path);
+    char *said = NULL;
+    for (double t0 = now_seconds(); now_seconds() - t0 < 60; usleep(10000)) {
+        free(said);
+        said = read_file(path, NULL);
+        if (said && strstr(said, "tokens/step")) break;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CHECK(said && strstr(said, "2048 x 16 tokens x 65536 accum = 2147483648 tokens/step"),
+          "the summary: %s", said ? said : "(nothing)");
+    free(said);
+}
