@@ -88,11 +88,11 @@ static const struct {
     {"\"\xc1\xbf\"", 1, "an overlong encoding"},
     {"\"\xe0\x80\xaf\"", 1, "an overlong encoding (byte 0xE0)"},
     {"\"\xf0\x80\x80\xaf\"", 1, "an overlong encoding (byte 0xF0)"},
-    {"\"\xed\xa0\x80\"", 1, "an encoded surrogate"},
-    {"\"\xed\xbf\xbf\"", 1, "an encoded surrogate"},
+    {"\"\xed\xa0\x80\"", 1, "an encoded UTF-16 surrogate"},
+    {"\"\xed\xbf\xbf\"", 1, "an encoded UTF-16 surrogate"},
     {"\"\xf4\x90\x80\x80\"", 1, "a code point above U+10FFFF (byte 0xF4)"},
-    {"\"\xf5\x80\x80\x80\"", 1, "above U+10FFFF (byte 0xF5)"},
-    {"\"\xff\"", 1, "above U+10FFFF (byte 0xFF)"},
+    {"\"\xf5\x80\x80\x80\"", 1, "a byte UTF-8 never uses (byte 0xF5)"},
+    {"\"\xff\"", 1, "never uses (byte 0xFF)"},
     {"\"\xc3\"", 1, "a character that ends early"},
     {"\"\xe2\x82\"", 1, "ends early"},
     {"\"\xe2\x82", 1, "ends early"},
@@ -143,14 +143,18 @@ TEST(test_json_check_counts_only) {
     static const char *not_counts[] = {"[1.0]", "[-1]", "[1e3]", "[-0]", "[0.5]"};
     char err[256];
     size_t pos;
+    const char *where = "{\"a\": {\"shape\": [2, 2.5]}}";
+    CHECK(json_check(where, strlen(where), JSON_COUNTS, &pos, err, sizeof err) == -1 &&
+              strstr(err, "number 2.5 in 'a.shape[1]' is not"),
+          "the message names where the number is: %s", err);
     for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
         CHECK(json_check(counts[i], strlen(counts[i]), JSON_COUNTS, &pos, err, sizeof err) == 0,
               "%s: %s", counts[i], err);
     for (size_t i = 0; i < sizeof not_counts / sizeof *not_counts; i++) {
         const char *t = not_counts[i];
         CHECK(json_check(t, strlen(t), JSON_COUNTS, &pos, err, sizeof err) == -1, "accepted %s", t);
-        CHECK(strstr(err, "is not a plain unsigned integer") && pos == 1, "%s: %s at %zu", t, err,
-              pos);
+        CHECK(strstr(err, "in '[0]' is not a plain unsigned integer") && pos == 1, "%s: %s at %zu",
+              t, err, pos);
         CHECK(json_check(t, strlen(t), 0, &pos, err, sizeof err) == 0, "%s without the flag", t);
     }
 }

@@ -192,7 +192,7 @@ static size_t utf8_length(Checker *c) {
     unsigned char b = p[0], lo = 0x80, hi = 0xBF; /* the range of the second byte */
     if (b < 0xC0) return bad_utf8(c, "a stray continuation byte", b);
     if (b < 0xC2) return bad_utf8(c, "an overlong encoding", b);
-    if (b > 0xF4) return bad_utf8(c, "a code point above U+10FFFF", b);
+    if (b > 0xF4) return bad_utf8(c, "a byte UTF-8 never uses", b);
     if (b < 0xE0) k = 2;
     if (b >= 0xE0 && b < 0xF0) k = 3;
     if (b == 0xE0) lo = 0xA0; /* E0 80..9F would be overlong */
@@ -204,7 +204,7 @@ static size_t utf8_length(Checker *c) {
             return bad_utf8(c, "a character that ends early", b);
     if (p[1] >= lo && p[1] <= hi) return k;
     return bad_utf8(c,
-                    b == 0xED   ? "an encoded surrogate (U+D800 to U+DFFF)"
+                    b == 0xED   ? "an encoded UTF-16 surrogate"
                     : b == 0xF4 ? "a code point above U+10FFFF"
                                 : "an overlong encoding",
                     b);
@@ -280,6 +280,11 @@ static int check_escape(Checker *c, Span *key) {
     return 0;
 }
 
+/* An ASCII byte that stands for itself in a string. */
+static int is_plain(unsigned char b) {
+    return b >= 0x20 && b < 0x80 && b != '"' && b != '\\';
+}
+
 /* The string whose opening quote is at the cursor. With key, its decoded bytes go to the
  * arena and *key spans them. */
 static int check_string(Checker *c, Span *key) {
@@ -296,6 +301,7 @@ static int check_string(Checker *c, Span *key) {
         }
         if (b < 0x20) return fail(c, at, "unescaped control character 0x%02X in a string", b);
         if (b >= 0x80 && !(k = utf8_length(c))) return -1;
+        while (b < 0x80 && at + k < c->n && is_plain(c->s[at + k])) k++; /* the rest of a run */
         if (key) arena_put(c, c->s + at, k);
         c->i += k;
     }
@@ -342,10 +348,12 @@ static int check_number(Checker *c) {
     }
     size_t len = c->i - start, plain = 0;
     while (plain < len && c->s[start + plain] >= '0' && c->s[start + plain] <= '9') plain++;
-    if ((c->flags & JSON_COUNTS) && plain < len)
-        return fail(c, start, "number %.*s%s is not a plain unsigned integer",
-                    (int)(len < 24 ? len : 24), (const char *)c->s + start, len < 24 ? "" : "...");
-    return 0;
+    if (!(c->flags & JSON_COUNTS) || plain == len) return 0;
+    char path[160];
+    put_path(c, c->depth, path, sizeof path);
+    return fail(c, start, "number %.*s%s in '%s' is not a plain unsigned integer",
+                (int)(len < 24 ? len : 24), (const char *)c->s + start, len < 24 ? "" : "...",
+                path);
 }
 
 static int check_word(Checker *c, const char *word) {
