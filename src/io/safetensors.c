@@ -336,18 +336,24 @@ static int check_tiling(const char *path, const StFile *f, Range *r, size_t data
                 data_bytes - at, f->t[r[f->n - 1].i].name, at, data_bytes);
 }
 
-/* Points each tensor at its bytes, copying the misaligned ones (see the top of the file). */
+/* Points each tensor at its bytes, copying the misaligned ones (see the top of the file). An
+ * empty tensor points at an aligned dummy, never NULL: a memcpy of 0 bytes from NULL is
+ * undefined. */
 static void place_data(StFile *f, const Range *r, const unsigned char *data) {
+    static const int64_t nothing[1];
     size_t copy_bytes = 0;
     for (int i = 0; i < f->n; i++)
-        if ((uintptr_t)(data + r[i].begin) % st_dtype_size(f->t[r[i].i].dtype))
+        if (r[i].end > r[i].begin &&
+            (uintptr_t)(data + r[i].begin) % st_dtype_size(f->t[r[i].i].dtype))
             copy_bytes += (r[i].end - r[i].begin + 7) / 8 * 8;
     if (copy_bytes) f->copies = xcalloc(copy_bytes, 1);
     unsigned char *p = f->copies;
     for (int i = 0; i < f->n; i++) {
         StTensor *t = &f->t[r[i].i];
         const unsigned char *src = data + r[i].begin;
-        if ((uintptr_t)src % st_dtype_size(t->dtype)) {
+        if (r[i].begin == r[i].end) {
+            t->data = nothing;
+        } else if ((uintptr_t)src % st_dtype_size(t->dtype)) {
             memcpy(p, src, r[i].end - r[i].begin);
             t->data = p;
             p += (r[i].end - r[i].begin + 7) / 8 * 8;
