@@ -16,7 +16,7 @@
  * invalid UTF-8 put into strings, deep nesting); edits inside a safetensors header usually fix
  * up the length field so that the checks behind it are reached.
  *
- * TRAINSHORT_FUZZ_CASES=N runs N cases per fuzzer (default 500), TRAINSHORT_FUZZ_SEED=S another
+ * TRAINSHORT_FUZZ_CASES=N runs N cases per fuzzer (default 2000), TRAINSHORT_FUZZ_SEED=S another
  * seed. Cases are independent, so a failure, printed with its seed, case number and mutations
  * and saved under tests/tmp/fuzz/, is replayed by the same seed. */
 #include "test.h"
@@ -27,12 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/io/config.h"
-#include "../src/io/json_check.h"
-#include "../src/io/safetensors.h"
 #include "../src/util/util.h"
+#include "fuzz_common.h"
 
-#define DEFAULT_CASES 500
+#define DEFAULT_CASES 2000
 #define DEFAULT_SEED  20240917
 
 static long env_long(const char *name, long def) {
@@ -362,48 +360,13 @@ static void keep_input(const char *kind, long k, const Input *in, char *path, si
 
 enum { REFUSED, LOADED, BROKEN }; /* the outcomes of a case; BROKEN fails the test */
 
-static int one_line(const char *err) {
-    return err[0] && !strchr(err, '\n') && !strchr(err, '\r');
-}
-
-static int within(const void *p, size_t bytes, const unsigned char *lo, const unsigned char *hi) {
-    uintptr_t a = (uintptr_t)p;
-    return a >= (uintptr_t)lo && a + bytes <= (uintptr_t)hi;
-}
-
-/* A loaded file is sound: every tensor's bytes inside the data section (or in an aligned copy)
- * and readable, aligned, found by st_get, and all of them together exactly the data section. */
-static int st_sound(StFile *f, const unsigned char *buf, size_t len, char *why, size_t n) {
-    uint64_t h = 0, sum = 0;
-    for (int i = 0; i < 8; i++) h |= (uint64_t)buf[i] << (8 * i);
-    size_t covered = 0;
-    for (int i = 0; i < st_count(f); i++) {
-        const StTensor *t = st_at(f, i);
-        size_t bytes = st_numel(t) * st_dtype_size(t->dtype);
-        const unsigned char *d = t->data;
-        int placed = within(d, bytes, buf + 8 + h, buf + len) || !within(d, 1, buf, buf + len);
-        if (!d || !placed || (uintptr_t)d % st_dtype_size(t->dtype) || st_get(f, t->name) != t ||
-            t->ndim < 0 || t->ndim > 4) {
-            snprintf(why, n, "tensor %d '%s' is unsound", i, t->name);
-            return BROKEN;
-        }
-        for (size_t b = 0; b < bytes; b++) sum += d[b]; /* ASan checks every byte */
-        covered += bytes;
-    }
-    static volatile uint64_t sink; /* keeps the reads */
-    sink += sum;
-    if (covered == len - 8 - h) return LOADED;
-    snprintf(why, n, "tensors cover %zu of %zu data bytes", covered, (size_t)(len - 8 - h));
-    return BROKEN;
-}
-
 static int st_case(const Input *in, char *why, size_t n) {
     unsigned char *buf = malloc(in->n ? in->n : 1);
     memcpy(buf, in->p, in->n);
     char err[1024] = "";
     StFile *f = st_open_buffer(buf, in->n, "fuzz.safetensors", err, sizeof err);
     if (f) {
-        int outcome = st_sound(f, buf, in->n, why, n);
+        int outcome = st_sound(f, buf, in->n, why, n) ? LOADED : BROKEN;
         st_close(f);
         return outcome;
     }
@@ -413,28 +376,10 @@ static int st_case(const Input *in, char *why, size_t n) {
     return BROKEN;
 }
 
-/* The checkpoint-like seed: every dtype, a scalar, an empty tensor, misaligned F64s, and the
- * metadata of a real checkpoint. */
 static Seed written_seed(void) {
-    static float w[12] = {1, -2, 3.5f, 0, 1e-30f, 7, 8, 9, 10, 11, 12, 13};
-    static double d[3] = {3.25, -1e300, 0.5};
-    static int32_t i32[5] = {0, -1, 2147483647, 5, 6};
-    static int64_t i64[2] = {INT64_MAX, -3};
-    static const StTensor t[] = {
-        {"tok_emb.weight", ST_F32, 2, {3, 3}, w},
-        {"layers.0.ln1.weight", ST_F32, 1, {3}, w},
-        {"scale", ST_F64, 0, {0}, d},
-        {"ids", ST_I32, 1, {5}, i32},
-        {"empty", ST_F32, 2, {0, 4}, NULL},
-        {"steps", ST_I64, 1, {2}, i64},
-        {"after_odd", ST_F64, 2, {1, 2}, d + 1},
-    };
-    static const char *keys[] = {"format", "config", "vocab_size", "step"};
-    static const char *values[] = {"trainshort-ckpt-1", "{\"model\": {\"n_layers\": 1}}", "33",
-                                   "12"};
     char path[600], err[512];
     snprintf(path, sizeof path, "%s/seed.safetensors", test_tmpdir("fuzz_seed"));
-    CHECK(st_write(path, t, 7, keys, values, 4, err, sizeof err) == 0, "st_write: %s", err);
+    CHECK(fuzz_write_seed(path, err, sizeof err) == 0, "st_write: %s", err);
     Seed s = {"written", NULL, 0};
     s.p = (unsigned char *)read_file(path, &s.n);
     return s;
@@ -497,34 +442,13 @@ TEST(test_fuzz_safetensors_loader) {
 
 /* ---- (b) configs ---- */
 
-/* A config that parsed is valid: its printed form passes json_check, parses again, and prints
- * the same; the cross-key rules hold. */
-static int config_sound(const Config *c, char *why, size_t n) {
-    char *text = config_to_json(c), err[1024] = "";
-    size_t pos;
-    Config again;
-    int ok = !json_check(text, strlen(text), 0, &pos, err, sizeof err) &&
-             !config_from_text(&again, text, "printed", err, sizeof err);
-    if (ok) {
-        char *text2 = config_to_json(&again);
-        ok = !strcmp(text, text2);
-        if (!ok) snprintf(err, sizeof err, "printing again changed the text");
-        free(text2);
-        config_free(&again);
-    }
-    ok = ok && c->model.d_model % c->model.n_heads == 0 && c->model.n_layers >= 1;
-    if (!ok) snprintf(why, n, "accepted, but not valid: %s", err);
-    free(text);
-    return ok ? LOADED : BROKEN;
-}
-
 static int config_case_fn(const Input *in, char *why, size_t n, void *ctx) {
     (void)ctx;
     Config c;
     char err[1024] = "";
     /* the text as a C string: a NUL byte ends it, as config_from_text's callers do */
     if (config_from_text(&c, (const char *)in->p, "fuzz.json", err, sizeof err) == 0) {
-        int outcome = config_sound(&c, why, n);
+        int outcome = config_sound(&c, why, n) ? LOADED : BROKEN;
         config_free(&c);
         return outcome;
     }
@@ -575,7 +499,7 @@ static int set_case_fn(const Input *in, char *why, size_t n, void *ctx) {
     /* argv strings hold no NUL; the assignment is the text up to the first one */
     int rc = config_set(&c, (const char *)in->p, err, sizeof err), outcome = REFUSED;
     if (rc == 0) {
-        outcome = config_sound(&c, why, n);
+        outcome = config_sound(&c, why, n) ? LOADED : BROKEN;
     } else {
         char *after = config_to_json(&c);
         if (!one_line(err) || strncmp(err, "--set ", 6) || strcmp(before, after)) {

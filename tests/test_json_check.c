@@ -33,6 +33,7 @@ static const char *valid[] = {
     "{\"a\": {\"a\": {\"a\": 1}}}", /* the same key in different objects */
     "[{\"a\": 1}, {\"a\": 2}]",
     "{\"a\": 1, \"A\": 2, \"a \": 3, \"\": 4}",
+    "{\"\": {\"\": []}}",                /* found by libFuzzer: the empty key before any other */
     "{\"\\u00e9\": 1, \"e\\u0301\": 2}", /* no Unicode normalization: different keys */
 };
 
@@ -108,6 +109,7 @@ static const struct {
     {"[0, {\"x\": [{\"k\": 1, \"k\": 1}]}]", 20, "duplicate key 'k' in '[1].x[0]'"},
     {"{\"a\\nb\": 1, \"a\\nb\": 2}", 12, "duplicate key 'a\\u000Ab'"}, /* one line */
     {"{\"a\": {}, \"b\": {}, \"a\": 3}", 19, "duplicate key 'a'"},
+    {"{\"\": 1, \"\": 2}", 8, "duplicate key ''"},
 };
 
 /* Valid texts pass, and cJSON parses every one of them. */

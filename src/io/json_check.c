@@ -459,6 +459,10 @@ int json_check(const char *text, size_t len, int flags, size_t *pos, char *err, 
     c->pos = pos;
     c->err = err;
     c->errlen = errlen;
+    /* never NULL, even for a text whose only key is "": NULL + 0 is undefined */
+    c->arena_cap = 256;
+    c->arena = malloc(c->arena_cap);
+    if (!c->arena) sys_error("out of memory checking JSON");
     int rc;
     if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
         rc = fail(c, 0, "starts with a UTF-8 byte-order mark; save the file without one");
