@@ -353,7 +353,7 @@ static int check_number(Checker *c) {
     put_path(c, c->depth, path, sizeof path);
     return fail(c, start, "number %.*s%s in '%s' is not a plain unsigned integer",
                 (int)(len < 24 ? len : 24), (const char *)c->s + start, len < 24 ? "" : "...",
-                path);
+                *path ? path : "(the top level)");
 }
 
 static int check_word(Checker *c, const char *word) {
