@@ -16,7 +16,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test test-asan test-asan-build quickstart deps format docs bench clean
+.PHONY: all test test-asan test-asan-build fuzz quickstart deps format docs bench clean
 all: $(BIN)/train $(BIN)/eval
 
 # The git revision compiled into ./eval's --json rows and ./train's log. build/rev.txt is rewritten
@@ -58,6 +58,41 @@ test-asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan OPT="$(ASAN_FLAGS)" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/train build-asan/eval build-asan/run_tests
 
+# libFuzzer targets (clang) for the safetensors loader and the config parser, built into
+# build-fuzz/ with ASan and UBSan; each runs FUZZ_SECONDS on a corpus seeded from the repo's
+# checkpoints and configs (grown in build-fuzz/corpus across runs). Not part of make test.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -std=c11 -Wall -Wextra -Wno-unknown-pragmas -D_GNU_SOURCE
+FUZZ_LIB     := src/io/safetensors.c src/io/json_check.c src/util/util.c
+FUZZ_HDR     := $(wildcard src/io/*.h src/util/*.h src/position/*.h) tests/fuzz_common.h
+FUZZ_CORPUS  := build-fuzz/corpus
+FUZZ_RUN     := -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/json.dict -artifact_prefix=build-fuzz/
+
+build-fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c $(FUZZ_LIB) $(FUZZ_HDR)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -lcjson -lm
+FUZZ_CONFIG  := src/io/config.c src/params.c $(wildcard src/position/*.c)
+build-fuzz/fuzz_config: fuzz/fuzz_config.c $(FUZZ_CONFIG) $(FUZZ_LIB) $(FUZZ_HDR)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_CONFIG) $(FUZZ_LIB) -lcjson -lm
+build-fuzz/make_seeds: fuzz/make_seeds.c $(FUZZ_LIB) $(FUZZ_HDR)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -O1 -std=c11 -D_GNU_SOURCE -o $@ $< $(FUZZ_LIB) -lcjson -lm
+
+fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_config build-fuzz/make_seeds
+	@mkdir -p $(FUZZ_CORPUS)/safetensors $(FUZZ_CORPUS)/config
+	@cp tests/ref/fixtures/*.safetensors $(FUZZ_CORPUS)/safetensors/
+	@build-fuzz/make_seeds $(FUZZ_CORPUS)/safetensors/written.safetensors
+	@for f in $$(find configs results tests/fixtures -name '*.json'); do \
+	  cp $$f $(FUZZ_CORPUS)/config/$$(echo $$f | tr / _); done
+	@for s in train.lr=3e-4 model.position.type=alibi 'model.output.cutoffs=[100,200]' \
+	  'model.output={"type":"adaptive","cutoffs":[10]}' data.dir=x; do \
+	  printf '%s' "$$s" > $(FUZZ_CORPUS)/config/set-$$(printf '%s' "$$s" | cksum | cut -d' ' -f1); done
+	build-fuzz/fuzz_safetensors $(FUZZ_RUN) $(FUZZ_CORPUS)/safetensors
+	build-fuzz/fuzz_config $(FUZZ_RUN) $(FUZZ_CORPUS)/config
+
 quickstart: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/quickstart.sh
@@ -72,6 +107,6 @@ bench: all
 	scripts/bench_train.sh
 
 clean:
-	rm -rf build build-asan train eval tests/run_tests tests/tmp
+	rm -rf build build-asan build-fuzz train eval tests/run_tests tests/tmp
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/train.d $(BUILD)/src/eval.d

@@ -133,7 +133,6 @@ TEST(test_config_errors) {
         {"{\"model\": 5}", "model: expected an object, got 5"},
         {"{\"model\": {\"position\": \"alibi\"}}",
          "model.position: expected an object, got \"alibi\""},
-        {"{\"model\": {\"n_layers\": 6, \"n_layers\": 7}}", "model.n_layers: duplicate key"},
         {"{\"model.n_layers\": 6}", "a key name cannot contain '.'"},
         {"{\"Model\": {}}", "Model: unknown section"},
         {"[1, 2]", "expected a JSON object at the top level, got [1,2]"},
@@ -193,11 +192,82 @@ TEST(test_config_ranges_of_every_key) {
     config_free(&c);
 }
 
+/* A text json_check refuses: the message is "t.json:<line>:<column>: " and then what. */
+static void expect_json_error(const char *text, const char *where, const char *want) {
+    Config c;
+    char err[512] = "", prefix[64];
+    int rc = config_from_text(&c, text, "t.json", err, sizeof err);
+    CHECK(rc == -1, "accepted %s", text);
+    if (rc == 0) {
+        config_free(&c);
+        return;
+    }
+    snprintf(prefix, sizeof prefix, "t.json:%s: ", where);
+    CHECK(!strncmp(err, prefix, strlen(prefix)), "%s: message '%s' does not start with '%s'", text,
+          err, prefix);
+    CHECK(strstr(err, want) != NULL, "%s: message '%s' lacks '%s'", text, err, want);
+    CHECK(!strchr(err, '\n'), "message '%s' has a line break", err);
+}
+
 TEST(test_config_malformed_json) {
-    expect_error("{\n  \"model\": {\n    \"n_layers\": six\n  }\n}", "invalid JSON at line 3");
-    expect_error("{\"model\": {}", "invalid JSON at line 1");
-    expect_error("{} trailing", "invalid JSON at line 1, column 4 (near 'trailing')");
-    expect_error("", "invalid JSON at line 1");
+    expect_json_error("{\n  \"model\": {\n    \"n_layers\": six\n  }\n}", "3:17",
+                      "expected a value, got 's'");
+    expect_json_error("{\"model\": {}", "1:13", "expected ',' or '}', got the end of the text");
+    expect_json_error("{} trailing", "1:4", "unexpected 't' after the JSON value");
+    expect_json_error("", "1:1", "expected a value, got the end of the text");
+    expect_json_error("{\"model\": {\"n_layers\": 2,}}", "1:26", "trailing comma before '}'");
+    expect_json_error("{\"train\": {\"lr\": NaN}}", "1:18", "NaN and Infinity are not JSON");
+    expect_json_error("{\"train\": {\"lr\": .5}}", "1:18", "a number cannot start with '.'");
+    expect_json_error("{\"train\": {\"lr\": 1.}}", "1:20", "expected a digit after '.'");
+    expect_json_error("{\"train\": {\"lr\": +1}}", "1:18", "a number cannot start with '+'");
+    expect_json_error("{\"data\": {\"dir\": \"a\tb\"}}", "1:20", "unescaped control character");
+}
+
+TEST(test_config_rejects_bom) {
+    expect_json_error("\xef\xbb\xbf{}", "1:1",
+                      "starts with a UTF-8 byte-order mark; save the file without one");
+}
+
+TEST(test_config_rejects_leading_zero_number) {
+    expect_json_error("{\"train\": {\"steps\": 01}}", "1:21",
+                      "a number cannot have a leading zero");
+    expect_json_error("{\"train\": {\"lr\": -01e-3}}", "1:18", "leading zero");
+    expect_json_error("{\"train\": {\"steps\": 0x10}}", "1:21", "hexadecimal");
+}
+
+/* cJSON keeps both copies and lookups see the first; the checker refuses the text, at any
+ * depth, comparing keys after decoding their escapes. */
+TEST(test_config_rejects_duplicate_key) {
+    expect_json_error("{\"model\": {\"n_layers\": 6, \"n_layers\": 7}}", "1:27",
+                      "duplicate key 'n_layers' in 'model'");
+    expect_json_error("{\n  \"train\": {\"lr\": 1e-3},\n  \"train\": {\"steps\": 5}\n}", "3:3",
+                      "duplicate key 'train'");
+    expect_json_error("{\"model\": {\"position\": {\"type\": \"alibi\", \"typ\\u0065\": \"t5\"}}}",
+                      "1:42", "duplicate key 'type' in 'model.position'");
+}
+
+TEST(test_config_rejects_invalid_utf8) {
+    expect_json_error("{\"data\": {\"dir\": \"caf\xe9\"}}", "1:22",
+                      "invalid UTF-8: a character that ends early (byte 0xE9)");
+    expect_json_error("{\"data\": {\"dir\": \"\xc0\xaf\"}}", "1:19", "overlong");
+    expect_json_error("{\"data\": {\"dir\": \"\xed\xa0\x80\"}}", "1:19", "surrogate");
+    expect_json_error("{\"data\": {\"dir\": \"\\udc00\"}}", "1:19", "surrogate pair");
+    /* columns count characters: the byte after "été" is column 22, byte 23 */
+    expect_json_error("{\"data\": {\"dir\": \"\xc3\xa9t\xc3\xa9\xff\"}}", "1:22",
+                      "UTF-8 never uses (byte 0xFF)");
+}
+
+/* "a\u0000b" would reach the C string "a": refused, like a raw NUL in a file. */
+TEST(test_config_rejects_nul_in_string) {
+    expect_json_error("{\"data\": {\"dir\": \"data\\u0000/x\"}}", "1:23", "\\u0000 is not allowed");
+    const char *dir = test_tmpdir("test_config_rejects_nul_in_string");
+    char path[600], err[512], want[700];
+    snprintf(path, sizeof path, "%s/x.json", dir);
+    CHECK(write_file_atomic(path, "{\n  \0}", 6) == 0, "write %s", path);
+    Config c;
+    CHECK(config_from_file(&c, path, err, sizeof err) == -1, "a NUL byte accepted");
+    snprintf(want, sizeof want, "%s:2:3: expected a string key, got byte 0x00", path);
+    CHECK(!strcmp(err, want), "message '%s', expected '%s'", err, want);
 }
 
 TEST(test_config_failure_leaves_config_untouched) {
@@ -460,4 +530,49 @@ TEST(test_config_docs) {
     }
     CHECK(strstr(doc, "relu, gelu, swiglu") != NULL, "enum choices");
     free(doc);
+}
+
+/* The strict checker must not refuse anything we ship or have written: every config under
+ * configs/ (the presets are reproduce.py's, not configs), every resolved config.json and
+ * base-config.json under results/ and the test fixtures. */
+TEST(test_config_every_shipped_config_loads) {
+    char out[OUT_LEN];
+    int rc =
+        sh(out, "find configs results tests/fixtures -name '*.json' ! -path 'configs/presets/*' "
+                "\\( -path 'configs/*' -o -name '*config.json' \\) | sort");
+    CHECK(rc == 0, "find: %s", out);
+    int n = 0;
+    for (char *p = strtok(out, "\n"); p; p = strtok(NULL, "\n"), n++) {
+        Config c;
+        char err[1024] = "";
+        int ok = config_from_file(&c, p, err, sizeof err) == 0;
+        CHECK(ok, "%s: %s", p, err);
+        if (ok) config_free(&c);
+    }
+    CHECK(n >= 50, "only %d configs found", n);
+}
+
+/* --set values go through the same checker: strict JSON where they are JSON, a bare string
+ * otherwise, and a bare string must be text that config.json can hold. */
+TEST(test_config_set_strict_values) {
+    Config c;
+    if (!parse_ok(&c, "{}")) return;
+    char err[512];
+    /* 01 is not JSON, so it is the string "01", which train.steps refuses */
+    expect_set_error(&c, "train.steps=01", "train.steps: expected an integer, got \"01\"");
+    expect_set_error(&c, "train.lr=.5", "train.lr: expected a number, got \".5\"");
+    expect_set_error(&c, "train.lr=NaN", "train.lr: expected a number, got \"NaN\"");
+    expect_set_error(&c, "model.output={\"type\": \"full\", \"type\": \"adaptive\"}",
+                     "invalid JSON value at character 18: duplicate key 'type'");
+    expect_set_error(&c, "model.output.cutoffs=[1, 2,]",
+                     "invalid JSON value at character 7: trailing comma before ']'");
+    expect_set_error(&c, "data.dir=caf\xe9", "the value is not text: invalid UTF-8");
+    /* a string key takes a JSON string, or else the bare text, never a truncated string */
+    CHECK(config_set(&c, "model.activation=\"relu\"", err, sizeof err) == 0, "%s", err);
+    CHECK(!strcmp(c.model.activation, "relu"), "activation %s", c.model.activation);
+    CHECK(config_set(&c, "data.dir=\"a\\u0000b\"", err, sizeof err) == 0, "%s", err);
+    CHECK(!strcmp(c.data.dir, "\"a\\u0000b\""), "data.dir %s", c.data.dir);
+    CHECK(config_set(&c, "data.dir=caf\xc3\xa9", err, sizeof err) == 0, "%s", err);
+    CHECK(config_set(&c, "model.output={\"type\": \"full\"}", err, sizeof err) == 0, "%s", err);
+    config_free(&c);
 }

@@ -6,8 +6,9 @@
  * tree is what config_to_json prints, so printing and parsing again gives the same config.
  *
  * Conventions: a key's path is dotted ("model.position.offset"); every error is one line
- * "<origin>: <path>: <what>", where origin is the file name or "--set <assignment>". Work
- * happens in a temporary Config that replaces the caller's only on success. */
+ * "<origin>: <path>: <what>", where origin is the file name or "--set <assignment>", except a
+ * text that is not strict JSON (json_check.h), which is "<origin>:<line>:<column>: <what>".
+ * Work happens in a temporary Config that replaces the caller's only on success. */
 #include "config.h"
 
 #include <assert.h>
@@ -21,6 +22,7 @@
 
 #include "../position/position.h"
 #include "../util/util.h"
+#include "json_check.h"
 
 #define PATH_LEN 256
 #define FIELD(f) offsetof(Config, f)
@@ -380,16 +382,14 @@ static int fail_unknown(const Err *e, const char *path, const char *parent, cons
     return fail(e, "%s: unknown key (keys: %s)", path, keys);
 }
 
-/* Walks the user's tree for keys that no table knows, and for duplicates (cJSON keeps both,
- * and silently using the first would hide a mistake). */
+/* Walks the user's tree for keys that no table knows. (Duplicate keys, which cJSON would keep
+ * both of, never get this far: json_check refuses them in the text.) */
 static int check_unknown(const Err *e, const cJSON *obj, const char *parent, const PosMethod *m) {
     for (const cJSON *c = obj->child; c; c = c->next) {
         char path[PATH_LEN];
         snprintf(path, sizeof path, "%s%s%s", parent, *parent ? "." : "", c->string);
         if (strchr(c->string, '.'))
             return fail(e, "\"%s\": a key name cannot contain '.'; nest objects instead", path);
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (!strcmp(d->string, c->string)) return fail(e, "%s: duplicate key", path);
         int kind = classify(path, m);
         if (kind == 0) return fail_unknown(e, path, parent, m);
         if (kind == 1 && check_unknown(e, c, path, m)) return -1;
@@ -493,26 +493,32 @@ fail:
 
 /* ---- public ---- */
 
-int config_from_text(Config *c, const char *json_text, const char *origin, char *err, size_t n) {
-    const char *end = json_text;
-    cJSON *in = cJSON_ParseWithOpts(json_text, &end, 1);
-    if (!in) {
-        /* cJSON reports where it gave up, which is at or just after the mistake. */
-        int line = 1;
-        const char *line_start = json_text;
-        for (const char *p = json_text; p < end; p++)
-            if (*p == '\n') line++, line_start = p + 1;
-        size_t near = strcspn(end, "\r\n");
-        Err e = {origin, err, n};
-        if (!near)
-            return fail(&e, "invalid JSON at line %d, column %d (at the end of the %s)", line,
-                        (int)(end - line_start) + 1, *end ? "line" : "text");
-        return fail(&e, "invalid JSON at line %d, column %d (near '%.*s')", line,
-                    (int)(end - line_start) + 1, (int)(near < 20 ? near : 20), end);
-    }
+/* The problem json_check finds in a user's text, as "<origin>:<line>:<column>: <what>", the
+ * position an editor jumps to. */
+static int check_text(const char *text, size_t len, const char *origin, char *err, size_t n) {
+    size_t pos;
+    char msg[512], where[1100];
+    if (!json_check(text, len, 0, &pos, msg, sizeof msg)) return 0;
+    int line, col;
+    json_line_col(text, pos, &line, &col);
+    snprintf(where, sizeof where, "%s:%d:%d", origin, line, col);
+    Err e = {where, err, n};
+    return fail(&e, "%s", msg);
+}
+
+/* text[0, len) may hold NUL bytes (a file); json_check reports them like any bad byte. */
+static int from_text(Config *c, const char *text, size_t len, const char *origin, char *err,
+                     size_t n) {
+    if (check_text(text, len, origin, err, n)) return -1;
+    cJSON *in = cJSON_ParseWithLength(text, len);
+    if (!in) sys_error("out of memory parsing %s", origin); /* the text is valid JSON */
     int rc = from_tree(c, in, origin, err, n);
     cJSON_Delete(in);
     return rc;
+}
+
+int config_from_text(Config *c, const char *json_text, const char *origin, char *err, size_t n) {
+    return from_text(c, json_text, strlen(json_text), origin, err, n);
 }
 
 int config_from_file(Config *c, const char *path, char *err, size_t n) {
@@ -522,13 +528,7 @@ int config_from_file(Config *c, const char *path, char *err, size_t n) {
         snprintf(err, n, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
-    int rc;
-    if (memchr(text, 0, len)) {
-        snprintf(err, n, "%s: contains a NUL byte (not a JSON text file?)", path);
-        rc = -1;
-    } else {
-        rc = config_from_text(c, text, path, err, n);
-    }
+    int rc = from_text(c, text, len, path, err, n);
     free(text);
     return rc;
 }
@@ -544,16 +544,40 @@ static const ConfigKey *key_at(const Config *c, const char *path) {
     return NULL;
 }
 
-/* --set values are JSON ("3e-4", "true", "[0.5,0.25]"). Anything that is not, and any value
- * of a string key, is a bare string, so `data.dir=2024` and `model.activation=relu` need no
- * quotes. */
-static cJSON *parse_value(const Config *c, const char *path, const char *text) {
+/* A bare --set string goes into config.json and the checkpoint as it is: it must be text
+ * that their readers accept, i.e. valid UTF-8 once cJSON has escaped it. */
+static int check_bare(const Err *e, const cJSON *s) {
+    char *printed = cJSON_PrintUnformatted(s), msg[512];
+    if (!printed) sys_error("out of memory printing a --set value");
+    size_t pos;
+    int rc = json_check(printed, strlen(printed), 0, &pos, msg, sizeof msg);
+    cJSON_free(printed);
+    return rc ? fail(e, "the value is not text: %s", msg) : 0;
+}
+
+/* --set values are JSON ("3e-4", "true", "[0.5,0.25]") when json_check accepts them. Anything
+ * else, and any value of a string key, is a bare string, so `data.dir=2024` and
+ * `model.activation=relu` need no quotes; but a value that opens an object or a list is meant
+ * as JSON, and its mistake is reported rather than turned into a string. *out is owned. */
+static int parse_value(const Err *e, const Config *c, const char *path, const char *text,
+                       cJSON **out) {
     const ConfigKey *k = key_at(c, path);
     int stringy = k && (k->type == KEY_STRING || k->type == KEY_ENUM);
-    cJSON *v = cJSON_ParseWithOpts(text, NULL, 1);
-    if (v && (!stringy || cJSON_IsString(v))) return v;
-    cJSON_Delete(v);
-    return cJSON_CreateString(text);
+    size_t len = strlen(text), pos;
+    char msg[512], first = text[strspn(text, " \t\r\n")];
+    if (!json_check(text, len, 0, &pos, msg, sizeof msg)) {
+        *out = cJSON_ParseWithLength(text, len);
+        if (!*out) sys_error("out of memory parsing --set %s", path); /* valid JSON */
+        if (!stringy || cJSON_IsString(*out)) return 0;
+        cJSON_Delete(*out);
+    } else if (!stringy && (first == '{' || first == '[')) {
+        int line, col;
+        json_line_col(text, pos, &line, &col);
+        *out = NULL;
+        return fail(e, "invalid JSON value at character %d: %s", col, msg);
+    }
+    *out = cJSON_CreateString(text);
+    return check_bare(e, *out);
 }
 
 /* Puts value (owned) at a dotted path of tree, creating objects on the way. Setting
@@ -603,8 +627,13 @@ int config_set(Config *c, const char *assignment, char *err, size_t n) {
     snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
     if (!valid_path(path)) return fail(&e, "'%s' is not a dotted key like train.lr", path);
 
+    cJSON *value;
+    if (parse_value(&e, c, path, eq + 1, &value)) {
+        cJSON_Delete(value);
+        return -1;
+    }
     cJSON *tree = cJSON_Duplicate(c->json, 1);
-    if (set_path(&e, tree, path, parse_value(c, path, eq + 1))) {
+    if (set_path(&e, tree, path, value)) {
         cJSON_Delete(tree);
         return -1;
     }

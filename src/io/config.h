@@ -74,11 +74,15 @@ typedef struct {
 const ConfigKey *config_keys(int *n);
 
 /* All of these return 0 on success, or -1 with a one-line message in err (naming the key, the
- * value and what was expected). On failure the Config is left unchanged or freed. */
+ * value and what was expected). On failure the Config is left unchanged or freed. The text must
+ * pass json_check (strict RFC 8259, no duplicate keys: see json_check.h); where it does not,
+ * the message is "<origin>:<line>:<column>: <what>". */
 int config_from_text(Config *c, const char *json_text, const char *origin, char *err, size_t n);
 int config_from_file(Config *c, const char *path, char *err, size_t n);
 /* "train.lr=3e-4", "model.position.type=alibi", "model.position.slopes=[0.5,0.25]".
- * The value is parsed as JSON; if that fails, as a bare string. Re-validates the whole config. */
+ * The value is parsed as strict JSON; if that fails, as a bare string (which must be valid
+ * UTF-8), except that a value opening '{' or '[' must be valid JSON. Re-validates the whole
+ * config. */
 int config_set(Config *c, const char *assignment, char *err, size_t n);
 void config_free(Config *c);
 /* The resolved config as pretty JSON (caller frees). */

@@ -5,6 +5,14 @@
  * the tensors out back to back in the order given. Offsets are written as plain integers:
  * readers parse them as u64 and would reject cJSON's "1e+15" style.
  *
+ * Reading applies the rules of the Hugging Face reader (safetensors/src/tensor.rs,
+ * read_metadata and Metadata::validate) and is stricter where they leave a file two meanings:
+ * 2 <= N <= min(file size - 8, 100 MB); the header passes json_check (strict UTF-8 JSON, no
+ * duplicate key at any depth, no \u0000, every number a plain unsigned integer) and is one
+ * object; dtypes are spelled exactly; shape x dtype size = the byte range; and the ranges,
+ * sorted, tile the data section exactly. Every check is linear in the file, or n log n in the
+ * number of tensors.
+ *
  * A file is read into memory with one allocation. A tensor whose bytes are not aligned to its
  * dtype (a foreign file with an unpadded header, or an F64 after an odd number of F32s) is
  * copied to an aligned buffer, so every StTensor.data can be cast to its element type. */
@@ -21,10 +29,12 @@
 #include <cjson/cJSON.h>
 
 #include "../util/util.h"
+#include "json_check.h"
 
 /* The Hugging Face reader's limit; a larger "length" is a corrupted file, not a header. */
 #define MAX_HEADER 100000000ull
-/* Offsets and dimensions must be exact in cJSON's double. */
+/* Offsets and dimensions must be exact in cJSON's double: below 2^53 every integer is, and no
+ * larger integer rounds to below it. */
 #define MAX_EXACT 9007199254740992.0
 
 static const char *dtype_names[] = {"F32", "F64", "I32", "I64"};
@@ -39,11 +49,14 @@ size_t st_numel(const StTensor *t) {
     return n;
 }
 
+/* Tensor names come from the file and may hold line breaks; a message is one line. */
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t n, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, n, fmt, ap);
     va_end(ap);
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
     return -1;
 }
 
@@ -69,27 +82,29 @@ static cJSON *tensor_entry(const StTensor *t, size_t begin, size_t end) {
     return e;
 }
 
-/* What a reader would reject: JSON keeps duplicate keys, but no reader can use them. */
-static int check_names(const char *path, const StTensor *tensors, int n,
-                       const char *const *meta_keys, int n_meta, char *err, size_t errlen) {
+/* Names a reader would take for something else. Duplicates, and names or metadata that are
+ * not UTF-8, are caught by checking the header text itself (check_own_header). */
+static int check_names(const char *path, const StTensor *tensors, int n, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
         const char *name = tensors[i].name;
         if (!*name || !strcmp(name, "__metadata__"))
             return fail(err, errlen, "%s: invalid tensor name '%s'", path, name);
-        for (int j = 0; j < i; j++)
-            if (!strcmp(tensors[j].name, name))
-                return fail(err, errlen, "%s: duplicate tensor '%s'", path, name);
     }
-    for (int i = 0; i < n_meta; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(meta_keys[j], meta_keys[i]))
-                return fail(err, errlen, "%s: duplicate metadata key '%s'", path, meta_keys[i]);
     return 0;
+}
+
+/* What st_open would refuse in the header we are about to write: duplicate names or metadata
+ * keys, text that is not UTF-8. */
+static int check_own_header(const char *path, const char *text, char *err, size_t errlen) {
+    char msg[512];
+    size_t pos;
+    if (!json_check(text, strlen(text), JSON_COUNTS, &pos, msg, sizeof msg)) return 0;
+    return fail(err, errlen, "%s: cannot write: the header would be refused: %s", path, msg);
 }
 
 int st_write(const char *path, const StTensor *tensors, int n, const char *const *meta_keys,
              const char *const *meta_values, int n_meta, char *err, size_t errlen) {
-    if (check_names(path, tensors, n, meta_keys, n_meta, err, errlen)) return -1;
+    if (check_names(path, tensors, n, err, errlen)) return -1;
     cJSON *header = cJSON_CreateObject();
     if (n_meta > 0) {
         cJSON *meta = cJSON_AddObjectToObject(header, "__metadata__");
@@ -107,6 +122,10 @@ int st_write(const char *path, const StTensor *tensors, int n, const char *const
     char *text = cJSON_PrintUnformatted(header);
     cJSON_Delete(header);
     if (!text) sys_error("out of memory writing %s", path);
+    if (check_own_header(path, text, err, errlen)) {
+        cJSON_free(text);
+        return -1;
+    }
 
     size_t text_len = strlen(text), header_len = (text_len + 7) / 8 * 8;
     size_t total = 8 + header_len + data_bytes;
@@ -132,9 +151,11 @@ int st_write(const char *path, const StTensor *tensors, int n, const char *const
 struct StFile {
     unsigned char *buf; /* the whole file */
     cJSON *header;      /* owns the tensor names and metadata strings */
-    StTensor *t;
+    const cJSON *meta;  /* the __metadata__ object, or NULL */
+    StTensor *t;        /* in header order */
     int n;
-    unsigned char *copies; /* aligned copies of misaligned tensors */
+    const StTensor **by_name; /* t sorted by name, for st_get */
+    unsigned char *copies;    /* aligned copies of misaligned tensors */
 };
 
 void st_close(StFile *f) {
@@ -142,6 +163,7 @@ void st_close(StFile *f) {
     free(f->buf);
     cJSON_Delete(f->header);
     free(f->t);
+    free(f->by_name);
     free(f->copies);
     free(f);
 }
@@ -155,20 +177,24 @@ const StTensor *st_at(const StFile *f, int i) {
     return &f->t[i];
 }
 
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const StTensor *const *)a)->name, (*(const StTensor *const *)b)->name);
+}
+
+/* A binary search: a checkpoint load asks for every tensor, thousands with many layers. */
 const StTensor *st_get(const StFile *f, const char *name) {
-    for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->t[i].name, name)) return &f->t[i];
-    return NULL;
+    const StTensor key = {.name = name}, *k = &key;
+    const StTensor **hit = bsearch(&k, f->by_name, (size_t)f->n, sizeof *f->by_name, by_name);
+    return hit ? *hit : NULL;
 }
 
 const char *st_meta(const StFile *f, const char *key) {
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(f->header, "__metadata__");
-    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, key));
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->meta, key));
 }
 
 /* A non-negative integer that a double holds exactly. */
 static int is_count(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= MAX_EXACT &&
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < MAX_EXACT &&
            v->valuedouble == (double)(int64_t)v->valuedouble;
 }
 
@@ -213,9 +239,14 @@ static int parse_shape(const char *path, const cJSON *e, StTensor *t, char *err,
                 path, e->string, got);
 }
 
-/* The tensor's byte range [*begin, *end) inside the data, checked against its size. */
+typedef struct {
+    size_t begin, end;
+    int i;
+} Range;
+
+/* The tensor's byte range inside the data, checked against its size. */
 static int parse_offsets(const char *path, const cJSON *e, const StTensor *t, size_t data_bytes,
-                         size_t *begin, size_t *end, char *err, size_t errlen) {
+                         Range *r, char *err, size_t errlen) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     const cJSON *b = cJSON_GetArrayItem(o, 0), *z = cJSON_GetArrayItem(o, 1);
     if (!cJSON_IsArray(o) || cJSON_GetArraySize(o) != 2 || !is_count(b) || !is_count(z) ||
@@ -227,23 +258,33 @@ static int parse_offsets(const char *path, const cJSON *e, const StTensor *t, si
                     "got %s",
                     path, e->string, got);
     }
-    *begin = (size_t)b->valuedouble;
-    *end = (size_t)z->valuedouble;
-    if (*end > data_bytes)
+    r->begin = (size_t)b->valuedouble;
+    r->end = (size_t)z->valuedouble;
+    if (r->end > data_bytes)
         return fail(err, errlen,
                     "%s: truncated: tensor '%s' needs bytes [%zu, %zu) but the file has %zu data "
                     "bytes",
-                    path, e->string, *begin, *end, data_bytes);
+                    path, e->string, r->begin, r->end, data_bytes);
     /* Each dimension is below 2^53 but the product may still overflow. */
     size_t bytes = st_dtype_size(t->dtype);
     for (int i = 0; i < t->ndim; i++)
         if (__builtin_mul_overflow(bytes, (size_t)t->shape[i], &bytes)) bytes = SIZE_MAX;
-    if (bytes != *end - *begin)
+    if (bytes != r->end - r->begin)
         return fail(err, errlen,
                     "%s: tensor '%s': data_offsets [%zu, %zu) hold %zu bytes but its shape and "
                     "dtype %s need %zu",
-                    path, e->string, *begin, *end, *end - *begin, dtype_names[t->dtype], bytes);
+                    path, e->string, r->begin, r->end, r->end - r->begin, dtype_names[t->dtype],
+                    bytes);
     return 0;
+}
+
+static int parse_tensor(const char *path, const cJSON *e, StTensor *t, size_t data_bytes, Range *r,
+                        char *err, size_t errlen) {
+    t->name = e->string;
+    if (!cJSON_IsObject(e))
+        return fail(err, errlen, "%s: tensor '%s': entry must be an object", path, e->string);
+    return parse_dtype(path, e, t, err, errlen) || parse_shape(path, e, t, err, errlen) ||
+           parse_offsets(path, e, t, data_bytes, r, err, errlen);
 }
 
 static int check_metadata(const char *path, const cJSON *meta, char *err, size_t errlen) {
@@ -260,44 +301,59 @@ static int check_metadata(const char *path, const cJSON *meta, char *err, size_t
     return 0;
 }
 
-typedef struct {
-    size_t begin, end;
-    int i;
-} Range;
-
-static int by_begin(const void *a, const void *b) {
+static int by_offsets(const void *a, const void *b) {
     const Range *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Two tensors sharing bytes means a corrupted header; empty tensors share nothing. */
-static int check_overlap(const char *path, const StFile *f, Range *r, char *err, size_t errlen) {
-    qsort(r, (size_t)f->n, sizeof *r, by_begin);
-    int prev = -1;
+/* As the Hugging Face reader requires: sorted by offsets, the tensors tile the data section
+ * exactly, the first from byte 0, each from where the previous one ends, the last to the end
+ * of the file. A gap, an overlap or trailing bytes mean a damaged or misread file: a header
+ * length one short, for one, shifts every tensor by a byte and leaves one byte over. */
+static int check_tiling(const char *path, const StFile *f, Range *r, size_t data_bytes, char *err,
+                        size_t errlen) {
+    qsort(r, (size_t)f->n, sizeof *r, by_offsets);
+    size_t at = 0;
     for (int i = 0; i < f->n; i++) {
-        if (r[i].begin == r[i].end) continue;
-        if (prev >= 0 && r[i].begin < r[prev].end)
-            return fail(err, errlen, "%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap",
-                        path, f->t[r[prev].i].name, r[prev].begin, r[prev].end, f->t[r[i].i].name,
-                        r[i].begin, r[i].end);
-        prev = i;
+        if (r[i].begin == at) {
+            at = r[i].end;
+            continue;
+        }
+        const char *t = f->t[r[i].i].name;
+        if (i == 0)
+            return fail(err, errlen, "%s: the first tensor '%s' [%zu, %zu) does not start at 0",
+                        path, t, r[i].begin, r[i].end);
+        const char *p = f->t[r[i - 1].i].name;
+        return fail(err, errlen, "%s: %s between tensors '%s' [%zu, %zu) and '%s' [%zu, %zu)", path,
+                    r[i].begin > at ? "unused bytes" : "overlap", p, r[i - 1].begin, at, t,
+                    r[i].begin, r[i].end);
     }
-    return 0;
+    if (at == data_bytes) return 0;
+    if (f->n == 0) return fail(err, errlen, "%s: %zu data bytes but no tensors", path, data_bytes);
+    return fail(err, errlen,
+                "%s: %zu trailing bytes: the last tensor '%s' ends at %zu of %zu data bytes", path,
+                data_bytes - at, f->t[r[f->n - 1].i].name, at, data_bytes);
 }
 
-/* Points each tensor at its bytes, copying the misaligned ones (see the top of the file). */
+/* Points each tensor at its bytes, copying the misaligned ones (see the top of the file). An
+ * empty tensor points at an aligned dummy, never NULL: a memcpy of 0 bytes from NULL is
+ * undefined. */
 static void place_data(StFile *f, const Range *r, const unsigned char *data) {
+    static const int64_t nothing[1];
     size_t copy_bytes = 0;
     for (int i = 0; i < f->n; i++)
-        if ((uintptr_t)(data + r[i].begin) % st_dtype_size(f->t[r[i].i].dtype))
+        if (r[i].end > r[i].begin &&
+            (uintptr_t)(data + r[i].begin) % st_dtype_size(f->t[r[i].i].dtype))
             copy_bytes += (r[i].end - r[i].begin + 7) / 8 * 8;
     if (copy_bytes) f->copies = xcalloc(copy_bytes, 1);
     unsigned char *p = f->copies;
     for (int i = 0; i < f->n; i++) {
         StTensor *t = &f->t[r[i].i];
         const unsigned char *src = data + r[i].begin;
-        if ((uintptr_t)src % st_dtype_size(t->dtype)) {
+        if (r[i].begin == r[i].end) {
+            t->data = nothing;
+        } else if ((uintptr_t)src % st_dtype_size(t->dtype)) {
             memcpy(p, src, r[i].end - r[i].begin);
             t->data = p;
             p += (r[i].end - r[i].begin + 7) / 8 * 8;
@@ -307,42 +363,80 @@ static void place_data(StFile *f, const Range *r, const unsigned char *data) {
     }
 }
 
-static int parse_header(const char *path, StFile *f, const char *text, size_t data_bytes,
-                        const unsigned char *data, char *err, size_t errlen) {
-    const char *end = text;
-    f->header = cJSON_ParseWithOpts(text, &end, 1);
-    if (!f->header)
-        return fail(err, errlen, "%s: header is not valid JSON (near byte %zu of the header)", path,
-                    (size_t)(end - text));
+static void index_names(StFile *f) {
+    f->by_name = xcalloc((size_t)f->n + 1, sizeof *f->by_name);
+    for (int i = 0; i < f->n; i++) f->by_name[i] = &f->t[i];
+    qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, by_name);
+}
+
+/* The header text through json_check, then cJSON: an object. */
+static int read_json(const char *path, StFile *f, const char *text, size_t len, char *err,
+                     size_t errlen) {
+    char msg[512];
+    size_t pos;
+    if (json_check(text, len, JSON_COUNTS, &pos, msg, sizeof msg))
+        return fail(err, errlen, "%s: header byte %zu (file offset %zu): %s", path, pos, pos + 8,
+                    msg);
+    f->header = cJSON_ParseWithLength(text, len);
+    if (!f->header) sys_error("out of memory reading %s", path); /* the text is valid JSON */
     if (!cJSON_IsObject(f->header))
         return fail(err, errlen, "%s: header is not a JSON object", path);
-    int n = cJSON_GetArraySize(f->header);
+    return 0;
+}
+
+static int parse_header(const char *path, StFile *f, const char *text, size_t len,
+                        const unsigned char *data, size_t data_bytes, char *err, size_t errlen) {
+    if (read_json(path, f, text, len, err, errlen)) return -1;
+    int n = cJSON_GetArraySize(f->header), rc = 0;
     f->t = xcalloc((size_t)n + 1, sizeof *f->t);
     Range *r = xcalloc((size_t)n + 1, sizeof *r);
-    int rc = 0;
     for (const cJSON *e = f->header->child; e && !rc; e = e->next) {
-        for (const cJSON *d = f->header->child; d != e && !rc; d = d->next)
-            if (!strcmp(d->string, e->string))
-                rc = fail(err, errlen, "%s: duplicate entry '%s' in the header", path, e->string);
-        if (rc) break;
         if (!strcmp(e->string, "__metadata__")) {
             rc = check_metadata(path, e, err, errlen);
+            f->meta = e;
             continue;
         }
-        StTensor *t = &f->t[f->n];
-        t->name = e->string;
-        if (!cJSON_IsObject(e))
-            rc = fail(err, errlen, "%s: tensor '%s': entry must be an object", path, e->string);
-        else
-            rc = parse_dtype(path, e, t, err, errlen) || parse_shape(path, e, t, err, errlen) ||
-                 parse_offsets(path, e, t, data_bytes, &r[f->n].begin, &r[f->n].end, err, errlen);
+        rc = parse_tensor(path, e, &f->t[f->n], data_bytes, &r[f->n], err, errlen);
         r[f->n].i = f->n;
         f->n++;
     }
-    if (!rc) rc = check_overlap(path, f, r, err, errlen);
+    if (!rc) rc = check_tiling(path, f, r, data_bytes, err, errlen);
     if (!rc) place_data(f, r, data);
+    if (!rc) index_names(f);
     free(r);
     return rc ? -1 : 0;
+}
+
+/* The length field: at least "{}", at most the Hugging Face limit and what the file holds. */
+static int check_length(const char *path, size_t len, uint64_t header_len, char *err,
+                        size_t errlen) {
+    if (len < 8)
+        return fail(err, errlen, "%s: file of %zu bytes is too short for a safetensors file", path,
+                    len);
+    if (header_len > MAX_HEADER)
+        return fail(err, errlen, "%s: header length %" PRIu64 " exceeds the 100 MB limit", path,
+                    header_len);
+    if (header_len > len - 8)
+        return fail(err, errlen, "%s: header length %" PRIu64 " exceeds file size %zu", path,
+                    header_len, len);
+    if (header_len < 2)
+        return fail(err, errlen, "%s: header length %" PRIu64 " is below 2, the size of {}", path,
+                    header_len);
+    return 0;
+}
+
+StFile *st_open_buffer(unsigned char *buf, size_t len, const char *name, char *err, size_t errlen) {
+    StFile *f = xcalloc(1, sizeof *f);
+    f->buf = buf;
+    uint64_t header_len = 0;
+    for (int i = 0; i < 8 && len >= 8; i++) header_len |= (uint64_t)buf[i] << (8 * i);
+    if (check_length(name, len, header_len, err, errlen) ||
+        parse_header(name, f, (const char *)buf + 8, header_len, buf + 8 + header_len,
+                     len - 8 - header_len, err, errlen)) {
+        st_close(f);
+        return NULL;
+    }
+    return f;
 }
 
 StFile *st_open(const char *path, char *err, size_t errlen) {
@@ -352,30 +446,5 @@ StFile *st_open(const char *path, char *err, size_t errlen) {
         fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         return NULL;
     }
-    StFile *f = xcalloc(1, sizeof *f);
-    f->buf = buf;
-    uint64_t header_len = 0;
-    for (int i = 0; i < 8 && len >= 8; i++) header_len |= (uint64_t)buf[i] << (8 * i);
-    int rc;
-    if (len < 8)
-        rc = fail(err, errlen, "%s: file of %zu bytes is too short for a safetensors file", path,
-                  len);
-    else if (header_len > MAX_HEADER)
-        rc = fail(err, errlen, "%s: header length %" PRIu64 " exceeds the 100 MB limit", path,
-                  header_len);
-    else if (header_len > len - 8)
-        rc = fail(err, errlen, "%s: header length %" PRIu64 " exceeds file size %zu", path,
-                  header_len, len);
-    else {
-        /* A NUL-terminated copy of the header, since cJSON reads to the terminator. */
-        char *text = xcalloc(header_len + 1, 1);
-        memcpy(text, buf + 8, header_len);
-        rc = parse_header(path, f, text, len - 8 - header_len, buf + 8 + header_len, err, errlen);
-        free(text);
-    }
-    if (rc) {
-        st_close(f);
-        return NULL;
-    }
-    return f;
+    return st_open_buffer(buf, len, path, err, errlen);
 }

@@ -5,8 +5,8 @@
  * string. Any safetensors reader (Python's included) loads what we write.
  *
  * Writes are atomic (temp file, fsync, rename): a crash never leaves a truncated checkpoint.
- * Reads check everything a corrupted or truncated file could get wrong and report it in one
- * line naming the file. */
+ * Reads enforce the format exactly (the rules are listed in safetensors.c) and report what a
+ * corrupted, truncated or foreign file gets wrong in one line naming the file. */
 #ifndef SAFETENSORS_H
 #define SAFETENSORS_H
 
@@ -32,6 +32,9 @@ typedef struct StFile StFile;
 
 /* NULL with err set ("<path>: header length 123456 exceeds file size 100", ...) on failure. */
 StFile *st_open(const char *path, char *err, size_t errlen);
+/* The same from a file already in memory: buf (len bytes, from malloc) is owned by the StFile
+ * from now on, and freed on failure too; name stands for the path in messages. */
+StFile *st_open_buffer(unsigned char *buf, size_t len, const char *name, char *err, size_t errlen);
 void st_close(StFile *f);
 int st_count(const StFile *f);
 const StTensor *st_at(const StFile *f, int i);
