@@ -886,7 +886,7 @@ static void check_splits(const char *dir, const Vocab *v, const SplitSize *split
 
 TEST(test_data_wikitext2) {
     if (!file_exists(WIKITEXT2 "/wiki.train.tokens")) {
-        printf("  skip: " WIKITEXT2 " not found\n");
+        SKIP_NEED("wikitext-2", WIKITEXT2 " not found");
         return;
     }
     char err[512];
@@ -948,7 +948,7 @@ TEST(test_data_sample) {
 TEST(test_data_wikitext103_vocab) {
     /* The shared full-train WikiText-103 vocabulary: 267,734 lines, no <eos>. */
     if (!file_exists(WT103 "/vocab.txt")) {
-        printf("  skip: " WT103 "/vocab.txt not found\n");
+        SKIP_NEED("wikitext-103", WT103 "/vocab.txt not found");
         return;
     }
     char err[512];
@@ -975,7 +975,7 @@ TEST(test_data_synthetic_corpus) {
      * seed, WikiText line format, atomic and careful about overwriting, one-line errors. */
     char out[OUT_LEN], err[512], path[600], other[600];
     if (sh(out, "command -v python3") != 0) {
-        printf("  skip: python3 not on PATH\n");
+        SKIP_NEED("python3", "python3 not on PATH");
         return;
     }
     const char *dir = test_tmpdir("data_synthetic_corpus");
