@@ -1,6 +1,7 @@
 /* test_optim.c — AdamW against hand-computed values, learning-rate schedules at chosen steps,
  * gradient norm and clipping, and the end-to-end check that a tiny model overfits. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,37 +75,56 @@ TEST(test_optim_grad_norm_and_clip) {
 }
 
 /* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V
- * = 3.4) or above (uniform over 31 words) and must fall below 0.05 nats per token within 600 steps.
- * A model that merely learned unigram frequencies cannot go below ~3.2 on random tokens, so passing
- * requires working attention, FFN, output layer and optimizer together. */
+ * = 3.4) or above (uniform over 31 words) and must stay below 0.05 nats per token over the last
+ * quarter of training. A model that merely learned unigram frequencies cannot go below ~3.2 on
+ * random tokens, and each of the ~30 words recurs, so passing requires working attention (the
+ * context beyond the current token), FFN, output layer and optimizer together.
+ * The set-up is chosen to converge, not to get lucky: lr 3e-3 with 50 warmup steps and a cosine
+ * decay to 0 over 1,000 steps lands near 3e-4 in every build (-O3, ASan; the worst of 40 seeds
+ * of weights and sequence was 4e-4). Four heads give ALiBi a slope of 1/4, a head that sees the
+ * previous tokens sharply; with two (slopes 1/16, 1/256) some seeds sat for hundreds of steps on
+ * a plateau of 0.02-0.05 (contexts sharing their last token not yet told apart), and the former
+ * constant lr 1e-2 only escaped it by a chaotic trajectory that ended above 0.05 in some
+ * builds. */
 TEST(test_optim_overfit_tiny_corpus) {
     Config cfg;
     char err[256];
     int rc = config_from_text(&cfg,
-                              "{\"model\": {\"n_layers\": 1, \"d_model\": 32, \"n_heads\": 2, "
+                              "{\"model\": {\"n_layers\": 1, \"d_model\": 32, \"n_heads\": 4, "
                               "\"d_ff\": 64, \"dropout\": 0, \"position\": {\"type\": \"alibi\"}}}",
                               "test", err, sizeof err);
     CHECK(rc == 0, "%s", err);
-    const int V = 31, T = 64;
+    const int V = 31, T = 64, steps = 1000, warmup = 50;
+    /* one thread: the model is too small for threads to help (the result does not depend on
+     * their number), and on a loaded machine their barriers made the test 10x slower */
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     Model m;
     model_create(&m, &cfg, V, 1, T, 1);
     model_init(&m, 1);
     float *am = xcalloc(m.pt.total, 4), *av = xcalloc(m.pt.total, 4);
     int32_t seq[65];
     for (int i = 0; i < 65; i++) seq[i] = (int32_t)(hash64(i + 1000) % V);
-    AdamW o = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0};
-    double first = 0, loss = 0;
-    for (int step = 0; step < 600; step++) {
+    AdamW o = {.beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0};
+    double first = 0, loss = 0, worst_late = 0;
+    for (int step = 0; step < steps; step++) {
         memset(m.grads, 0, m.pt.total * 4);
         model_forward(&m, seq, 1, T, 1, (uint64_t)step);
         loss = model_backward(&m, seq + 1, 1.0f / T) / T;
         if (step == 0) first = loss;
+        if (step >= steps * 3 / 4) worst_late = fmax(worst_late, loss);
+        o.lr = lr_at(SCHED_COSINE, step, steps, warmup, 3e-3, 0);
         adamw_step(m.params, m.grads, am, av, &m.pt, &o, step + 1);
     }
+    printf("  overfit: loss %.3f at step 0, %.5f at the end\n", first, loss);
     CHECK(first > log(V) - 0.5, "initial loss %.3f should be no better than chance, log V = %.3f",
           first, log(V));
-    CHECK(loss < 0.05, "overfit: final loss %.4f, expected < 0.05", loss);
+    CHECK(worst_late < 0.05,
+          "overfit: loss up to %.4f over the last %d steps (final %.4f), expected "
+          "< 0.05",
+          worst_late, steps / 4, loss);
     free(am), free(av);
     model_free(&m);
     config_free(&cfg);
+    omp_set_num_threads(threads);
 }

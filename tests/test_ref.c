@@ -125,7 +125,7 @@ static void check_slopes(const char *file) {
         if (n < 1 || n > 64) continue;
         alibi_slopes(n, m);
         for (int h = 0; h < n && h < cJSON_GetArraySize(list); h++) {
-            char what[64];
+            char what[320];
             snprintf(what, sizeof what, "%s n=%d h=%d", file, n, h);
             CHECK_CLOSE(m[h], cJSON_GetArrayItem(list, h)->valuedouble, 1e-7, what);
         }
