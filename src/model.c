@@ -98,8 +98,10 @@ static void declare_adaptive(Model *m, ParamTable *pt, int tie) {
     }
 }
 
+/* Fills pt (its previous contents are not freed) and m's tensor indices, m->layer allocated. */
 static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     memset(pt, 0, sizeof *pt);
+    m->layer = xcalloc((size_t)cfg->model.n_layers, sizeof *m->layer);
     int C = cfg->model.d_model, F = cfg->model.d_ff;
     int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
     adaptive_layout(&m->ad, cfg, V);
@@ -131,8 +133,9 @@ int model_check_vocab(const Config *cfg, int V, char *err, size_t n) {
 }
 
 void model_declare(const Config *cfg, ParamTable *pt, int V) {
-    static Model scratch; /* only the indices are written */
+    Model scratch = {0}; /* only the indices are written */
     declare(&scratch, cfg, pt, V);
+    free(scratch.layer);
 }
 
 float *tensor_ptr(const Model *m, float *base, int idx) {
@@ -254,6 +257,8 @@ void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int 
 }
 
 void model_free(Model *m) {
+    param_free(&m->pt);
+    free(m->layer);
     free(m->params);
     free(m->grads);
     free(m->a.res);

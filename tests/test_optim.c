@@ -38,6 +38,7 @@ TEST(test_optim_adamw_hand_computed) {
     double mh = mm / (1 - 0.81), vh = vv / (1 - 0.999 * 0.999);
     double expect = w - 0.01 * mh / (sqrt(vh) + 1e-8) - 0.001 * w;
     CHECK_CLOSE(p[0], expect, 1e-6, "adamw w0 step 2 (bias correction)");
+    param_free(&pt);
 }
 
 TEST(test_optim_schedules) {
@@ -72,6 +73,7 @@ TEST(test_optim_grad_norm_and_clip) {
     CHECK_CLOSE(grad_norm(g, &pt), 5.0, 1e-12, "global norm over tensors only");
     grad_scale(g, &pt, 0.5f);
     CHECK_CLOSE(grad_norm(g, &pt), 2.5, 1e-12, "scaled norm");
+    param_free(&pt);
 }
 
 /* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V
