@@ -76,6 +76,27 @@ TEST(test_optim_grad_norm_and_clip) {
     param_free(&pt);
 }
 
+/* train.threads goes up to 1,024: every thread's share of the sum counts, however many run. */
+TEST(test_optim_grad_norm_many_threads) {
+    double hi = 0;
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i].name, "train.threads")) hi = keys[i].max;
+    ParamTable pt = {0};
+    param_add(&pt, "w", 1, 1, (size_t)4 * (size_t)hi);
+    float *g = xcalloc(pt.total, sizeof *g);
+    for (size_t i = 0; i < pt.t[0].numel; i++) g[i] = 1.0f;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads((int)hi);
+    double norm = grad_norm(g, &pt);
+    omp_set_num_threads(threads);
+    CHECK_CLOSE(norm, sqrt((double)pt.t[0].numel), 1e-12,
+                "gradient norm on train.threads' maximum");
+    free(g);
+    param_free(&pt);
+}
+
 /* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V
  * = 3.4) or above (uniform over 31 words) and must stay below 0.05 nats per token over the last
  * quarter of training. A model that merely learned unigram frequencies cannot go below ~3.2 on
