@@ -98,8 +98,10 @@ static void declare_adaptive(Model *m, ParamTable *pt, int tie) {
     }
 }
 
+/* Fills pt (its previous contents are not freed) and m's tensor indices, m->layer allocated. */
 static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     memset(pt, 0, sizeof *pt);
+    m->layer = xcalloc((size_t)cfg->model.n_layers, sizeof *m->layer);
     int C = cfg->model.d_model, F = cfg->model.d_ff;
     int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
     adaptive_layout(&m->ad, cfg, V);
@@ -131,8 +133,9 @@ int model_check_vocab(const Config *cfg, int V, char *err, size_t n) {
 }
 
 void model_declare(const Config *cfg, ParamTable *pt, int V) {
-    static Model scratch; /* only the indices are written */
+    Model scratch = {0}; /* only the indices are written */
     declare(&scratch, cfg, pt, V);
+    free(scratch.layer);
 }
 
 float *tensor_ptr(const Model *m, float *base, int idx) {
@@ -162,6 +165,15 @@ Adaptive adaptive_view(const Model *m, float *base) {
     return a;
 }
 
+/* Buffer sizes saturate at SAT floats instead of wrapping around size_t: at the ends of the
+ * documented ranges (256 layers, batch 65,536, 1,024 heads, T = 2^20, d_ff = 2^20) the training
+ * buffers (L, B, H, T, T) and (L, B*T, F) are 2^74 and 2^64 floats. The ~30 buffers then add up
+ * without overflow, and any total at SAT is refused as out of memory (2^60 bytes). */
+#define SAT ((size_t)1 << 58)
+static size_t mul_sat(size_t a, size_t b) {
+    return b && a > SAT / b ? SAT : a * b;
+}
+
 /* Carves the activation buffers out of one allocation. In evaluation only one layer's worth
  * is kept (layers overwrite each other), so memory does not grow with depth, and attention is
  * tiled (attention_forward_tiled), so nothing (B, H, T, T) is allocated: at T = 16k that
@@ -171,45 +183,51 @@ static void alloc_activations(Model *m) {
     size_t N = (size_t)m->max_B * m->max_T, C = m->C, F = m->F, H = m->H;
     size_t TT = m->training ? (size_t)m->max_T * m->max_T : 0;
     size_t S = m->training ? (size_t)m->L : 1;
+    size_t NC = mul_sat(N, C), NF = mul_sat(N, F), SNC = mul_sat(S, NC), SNF = mul_sat(S, NF);
+    size_t BHTT = mul_sat(mul_sat((size_t)m->max_B, H), TT);
     a->att_threads = m->training ? 0 : omp_get_max_threads();
     struct {
         float **p;
         size_t n;
     } plan[] = {
-        {&a->res, (S + 1) * N * C},
-        {&a->mid, S * N * C},
-        {&a->ln1, S * N * C},
+        {&a->res, mul_sat(S + 1, NC)},
+        {&a->mid, SNC},
+        {&a->ln1, SNC},
         {&a->ln1_mean, S * N},
         {&a->ln1_rstd, S * N},
-        {&a->ln2, S * N * C},
+        {&a->ln2, SNC},
         {&a->ln2_mean, S * N},
         {&a->ln2_rstd, S * N},
-        {&a->qkv, S * N * 3 * C},
-        {&a->probs, S * m->max_B * H * TT},
-        {&a->att, S * N * C},
-        {&a->fc1, S * N * F},
-        {&a->gate, m->swiglu ? S * N * F : 0},
-        {&a->act, S * N * F},
-        {&a->lnf, N * C},
+        {&a->qkv, mul_sat(3, SNC)},
+        {&a->probs, mul_sat(S, BHTT)},
+        {&a->att, SNC},
+        {&a->fc1, SNF},
+        {&a->gate, m->swiglu ? SNF : 0},
+        {&a->act, SNF},
+        {&a->lnf, NC},
         {&a->lnf_mean, N},
         {&a->lnf_rstd, N},
-        {&a->tmp, N * C},
-        {&a->bh_tt, m->max_B * H * TT},
+        {&a->tmp, NC},
+        {&a->bh_tt, BHTT},
         {&a->logits, m->ad.K ? adaptive_scratch_floats(&m->ad) : (size_t)XENT_CHUNK * m->V},
         {&a->losses, m->ad.K && m->training ? N : 0},
-        {&a->outx, m->ad.K && m->training && m->cfg->model.output.dropout > 0 ? N * C : 0},
+        {&a->outx, m->ad.K && m->training && m->cfg->model.output.dropout > 0 ? NC : 0},
         {&a->att_tiles,
          m->training ? 0 : attention_tiled_scratch_floats(m->C, m->H, a->att_threads)},
-        {&a->dres, m->training ? N * C : 0},
-        {&a->dtmp, m->training ? N * C : 0},
-        {&a->dln, m->training ? N * C : 0},
-        {&a->datt, m->training ? N * C : 0},
-        {&a->dqkv, m->training ? N * 3 * C : 0},
-        {&a->dff1, m->training ? N * F : 0},
-        {&a->dff2, m->training ? N * F : 0},
+        {&a->dres, m->training ? NC : 0},
+        {&a->dtmp, m->training ? NC : 0},
+        {&a->dln, m->training ? NC : 0},
+        {&a->datt, m->training ? NC : 0},
+        {&a->dqkv, m->training ? mul_sat(3, NC) : 0},
+        {&a->dff1, m->training ? NF : 0},
+        {&a->dff2, m->training ? NF : 0},
     };
     size_t total = 0, n_plan = sizeof plan / sizeof plan[0];
     for (size_t i = 0; i < n_plan; i++) total += (plan[i].n + 15) / 16 * 16;
+    if (total >= SAT)
+        sys_error("out of memory: the activations of %d sequences of %d tokens need more than "
+                  "2^60 bytes",
+                  m->max_B, m->max_T);
     float *base = xcalloc(total, sizeof(float));
     prefault(base, total * sizeof(float));
     for (size_t i = 0, off = 0; i < n_plan; i++) {
@@ -254,6 +272,8 @@ void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int 
 }
 
 void model_free(Model *m) {
+    param_free(&m->pt);
+    free(m->layer);
     free(m->params);
     free(m->grads);
     free(m->a.res);

@@ -67,8 +67,8 @@ typedef struct {
     /* adaptive output: tensor indices (-1: absent) and the cluster layout */
     int ad_emb[ADAPT_MAX], ad_proj[ADAPT_MAX], ad_out_emb[ADAPT_MAX], ad_out_proj[ADAPT_MAX];
     int ad_cluster;
-    Adaptive ad; /* layout only (K, C, start, dim); pointers come from adaptive_view() */
-    LayerIdx layer[256];
+    Adaptive ad;           /* layout only (K, C, start, dim); pointers come from adaptive_view() */
+    LayerIdx *layer;       /* L entries */
     float *params, *grads; /* pt.total floats each; grads NULL when not training */
     Pos pos;
     /* capacity: sequences of up to max_T tokens, max_B at a time */
@@ -87,7 +87,8 @@ typedef struct {
 /* 0 if the config's output layer fits a vocabulary of V words (adaptive cutoffs below V),
  * else -1 with a one-line message naming the key. */
 int model_check_vocab(const Config *cfg, int V, char *err, size_t n);
-/* The tensor table for a config (no allocation): names, shapes, decay flags. */
+/* The tensor table for a config (no parameter buffers): names, shapes, decay flags. pt is
+ * overwritten; release it with param_free. */
 void model_declare(const Config *cfg, ParamTable *pt, int V);
 /* Allocates parameters (and gradients if training) and activations for max_B x max_T.
  * An evaluation model (training = 0) keeps one layer's activations and uses the tiled

@@ -4,10 +4,18 @@
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "util/util.h"
+
 int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...) {
-    assert(pt->n < MAX_TENSORS && ndim >= 1 && ndim <= MAX_DIMS);
+    assert(ndim >= 1 && ndim <= MAX_DIMS);
+    if (pt->n == pt->cap) {
+        pt->cap = pt->cap ? 2 * pt->cap : 64;
+        pt->t = realloc(pt->t, (size_t)pt->cap * sizeof *pt->t);
+        if (!pt->t) sys_error("out of memory: a table of %d tensors", pt->cap);
+    }
     TensorSpec *t = &pt->t[pt->n];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -37,4 +45,9 @@ size_t param_count(const ParamTable *pt) {
     size_t n = 0;
     for (int i = 0; i < pt->n; i++) n += pt->t[i].numel;
     return n;
+}
+
+void param_free(ParamTable *pt) {
+    free(pt->t);
+    memset(pt, 0, sizeof *pt);
 }

@@ -3,14 +3,16 @@
  * Parameters, gradients and both AdamW moments are four buffers with one layout: tensor k
  * occupies [offset, offset + numel) in each. The table is computed from the config in one
  * place (model_declare), and allocation, checkpoint names, AdamW, weight decay, the gradient
- * norm and the gradient checks all loop over it — adding a tensor is adding one row. */
+ * norm and the gradient checks all loop over it — adding a tensor is adding one row.
+ * The rows are a growing array (12 to 14 per layer, so no fixed count fits every documented
+ * depth): a table starts as {0}, is filled by param_add and released by param_free; copying a
+ * ParamTable by value would share its rows, so pass it by pointer. */
 #ifndef PARAMS_H
 #define PARAMS_H
 
 #include <stddef.h>
 
-#define MAX_TENSORS 1024
-#define MAX_DIMS    4
+#define MAX_DIMS 4
 
 typedef struct {
     char name[64]; /* PyTorch-style name, e.g. "layers.3.attn.qkv.weight" */
@@ -21,8 +23,8 @@ typedef struct {
 } TensorSpec;
 
 typedef struct {
-    TensorSpec t[MAX_TENSORS];
-    int n;
+    TensorSpec *t; /* n rows, room for cap */
+    int n, cap;
     size_t total; /* floats, including alignment padding */
 } ParamTable;
 
@@ -30,5 +32,6 @@ typedef struct {
 int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...);
 int param_find(const ParamTable *pt, const char *name); /* -1 if absent */
 size_t param_count(const ParamTable *pt);               /* learnable scalars, without padding */
+void param_free(ParamTable *pt);                        /* releases the rows; pt becomes {0} */
 
 #endif

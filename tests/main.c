@@ -1,5 +1,8 @@
-/* main.c — the test runner: runs every TEST() registered by the tests/test_*.c files and ends
- * with the line "N passed, N failed" (exit status 1 if anything failed). */
+/* main.c — the test runner: runs every TEST() registered by the tests/test_*.c files (or those
+ * whose name contains argv[1]), prints one row per test (ok, FAIL or SKIP), and ends with the
+ * line "N passed, N failed, N skipped": checks passed and failed, tests skipped. The exit status
+ * is 1 if anything failed, including a test that ran no check without calling SKIP, a skip of
+ * a resource TRAINSHORT_REQUIRE lists, and a filter that matches no test. */
 #include "test.h"
 
 #include <math.h>
@@ -20,11 +23,57 @@ typedef struct {
     const char *name;
     TestFn fn;
 } TestEntry;
-static TestEntry tests[512];
-static int n_tests;
+/* Grown by the registering constructors, which run before main: no cap, so no test can be
+ * dropped unseen. */
+static TestEntry *tests;
+static int n_tests, cap_tests;
 
 void test_register(const char *name, TestFn fn) {
-    if (n_tests < 512) tests[n_tests++] = (TestEntry){name, fn};
+    if (n_tests == cap_tests) {
+        cap_tests = cap_tests ? 2 * cap_tests : 256;
+        tests = realloc(tests, (size_t)cap_tests * sizeof *tests);
+        if (!tests) {
+            fprintf(stderr, "run_tests: out of memory registering test %s\n", name);
+            exit(1);
+        }
+    }
+    tests[n_tests++] = (TestEntry){name, fn};
+}
+
+/* Whether the running test called SKIP, and the first reason it gave. */
+static int skipping;
+static char skip_reason[512];
+
+/* Whether the comma-separated list TRAINSHORT_REQUIRE names need. */
+static int required(const char *need) {
+    const char *p = getenv("TRAINSHORT_REQUIRE");
+    size_t n = strlen(need);
+    while (p && *p) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ", ");
+        if (len == n && !strncmp(p, need, n)) return 1;
+        p += len;
+    }
+    return 0;
+}
+
+void test_skip(const char *file, int line, const char *need, const char *fmt, ...) {
+    char why[sizeof skip_reason];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    why[strcspn(why, "\n")] = 0; /* reasons are often a command's output: keep the row one line */
+    if (need && required(need)) {
+        /* this machine is meant to have need (CI sets TRAINSHORT_REQUIRE): its absence is a
+         * defect of the set-up, not a reason to pass */
+        g_fail++;
+        printf("  FAIL %s:%d: %s is missing, but CI requires it (TRAINSHORT_REQUIRE=%s): %s\n",
+               file, line, need, getenv("TRAINSHORT_REQUIRE"), why);
+        return;
+    }
+    if (!skipping) memcpy(skip_reason, why, sizeof why);
+    skipping = 1;
 }
 
 /* With TRAINSHORT_BIN set (make test-asan), "./train" and "./eval" in a command name the
@@ -147,17 +196,39 @@ double log_value(const char *run_dir, int step, const char *key) {
     return v;
 }
 
+/* Runs one test and prints its row; returns 1 if it skipped. */
+static int run_test(const TestEntry *t) {
+    int p0 = g_pass, f0 = g_fail;
+    skipping = 0;
+    double t0 = now_seconds();
+    t->fn();
+    double s = now_seconds() - t0;
+    int checks = g_pass - p0 + g_fail - f0, skipped = g_fail == f0 && skipping;
+    if (!checks && g_fail == f0 && !skipped) {
+        g_fail++;
+        printf("  FAIL %s ran no check (a test that cannot run its checks calls SKIP)\n", t->name);
+    }
+    if (skipped)
+        printf("SKIP %s: %s\n", t->name, skip_reason);
+    else
+        printf("%-4s %-40s %3d checks  %6.2fs\n", g_fail > f0 ? "FAIL" : "ok", t->name, checks, s);
+    fflush(stdout);
+    return skipped;
+}
+
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
+    int ran = 0, skipped = 0;
     for (int i = 0; i < n_tests; i++) {
         if (filter && !strstr(tests[i].name, filter)) continue;
-        int p0 = g_pass, f0 = g_fail;
-        double t0 = now_seconds();
-        tests[i].fn();
-        printf("%-4s %-40s %3d checks  %6.2fs\n", g_fail > f0 ? "FAIL" : "ok", tests[i].name,
-               g_pass - p0 + g_fail - f0, now_seconds() - t0);
-        fflush(stdout);
+        skipped += run_test(&tests[i]);
+        ran++;
     }
-    printf("%d passed, %d failed\n", g_pass, g_fail);
+    if (!ran) {
+        g_fail++;
+        printf("  FAIL no test name contains '%s'\n", filter ? filter : "");
+    }
+    printf("%d passed, %d failed, %d skipped\n", g_pass, g_fail, skipped);
+    free(tests);
     return g_fail ? 1 : 0;
 }

@@ -1,6 +1,8 @@
 /* test.h — the one tiny test framework: every CHECK is counted; a failure prints where and
- * by how much, and makes the runner's exit status non-zero. The runner's last line is
- * "N passed, N failed". */
+ * by how much, and makes the runner's exit status non-zero. A test that cannot run its checks
+ * here says so with SKIP; one that runs no check and does not skip fails, so nothing passes
+ * untested. The runner's last line is "N passed, N failed, N skipped" (checks passed, checks
+ * failed, tests skipped). */
 #ifndef TEST_H
 #define TEST_H
 
@@ -40,6 +42,18 @@ void test_register(const char *name, TestFn fn);
         test_register(#name, name);                                                                \
     }                                                                                              \
     static void name(void)
+
+/* SKIP(fmt, ...): the test cannot run its checks here; call it, then return. The runner prints
+ * "SKIP <test>: <reason>" instead of "ok" and counts the test as skipped (a test that also
+ * failed a check is a FAIL).
+ * SKIP_NEED(need, fmt, ...): a skip because a resource is missing, named by need: "wikitext-2",
+ * "wikitext-103", "root", "python3", "matplotlib". If the environment variable
+ * TRAINSHORT_REQUIRE (comma-separated needs, set by .ci/run) lists need, the skip is a failure
+ * instead: that machine is meant to have it. */
+void test_skip(const char *file, int line, const char *need, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define SKIP(...)            test_skip(__FILE__, __LINE__, NULL, __VA_ARGS__)
+#define SKIP_NEED(need, ...) test_skip(__FILE__, __LINE__, need, __VA_ARGS__)
 
 /* Run a shell command; returns its exit status and fills out (stdout+stderr, truncated). */
 int run_cmd(const char *cmd, char *out, size_t outlen);

@@ -642,7 +642,7 @@ TEST(test_cli_eval_token_accounting) {
 
 TEST(test_cli_wikitext2_counts) {
     if (!file_exists(WIKITEXT2 "/wiki.valid.tokens")) {
-        printf("  skip: %s not found (scripts/get_data.sh wikitext-2)\n", WIKITEXT2);
+        SKIP_NEED("wikitext-2", "%s not found (scripts/get_data.sh wikitext-2)", WIKITEXT2);
         return;
     }
     char dir[256], path[600], out[OUT_LEN], cmd[4096];

@@ -29,9 +29,6 @@
 
 #define MAX_STEPS 16384 /* the longest run whose losses a test reads */
 
-#ifndef SKIP_NEED /* until the runner has it */
-#define SKIP_NEED(need, ...) (printf("  skip: " __VA_ARGS__), printf("\n"))
-#endif
 
 /* ---- processes ---- */
 

@@ -98,6 +98,15 @@ static int load_fresh(Tokens *t, const char *path, const Vocab *v) {
     return rc;
 }
 
+#define HDR TOKEN_CACHE_HEADER_BYTES
+
+/* A cache's bytes with their checksum recomputed (the header's last 8 bytes), so ids a test wrote
+ * into them are believed. */
+static void reseal(char *bytes, size_t len) {
+    uint64_t sum = token_checksum((const int32_t *)(const void *)(bytes + HDR), (len - HDR) / 4);
+    memcpy(bytes + HDR - 8, &sum, 8);
+}
+
 /* The tiny fixture copied into dir as src (512 bytes) and dated back, its vocabulary v, its
  * tokens ref read without a cache, and the name its cache gets (600 bytes). 0, or -1 having
  * freed v when the tokens cannot be read. */
@@ -479,23 +488,27 @@ TEST(test_data_cache) {
     CHECK(ref.map == NULL && t.map != NULL, "uncached ids in memory, cached ones mapped");
     tokens_free(&t);
     CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
-    CHECK(file_size(cache) == 56 + 4 * ref.n, "cache %s: %zu bytes, expected %zu", cache,
-          file_size(cache), 56 + 4 * ref.n);
+    CHECK(file_size(cache) == HDR + 4 * ref.n, "cache %s: %zu bytes, expected %zu", cache,
+          file_size(cache), HDR + 4 * ref.n);
 
     /* The second load reads the cache: doctor its ids (keeping the header valid) and see them. */
     size_t len;
     char *bytes = read_file(cache, &len);
-    CHECK(bytes && memcmp(bytes, "TSTOKv1\0", 8) == 0, "cache magic");
-    int32_t *ids = (int32_t *)(void *)(bytes + 56);
+    CHECK(bytes && memcmp(bytes, "TSTOKv2\0", 8) == 0, "cache magic");
+    int32_t *ids = (int32_t *)(void *)(bytes + HDR);
     for (size_t i = 0; i < ref.n; i++) ids[i] = v.eos;
+    reseal(bytes, len);
     write_bytes(cache, bytes, len);
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && t.n == ref.n && t.ids[3] == v.eos &&
               t.ids[0] == v.eos,
           "second load came from the cache");
     tokens_free(&t);
 
-    /* Ids beyond the vocabulary: corrupted, rebuilt. */
+    /* Ids beyond the vocabulary (under a matching checksum): corrupted, rebuilt. */
     ids[0] = v.n;
+    reseal(bytes, len);
+    printf("  (a warning about '%s' follows)\n", cache);
+    fflush(stdout);
     write_bytes(cache, bytes, len);
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
           "out-of-range id -> rebuilt");
@@ -514,7 +527,7 @@ TEST(test_data_cache) {
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
           "garbage cache -> rebuilt");
     tokens_free(&t);
-    write_bytes(cache, "TSTOKv1", 8);
+    write_bytes(cache, "TSTOKv2", 8);
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
           "stub cache -> rebuilt");
     tokens_free(&t);
@@ -660,7 +673,8 @@ static void doctored_cache(const char *src, const Vocab *v) {
     size_t len;
     char *bytes = read_file(cache, &len);
     if (!bytes) return;
-    for (size_t i = 56; i + 4 <= len; i += 4) memcpy(bytes + i, &v->eos, 4);
+    for (size_t i = HDR; i + 4 <= len; i += 4) memcpy(bytes + i, &v->eos, 4);
+    reseal(bytes, len);
     write_bytes(cache, bytes, len);
     free(bytes);
 }
@@ -737,7 +751,7 @@ TEST(test_data_cache_truncated) {
     if (!whole) return vocab_free(&v), tokens_free(&ref);
     char *longer = xcalloc(len + 4, 1);
     memcpy(longer, whole, len);
-    size_t cuts[] = {0, 1, 30, 55, 56, 57, 60, len - 4, len - 1, len + 4};
+    size_t cuts[] = {0, 1, 30, HDR - 1, HDR, HDR + 1, HDR + 4, len - 4, len - 1, len + 4};
     for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
         write_bytes(cache, longer, cuts[k]);
         CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref),
@@ -746,6 +760,49 @@ TEST(test_data_cache_truncated) {
         tokens_free(&t);
     }
     free(longer);
+    free(whole);
+    tokens_free(&ref);
+    vocab_free(&v);
+}
+
+/* An id changed inside a cache into another word of the vocabulary (a flipped bit that no range
+ * check can see) is never used: the ids no longer match the header's checksum, so the cache is
+ * rebuilt and rewritten. Also the last id (the checksum's tail) and a bit of the checksum. */
+TEST(test_data_cache_flipped_id) {
+    const char *dir = test_tmpdir("data_cache_flipped");
+    char src[512], cache[600], err[512];
+    Vocab v;
+    Tokens ref, t;
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && t.map, "%s", err);
+    tokens_free(&t);
+    size_t len;
+    char *whole = read_file(cache, &len);
+    if (!whole) return vocab_free(&v), tokens_free(&ref);
+    const struct {
+        size_t at;
+        const char *what;
+    } flips[] = {{HDR + 4 * 3, "id 3"}, {len - 4, "the last id"}, {HDR - 8, "the checksum"}};
+    for (size_t k = 0; k < sizeof flips / sizeof *flips; k++) {
+        char *bytes = xcalloc(len, 1);
+        memcpy(bytes, whole, len);
+        int32_t id;
+        memcpy(&id, bytes + flips[k].at, 4);
+        id = k < 2 ? (id + 1) % v.n : id ^ 1; /* an id stays inside the vocabulary */
+        memcpy(bytes + flips[k].at, &id, 4);
+        write_bytes(cache, bytes, len);
+        printf("  (a warning about '%s' follows: %s changed)\n", cache, flips[k].what);
+        fflush(stdout);
+        CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref) && t.map,
+              "%s changed: the tokens are not the source's (%s)", flips[k].what, err);
+        tokens_free(&t);
+        free(bytes);
+        size_t again_len;
+        char *again = read_file(cache, &again_len);
+        CHECK(again && again_len == len && !memcmp(again, whole, len),
+              "%s changed: the cache was not rewritten", flips[k].what);
+        free(again);
+    }
     free(whole);
     tokens_free(&ref);
     vocab_free(&v);
@@ -886,7 +943,7 @@ static void check_splits(const char *dir, const Vocab *v, const SplitSize *split
 
 TEST(test_data_wikitext2) {
     if (!file_exists(WIKITEXT2 "/wiki.train.tokens")) {
-        printf("  skip: " WIKITEXT2 " not found\n");
+        SKIP_NEED("wikitext-2", WIKITEXT2 " not found");
         return;
     }
     char err[512];
@@ -948,7 +1005,7 @@ TEST(test_data_sample) {
 TEST(test_data_wikitext103_vocab) {
     /* The shared full-train WikiText-103 vocabulary: 267,734 lines, no <eos>. */
     if (!file_exists(WT103 "/vocab.txt")) {
-        printf("  skip: " WT103 "/vocab.txt not found\n");
+        SKIP_NEED("wikitext-103", WT103 "/vocab.txt not found");
         return;
     }
     char err[512];
@@ -975,7 +1032,7 @@ TEST(test_data_synthetic_corpus) {
      * seed, WikiText line format, atomic and careful about overwriting, one-line errors. */
     char out[OUT_LEN], err[512], path[600], other[600];
     if (sh(out, "command -v python3") != 0) {
-        printf("  skip: python3 not on PATH\n");
+        SKIP_NEED("python3", "python3 not on PATH");
         return;
     }
     const char *dir = test_tmpdir("data_synthetic_corpus");

@@ -141,6 +141,33 @@ TEST(test_ops_fastmath_matches_libm) {
     CHECK(worst_erf < 1e-6, "erf_fast absolute error %.3g", worst_erf);
 }
 
+/* Outside [-87, 88], as fastmath.h documents: NaN in, NaN out; above 88 (+inf included) the
+ * value at 88; below -87 (-inf included) 0. Under UBSan (make test-asan) a NaN once failed here
+ * with "left shift of negative value". */
+TEST(test_ops_fastmath_nan_inf_and_clamps) {
+    const float inf = INFINITY, top = exp_fast(88.0f);
+    CHECK(isnan(exp_fast(NAN)) && isnan(exp_fast(-NAN)), "exp_fast(NaN) = %g", exp_fast(NAN));
+    CHECK(fabs(top - exp(88.0)) <= 3e-7 * exp(88.0), "exp_fast(88) = %g", top);
+    CHECK(exp_fast(88.5f) == top && exp_fast(1e30f) == top && exp_fast(inf) == top,
+          "above 88: %g, %g, %g, expected %g", exp_fast(88.5f), exp_fast(1e30f), exp_fast(inf),
+          top);
+    CHECK(fabs(exp_fast(-87.0f) - exp(-87.0)) <= 3e-7 * exp(-87.0), "exp_fast(-87) = %g",
+          exp_fast(-87.0f));
+    CHECK(exp_fast(-87.01f) == 0 && exp_fast(-1e30f) == 0 && exp_fast(-inf) == 0,
+          "below -87: %g, %g, %g, expected 0", exp_fast(-87.01f), exp_fast(-1e30f), exp_fast(-inf));
+    CHECK(isnan(erf_fast(NAN)), "erf_fast(NaN) = %g", erf_fast(NAN));
+    CHECK(erf_fast(inf) == 1 && erf_fast(-inf) == -1 && erf_fast(1e30f) == 1 &&
+              erf_fast(-1e30f) == -1,
+          "erf_fast(+-inf) = %g, %g; (+-1e30) = %g, %g", erf_fast(inf), erf_fast(-inf),
+          erf_fast(1e30f), erf_fast(-1e30f));
+    /* the loops that call them: a NaN logit gives a NaN loss, a -inf one no probability */
+    float row[4] = {1, NAN, 2, 3}, masked[4] = {1, -inf, 2, 3};
+    CHECK(isnan(xent_row(row, 4, 0, 1.0f, 0)), "a NaN logit gives a finite loss");
+    double l = xent_row(masked, 4, 0, 1.0f, 1);
+    CHECK(masked[1] == 0 && fabs(l - (log(exp(1) + exp(2) + exp(3)) - 1)) < 1e-6,
+          "a -inf logit: probability %g, loss %.7f", masked[1], l);
+}
+
 /* ---- dropout ---- */
 TEST(test_ops_dropout) {
     size_t n = 100000;

@@ -1,6 +1,7 @@
 /* test_optim.c — AdamW against hand-computed values, learning-rate schedules at chosen steps,
  * gradient norm and clipping, and the end-to-end check that a tiny model overfits. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ TEST(test_optim_adamw_hand_computed) {
     double mh = mm / (1 - 0.81), vh = vv / (1 - 0.999 * 0.999);
     double expect = w - 0.01 * mh / (sqrt(vh) + 1e-8) - 0.001 * w;
     CHECK_CLOSE(p[0], expect, 1e-6, "adamw w0 step 2 (bias correction)");
+    param_free(&pt);
 }
 
 TEST(test_optim_schedules) {
@@ -71,40 +73,81 @@ TEST(test_optim_grad_norm_and_clip) {
     CHECK_CLOSE(grad_norm(g, &pt), 5.0, 1e-12, "global norm over tensors only");
     grad_scale(g, &pt, 0.5f);
     CHECK_CLOSE(grad_norm(g, &pt), 2.5, 1e-12, "scaled norm");
+    param_free(&pt);
+}
+
+/* train.threads goes up to 1,024: every thread's share of the sum counts, however many run. */
+TEST(test_optim_grad_norm_many_threads) {
+    double hi = 0;
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i].name, "train.threads")) hi = keys[i].max;
+    ParamTable pt = {0};
+    param_add(&pt, "w", 1, 1, (size_t)4 * (size_t)hi);
+    float *g = xcalloc(pt.total, sizeof *g);
+    for (size_t i = 0; i < pt.t[0].numel; i++) g[i] = 1.0f;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads((int)hi);
+    double norm = grad_norm(g, &pt);
+    omp_set_num_threads(threads);
+    CHECK_CLOSE(norm, sqrt((double)pt.t[0].numel), 1e-12,
+                "gradient norm on train.threads' maximum");
+    free(g);
+    param_free(&pt);
 }
 
 /* A 1-layer model must memorize a 64-token random sequence: its loss starts at chance level (log V
- * = 3.4) or above (uniform over 31 words) and must fall below 0.05 nats per token within 600 steps.
- * A model that merely learned unigram frequencies cannot go below ~3.2 on random tokens, so passing
- * requires working attention, FFN, output layer and optimizer together. */
+ * = 3.4) or above (uniform over 31 words) and must stay below 0.05 nats per token over the last
+ * quarter of training. A model that merely learned unigram frequencies cannot go below ~3.2 on
+ * random tokens, and each of the ~30 words recurs, so passing requires working attention (the
+ * context beyond the current token), FFN, output layer and optimizer together.
+ * The set-up is chosen to converge, not to get lucky: lr 3e-3 with 50 warmup steps and a cosine
+ * decay to 0 over 1,000 steps lands near 3e-4 in every build (-O3, ASan; the worst of 40 seeds
+ * of weights and sequence was 4e-4). Four heads give ALiBi a slope of 1/4, a head that sees the
+ * previous tokens sharply; with two (slopes 1/16, 1/256) some seeds sat for hundreds of steps on
+ * a plateau of 0.02-0.05 (contexts sharing their last token not yet told apart), and the former
+ * constant lr 1e-2 only escaped it by a chaotic trajectory that ended above 0.05 in some
+ * builds. */
 TEST(test_optim_overfit_tiny_corpus) {
     Config cfg;
     char err[256];
     int rc = config_from_text(&cfg,
-                              "{\"model\": {\"n_layers\": 1, \"d_model\": 32, \"n_heads\": 2, "
+                              "{\"model\": {\"n_layers\": 1, \"d_model\": 32, \"n_heads\": 4, "
                               "\"d_ff\": 64, \"dropout\": 0, \"position\": {\"type\": \"alibi\"}}}",
                               "test", err, sizeof err);
     CHECK(rc == 0, "%s", err);
-    const int V = 31, T = 64;
+    const int V = 31, T = 64, steps = 1000, warmup = 50;
+    /* one thread: the model is too small for threads to help (the result does not depend on
+     * their number), and on a loaded machine their barriers made the test 10x slower */
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     Model m;
     model_create(&m, &cfg, V, 1, T, 1);
     model_init(&m, 1);
     float *am = xcalloc(m.pt.total, 4), *av = xcalloc(m.pt.total, 4);
     int32_t seq[65];
     for (int i = 0; i < 65; i++) seq[i] = (int32_t)(hash64(i + 1000) % V);
-    AdamW o = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0};
-    double first = 0, loss = 0;
-    for (int step = 0; step < 600; step++) {
+    AdamW o = {.beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0};
+    double first = 0, loss = 0, worst_late = 0;
+    for (int step = 0; step < steps; step++) {
         memset(m.grads, 0, m.pt.total * 4);
         model_forward(&m, seq, 1, T, 1, (uint64_t)step);
         loss = model_backward(&m, seq + 1, 1.0f / T) / T;
         if (step == 0) first = loss;
+        if (step >= steps * 3 / 4) worst_late = fmax(worst_late, loss);
+        o.lr = lr_at(SCHED_COSINE, step, steps, warmup, 3e-3, 0);
         adamw_step(m.params, m.grads, am, av, &m.pt, &o, step + 1);
     }
+    printf("  overfit: loss %.3f at step 0, %.5f at the end\n", first, loss);
     CHECK(first > log(V) - 0.5, "initial loss %.3f should be no better than chance, log V = %.3f",
           first, log(V));
-    CHECK(loss < 0.05, "overfit: final loss %.4f, expected < 0.05", loss);
+    CHECK(worst_late < 0.05,
+          "overfit: loss up to %.4f over the last %d steps (final %.4f), expected "
+          "< 0.05",
+          worst_late, steps / 4, loss);
     free(am), free(av);
     model_free(&m);
     config_free(&cfg);
+    omp_set_num_threads(threads);
 }

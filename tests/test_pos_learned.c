@@ -76,6 +76,7 @@ TEST(test_pos_learned_table_shape) {
         CHECK(k >= 0 && pt.t[k].ndim == 2 && pt.t[k].shape[0] == cases[i].rows &&
                   pt.t[k].shape[1] == 8 && !pt.t[k].decay,
               "%s: pos.weight should be (%zu, 8) without weight decay", text, cases[i].rows);
+        param_free(&pt);
         config_free(&c);
     }
 }

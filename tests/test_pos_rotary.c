@@ -311,6 +311,10 @@ TEST(test_pos_rotary_check_errors) {
         {16, 2, "{\"type\": \"rotary\", \"scaling\": \"yarn\", \"yarn_beta\": 1}", "yarn_beta"},
         {18, 2, "{\"type\": \"xpos\"}", "xpos"},
         {16, 2, "{\"type\": \"xpos\", \"xpos_gamma\": 0}", "model.position.xpos_gamma"},
+        /* at the default train.seq_len 256: 128 |ln(0.4/1.4)| / 64 = 2.506 */
+        {16, 2, "{\"type\": \"xpos\", \"xpos_scale_base\": 2.5}", "at least 2.506"},
+        {16, 2, "{\"type\": \"xpos\", \"xpos_scale_base\": 1e-6}",
+         "model.position.xpos_scale_base"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[512], err[512] = "";
@@ -400,4 +404,28 @@ TEST(test_pos_rotary_eval_flags) {
           "--rope-scaling rope: status %d: %s", rc, out);
     rc = sh(out, "./eval --ckpt %s/run --rope-scaling dynamic-ntk --lvalid 32", dir);
     CHECK(rc == 0, "dynamic-ntk: status %d: %s", rc, out);
+}
+
+/* xPos at the documented minimum of xpos_scale_base trains (finite losses at train.seq_len 16),
+ * and evaluation past the longest length that scale_base allows is one error line instead of
+ * NaN perplexities: the q and k scales reach e^((T/2) |ln zeta_0| / scale_base), at most e^64,
+ * so at scale_base 1 (gamma 0.4) the longest length is 103. */
+TEST(test_pos_rotary_xpos_scale_base_limits) {
+    const PosMethod *xpos = pos_find("xpos");
+    double min = 0;
+    for (int i = 0; i < xpos->n_keys; i++)
+        if (!strcmp(xpos->keys[i].name, "xpos_scale_base")) min = xpos->keys[i].min;
+    const int longest = 2 * (int)(64 * min / -log(0.4 / 1.4)) + 1;
+    char position[128], dir[256], run[300], out[OUT_LEN];
+    snprintf(position, sizeof position, "{\"type\": \"xpos\", \"xpos_scale_base\": %g}", min);
+    if (!train_tiny("pos_rotary_xpos_min", dir, sizeof dir, position, out)) return;
+    snprintf(run, sizeof run, "%s/run", dir);
+    double loss = log_value(run, 6, "loss");
+    CHECK(isfinite(loss) && loss > 0, "xpos_scale_base %g: loss at step 6 is %g", min, loss);
+    int rc = sh(out, "./eval --ckpt %s --lvalid 16,%d", run, longest);
+    CHECK(rc == 0 && !strstr(out, "nan"), "eval at L_valid %d: status %d: %s", longest, rc, out);
+    char want[64];
+    snprintf(want, sizeof want, "stops at length %d", longest);
+    rc = sh(out, "./eval --ckpt %s --lvalid 16,%d", run, longest + 1);
+    expect_user_error(rc, out, "xpos_scale_base", want, NULL, "eval past xpos' longest length");
 }

@@ -1,5 +1,7 @@
 /* test_ref.c — forward values, loss and gradients of tiny models with fixed weights against
- * the independent PyTorch reference (tests/ref/reference.py, float64; fixtures committed).
+ * the independent PyTorch reference (tests/ref/reference.py, float64; fixtures committed):
+ * every file of tests/ref/fixtures is compared, and every registered position method must have
+ * a fixture.
  * Tolerance: our float32 forward/backward against float64 — max |ours - ref| must stay below
  * 2e-5 of the tensor's largest magnitude (float32 epsilon is 1.2e-7; two layers of sums over
  * at most 40 terms keep accumulated rounding well under that). */
@@ -7,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "../src/io/config.h"
 #include "../src/io/safetensors.h"
@@ -32,18 +36,27 @@ static void compare(const char *ckase, const char *what, const float *ours, cons
           maxdiff, maxabs);
 }
 
-static void check_case(const char *file) {
+/* Compares one model fixture; returns the index of its position method in the registry, or -1
+ * if the file could not be compared at all. */
+static int check_case(const char *file) {
     char path[512], err[512];
     snprintf(path, sizeof path, REF_DIR "/%s", file);
     StFile *f = st_open(path, err, sizeof err);
     CHECK(f != NULL, "%s", err);
-    if (!f) return;
-    Config cfg;
-    int rc = config_from_text(&cfg, st_meta(f, "config"), path, err, sizeof err);
-    CHECK(rc == 0, "%s", err);
-    if (rc) return;
+    if (!f) return -1;
+    const char *config = st_meta(f, "config"), *vocab = st_meta(f, "vocab_size");
     const StTensor *in = st_get(f, "inputs"), *tg = st_get(f, "targets");
-    int B = (int)in->shape[0], T = (int)in->shape[1], V = atoi(st_meta(f, "vocab_size"));
+    Config cfg;
+    int rc = -1;
+    if (!config || !vocab || !in || !tg || in->ndim != 2)
+        CHECK(0, "%s: lacks the config, vocab_size, inputs or targets", file);
+    else if ((rc = config_from_text(&cfg, config, path, err, sizeof err)) != 0)
+        CHECK(0, "%s", err);
+    if (rc) {
+        st_close(f);
+        return -1;
+    }
+    int B = (int)in->shape[0], T = (int)in->shape[1], V = atoi(vocab);
     Model m;
     model_create(&m, &cfg, V, B, T, 1);
     for (int k = 0; k < m.pt.n; k++) {
@@ -86,19 +99,71 @@ static void check_case(const char *file) {
     }
     free(logits);
     model_free(&m);
+    int method = -1;
+    for (int k = 0; k < pos_count(); k++)
+        if (!strcmp(pos_at(k)->name, cfg.model.position)) method = k;
     config_free(&cfg);
     st_close(f);
+    return method;
 }
 
+/* fixtures/alibi_slopes.json, {"n": [slopes of n heads], ...}, against alibi_slopes(). */
+static void check_slopes(const char *file) {
+    extern void alibi_slopes(int n, float *m);
+    char path[512];
+    snprintf(path, sizeof path, REF_DIR "/%s", file);
+    size_t len;
+    char *text = read_file(path, &len);
+    cJSON *json = text ? cJSON_Parse(text) : NULL;
+    CHECK(cJSON_IsObject(json) && cJSON_GetArraySize(json) > 0, "%s: not a JSON object", path);
+    const cJSON *list;
+    cJSON_ArrayForEach(list, json) {
+        int n = atoi(list->string);
+        float m[64];
+        CHECK(n >= 1 && n <= 64 && cJSON_GetArraySize(list) == n, "%s: \"%s\" is not %d slopes",
+              path, list->string, n);
+        if (n < 1 || n > 64) continue;
+        alibi_slopes(n, m);
+        for (int h = 0; h < n && h < cJSON_GetArraySize(list); h++) {
+            char what[320];
+            snprintf(what, sizeof what, "%s n=%d h=%d", file, n, h);
+            CHECK_CLOSE(m[h], cJSON_GetArrayItem(list, h)->valuedouble, 1e-7, what);
+        }
+    }
+    cJSON_Delete(json);
+    free(text);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Every file in fixtures/ is compared (a file this test cannot compare is a failure, not
+ * ignored), and every registered position method has at least one model fixture. */
 TEST(test_ref_pytorch_fixtures) {
     DIR *d = opendir(REF_DIR);
     CHECK(d != NULL, "cannot open %s", REF_DIR);
     if (!d) return;
-    int cases = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".safetensors")) check_case(e->d_name), cases++;
+    int cases = 0, covered[64] = {0};
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        if (ends_with(e->d_name, ".safetensors")) {
+            int k = check_case(e->d_name);
+            if (k >= 0 && k < 64) covered[k]++;
+            cases++;
+        } else if (!strcmp(e->d_name, "alibi_slopes.json"))
+            check_slopes(e->d_name);
+        else
+            CHECK(0, "%s/%s: not a fixture this test knows how to compare", REF_DIR, e->d_name);
+    }
     closedir(d);
-    CHECK(cases >= 6, "expected at least 6 fixture cases, found %d", cases);
+    CHECK(cases > 0, "no model fixture in %s", REF_DIR);
+    for (int k = 0; k < pos_count() && k < 64; k++)
+        CHECK(covered[k],
+              "position method %s has no fixture in %s (tests/ref/README.md says how "
+              "to generate one)",
+              pos_at(k)->name, REF_DIR);
 }
 
 TEST(test_ref_alibi_slopes) {

@@ -14,7 +14,7 @@
  * The expected lines below were worked out by hand from those files (e.g. sinusoidal L = 512:
  * 24.86 / 20.05 = +24.0% at L_valid 712, the first row more than 5% above L_valid = 512).
  *
- * Everything is skipped, with a message, when no Python 3 is installed. */
+ * Every test is a SKIP_NEED("python3") when no Python 3 is installed. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -27,12 +27,12 @@
 
 static char g_py[512];
 
-/* The interpreter scripts/pyenv.sh picks; 0 (and a skip line) when there is none. */
+/* The interpreter scripts/pyenv.sh picks; 0 (and a SKIP) when there is none. */
 static int python_ready(void) {
     char out[OUT_LEN];
     int rc = sh(out, "scripts/pyenv.sh");
     if (rc != 0 && strstr(out, "no Python 3")) {
-        printf("  skip: %s", out);
+        SKIP_NEED("python3", "%s", out);
         return 0;
     }
     CHECK(rc == 0, "scripts/pyenv.sh: status %d: %s", rc, out);
@@ -284,7 +284,7 @@ TEST(test_reproduce_regenerate_keeps_notes) {
 TEST(test_reproduce_figures_from_fixture) {
     if (!python_ready()) return;
     if (!has_matplotlib()) {
-        printf("  skip: %s cannot import matplotlib (python3-matplotlib)\n", g_py);
+        SKIP_NEED("matplotlib", "%s cannot import matplotlib (python3-matplotlib)", g_py);
         return;
     }
     const char *dir = results_of("paper", "reproduce_figures", 1);

@@ -52,14 +52,22 @@ typedef struct {
 } Tokens;
 
 /* Tokenize path with v. With use_cache, the ids are kept in "<path>.<vocab hash>.cache" when the
- * directory is writable, and read back by memory-mapping it: a later start costs a validation
- * pass over the ids, not a tokenization, and the ids use page cache, not heap. The cache header
- * records the source size and mtime and the vocabulary hash; a stale, truncated or foreign cache,
- * or one not strictly newer than its source (data.c says why), is rebuilt. Without a cache the
- * ids are tokenized into memory. Sources over 64 MB report progress on stderr. 0, or -1 with a
- * message. */
+ * directory is writable, and read back by memory-mapping it: a later start costs validation
+ * passes over the ids, not a tokenization, and the ids use page cache, not heap. The cache header
+ * records the source size and mtime, the vocabulary hash and a checksum of the ids; a stale,
+ * truncated, foreign or damaged cache, or one not strictly newer than its source (data.c says
+ * why), is rebuilt. Without a cache the ids are tokenized into memory. Sources over 64 MB report
+ * progress on stderr. 0, or -1 with a message. */
 int tokens_load(Tokens *t, const char *path, const Vocab *v, int use_cache, char *err, size_t n);
 void tokens_free(Tokens *t);
+
+/* A token cache is a TOKEN_CACHE_HEADER_BYTES header, whose last 8 bytes hold
+ * token_checksum(ids, n), then the n ids. A cache whose ids do not match its checksum (a flipped
+ * bit, even one that leaves every id in range) is rebuilt, with a warning. The checksum is a
+ * 64-bit hash of the ids read as 8-byte words; public so tests can write a cache with ids of
+ * their choosing that loads. */
+#define TOKEN_CACHE_HEADER_BYTES 64
+uint64_t token_checksum(const int32_t *ids, size_t n);
 
 /* Tests only: read text in chunks of this many bytes (0: the default) to exercise words and
  * lines that straddle chunk boundaries. */

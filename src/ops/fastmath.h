@@ -6,26 +6,35 @@
  * Accuracy: exp_fast is within 2 ulp of expf on [-87, 88] (range reduction by ln 2 in two
  * parts, degree-6 Taylor on |r| <= ln2/2, whose truncation error is r^7/7! < 1.3e-7);
  * erf_fast has absolute error below 1.5e-7 (Abramowitz & Stegun 7.1.26). tests/test_ops.c
- * compares both with libm. */
+ * compares both with libm, and checks NaN, +-inf and the clamps: every input, NaN included, is
+ * defined behaviour (NaN weights reach these loops). */
 #ifndef FASTMATH_H
 #define FASTMATH_H
 
 #include <stdint.h>
 #include <string.h>
 
+/* Inputs above 88 (+inf included) saturate at e^88 = 1.65e38, inputs below -87 (-inf included)
+ * give 0 (e^-87 is near float's smallest normal number), NaN gives NaN. */
 static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    /* k = round(x / ln2) via the 1.5*2^23 trick: exact under default float semantics */
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-6f;
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); /* NaN fails both: stays NaN */
+    /* k = round(x / ln2) via the 1.5*2^23 trick: exact under default float semantics. t's low
+     * mantissa bits are then k itself (t = 1.5*2^23 + k has an ulp of 1), so the exponent bits
+     * come from t's bits in unsigned arithmetic: no float-to-int conversion or signed shift,
+     * whose results are undefined for a NaN k. A NaN x gives garbage bits here, and NaN
+     * through p. */
+    float t = xc * 1.44269504088896341f + 12582912.0f, k = t - 12582912.0f;
+    float r = xc - k * 0.693145751953125f - k * 1.428606765330187e-6f;
     float p =
         1.0f +
         r * (1.0f +
              r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    int32_t bits = ((int32_t)k + 127) << 23;
+    uint32_t tb, bits;
+    memcpy(&tb, &t, sizeof tb);
+    bits = (tb - 0x4B400000u + 127u) << 23; /* k + 127 in [1, 254] for x in [-87, 88] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x < -87.0f ? 0.0f : p * scale; /* a select: the calling loops still vectorize */
 }
 
 static inline float erf_fast(float x) {

@@ -29,20 +29,23 @@ void adamw_step(float *params, const float *grads, float *m, float *v, const Par
 
 double grad_norm(const float *grads, const ParamTable *pt) {
     /* per-thread partial sums combined in thread order, so the result is bit-identical
-     * from run to run at a given thread count (OpenMP's reduction order is unspecified) */
-    double partial[256] = {0};
-    int nt = 1;
-#pragma omp parallel
+     * from run to run at a given thread count (OpenMP's reduction order is unspecified). The
+     * region gets no more threads than slots (train.threads goes up to 1,024), so every share
+     * of the sum is counted. */
+    enum { SLOTS = 1024 };
+    double partial[SLOTS] = {0};
+    int nt = omp_get_max_threads() < SLOTS ? omp_get_max_threads() : SLOTS;
+#pragma omp parallel num_threads(nt)
     {
 #pragma omp single
-        nt = omp_get_num_threads() < 256 ? omp_get_num_threads() : 256;
+        nt = omp_get_num_threads();
         int id = omp_get_thread_num();
         for (int k = 0; k < pt->n; k++) {
             const float *g = grads + pt->t[k].offset;
             double s = 0.0;
 #pragma omp for schedule(static)
             for (size_t i = 0; i < pt->t[k].numel; i++) s += (double)g[i] * g[i];
-            if (id < 256) partial[id] += s;
+            partial[id] += s;
         }
     }
     double total = 0.0;

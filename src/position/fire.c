@@ -197,8 +197,10 @@ static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T)
     double dc = 0, dlm = 0, g[1024];
     for (size_t k = 0; k < 2 * (size_t)W + (size_t)H * W + H; k++) f->acc[k] = 0;
 
-    /* rows i <= thr: one normalizer psi(thr) + eps; sum per distance first */
-    int rows = thr >= T - 1 ? T : (int)floor(thr) + 1;
+    /* rows i <= thr: one normalizer psi(thr) + eps; sum per distance first. A NaN thr (NaN
+     * weights) takes the first branch: (int)floor(NaN) is undefined, and became a row index
+     * far before the tables. */
+    int rows = !(thr < T - 1) ? T : (int)floor(thr) + 1;
     pos_bias_distance_sums(f->sums, dscores, B, H, T, rows);
     const double dnorm_dc = sc * thr / (1 + c * thr), dnorm_dl = c * sl * f->init_L / (1 + c * thr);
     for (int n = 0; n < rows; n++) {

@@ -12,7 +12,15 @@
  * Like torchscale (which starts at -(T//2)) we use c = T/2: with 0-based positions the scales
  * would reach zeta_0^(±T/512) = 0.29^(±62) ≈ 1e±34 at T = 32000, at the edge of float's range;
  * centred they stay within 1e±17. c depends on T, so the scaled tables are rebuilt in prepare()
- * when the segment length changes. */
+ * when the segment length changes.
+ *
+ * Even centred, the scales reach e^±E with E = (T/2) |ln zeta_0| / scale_base, and past e^88 a
+ * float is inf (then the scores are NaN: the former minimum scale_base 1e-6 diverged at step 1 at
+ * every length). E is kept <= 64, which leaves float room for the q, k values and the products
+ * of the backward: check() refuses a scale_base too small for train.seq_len, naming the smallest
+ * that fits, and setup() refuses an evaluation length too long for the scale_base, as learned
+ * positions refuse lengths past their table. The static minimum 1 is a floor below any sensible
+ * setting (at 1, pair 0 already decays by zeta_0 = 0.29 per token), not the rule. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,26 +41,50 @@ static const ConfigKey keys[] = {
     {"base", KEY_FLOAT, "10000", 0, 1e12, NULL, "theta_k = base^(-2k/D); must be > 1", NO_FIELD},
     {"xpos_gamma", KEY_FLOAT, "0.4", 0, 1e6, NULL,
      "zeta_k = (2k/D + gamma)/(1 + gamma): the per-pair decay base; must be > 0", NO_FIELD},
-    {"xpos_scale_base", KEY_FLOAT, "512", 1e-6, 1e12, NULL,
-     "q.k decays as zeta_k^((i-j)/scale_base)", NO_FIELD},
+    {"xpos_scale_base", KEY_FLOAT, "512", 1, 1e12, NULL,
+     "q.k decays as zeta_k^((i-j)/scale_base); at least (T/2) |ln zeta_0| / 64 for the training "
+     "and evaluation lengths T, so the q and k scales stay in float's range",
+     NO_FIELD},
 };
 
+/* The q and k scales of a segment of length T reach e^((T/2) |ln zeta_0| / scale_base) (see the
+ * top), kept <= e^64 by a scale_base of at least this. */
+#define MAX_EXPONENT 64.0
+static double min_scale_base(int T, double gamma) {
+    return (T / 2) * -log(gamma / (1.0 + gamma)) / MAX_EXPONENT;
+}
+
 static int check(const Config *c, char *err, size_t n) {
-    int D = c->model.d_model / c->model.n_heads;
+    int D = c->model.d_model / c->model.n_heads, T = c->train.seq_len;
+    double gamma = config_pos_num(c, "xpos_gamma"),
+           scale_base = config_pos_num(c, "xpos_scale_base");
     if (D % 2)
         snprintf(err, n, "model.d_model/model.n_heads = %d: xpos needs an even head dim", D);
     else if (config_pos_num(c, "base") <= 1)
         snprintf(err, n, "model.position.base: expected a number > 1, got %g",
                  config_pos_num(c, "base"));
-    else if (config_pos_num(c, "xpos_gamma") <= 0)
-        snprintf(err, n, "model.position.xpos_gamma: expected a number > 0, got %g",
-                 config_pos_num(c, "xpos_gamma"));
+    else if (gamma <= 0)
+        snprintf(err, n, "model.position.xpos_gamma: expected a number > 0, got %g", gamma);
+    else if (scale_base < min_scale_base(T, gamma))
+        snprintf(err, n,
+                 "model.position.xpos_scale_base: %g is too small for train.seq_len %d (the q and "
+                 "k scales would pass e^64, near float's limit); use at least %.4g",
+                 scale_base, T, min_scale_base(T, gamma));
     else
         return 0;
     return -1;
 }
 
 static void setup(Pos *p, const Config *c) {
+    double gamma = config_pos_num(c, "xpos_gamma"),
+           scale_base = config_pos_num(c, "xpos_scale_base");
+    /* Only ./eval with an L_valid beyond train.seq_len gets here: check() covers training. */
+    if (scale_base < min_scale_base(p->max_T, gamma)) {
+        int half = (int)(MAX_EXPONENT * scale_base / -log(gamma / (1.0 + gamma)));
+        user_error("model.position: xpos with xpos_scale_base %g stops at length %d (the q and k "
+                   "scales leave float's range past it); L_valid %d needs xpos_scale_base >= %.4g",
+                   scale_base, 2 * half + 1, p->max_T, min_scale_base(p->max_T, gamma));
+    }
     size_t tab = (size_t)p->max_T * (p->D / 2);
     Xpos *x = xcalloc(1, sizeof *x + 4 * tab * sizeof(float));
     x->cq = (float *)(x + 1);
@@ -60,8 +92,8 @@ static void setup(Pos *p, const Config *c) {
     x->ck = x->sq + tab;
     x->sk = x->ck + tab;
     x->base = config_pos_num(c, "base");
-    x->gamma = config_pos_num(c, "xpos_gamma");
-    x->scale_base = config_pos_num(c, "xpos_scale_base");
+    x->gamma = gamma;
+    x->scale_base = scale_base;
     free(p->state);
     p->state = x;
 }
