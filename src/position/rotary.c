@@ -50,7 +50,7 @@ typedef struct {
 } Rotary;
 
 static const ConfigKey keys[] = {
-    {"base", KEY_FLOAT, "10000", 0, 1e12, NULL,
+    {"base", KEY_FLOAT, "10000", 1, 1e12, NULL,
      "theta_k = base^(-2k/rotary_dim) (RoFormer sec. 3.2); must be > 1", NO_FIELD},
     {"rotary_dim", KEY_INT, "0", 0, 1e6, NULL,
      "head dims that rotate (even, <= head dim); 0 = the whole head; the rest pass through",

@@ -38,8 +38,8 @@ typedef struct {
 } Xpos;
 
 static const ConfigKey keys[] = {
-    {"base", KEY_FLOAT, "10000", 0, 1e12, NULL, "theta_k = base^(-2k/D); must be > 1", NO_FIELD},
-    {"xpos_gamma", KEY_FLOAT, "0.4", 0, 1e6, NULL,
+    {"base", KEY_FLOAT, "10000", 1, 1e12, NULL, "theta_k = base^(-2k/D); must be > 1", NO_FIELD},
+    {"xpos_gamma", KEY_FLOAT, "0.4", 1e-30, 1e6, NULL, /* > 0: the tiny min */
      "zeta_k = (2k/D + gamma)/(1 + gamma): the per-pair decay base; must be > 0", NO_FIELD},
     {"xpos_scale_base", KEY_FLOAT, "512", 1, 1e12, NULL,
      "q.k decays as zeta_k^((i-j)/scale_base); at least (T/2) |ln zeta_0| / 64 for the training "
