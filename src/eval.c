@@ -14,6 +14,7 @@
 #include "data/data.h"
 #include "evaluate.h"
 #include "io/checkpoint.h"
+#include "io/json_check.h"
 #include "io/lengths.h"
 #include "io/progress.h"
 #include "model.h"
@@ -258,7 +259,12 @@ static int row_done(char *text, const cJSON *id) {
     for (char *line = text, *nl; line && *line && !found; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         if (nl) *nl = 0;
-        cJSON *row = cJSON_Parse(line);
+        /* a line that is not strict JSON (a duplicate key: which value would count?) is not a
+         * row, so its length is evaluated again */
+        size_t pos;
+        char err[256];
+        cJSON *row =
+            json_check(line, strlen(line), 0, &pos, err, sizeof err) ? NULL : cJSON_Parse(line);
         found = cJSON_IsObject(row);
         for (const cJSON *f = id->child; f && found; f = f->next)
             found = cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(row, f->string), 1);

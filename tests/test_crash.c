@@ -29,7 +29,6 @@
 
 #define MAX_STEPS 16384 /* the longest run whose losses a test reads */
 
-
 /* ---- processes ---- */
 
 static const char *bin_dir(void) {

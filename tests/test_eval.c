@@ -304,6 +304,13 @@ TEST(test_eval_cli_skip_done) {
     CHECK(text && count_lines(text) == 6, "%s: 2 + 1 + 1 + 1 + 1 rows expected:\n%s", path,
           text ? text : "(missing)");
     free(text);
+    /* a row with a duplicate key is not strict JSON: it does not count as done */
+    snprintf(path, sizeof path, "%s/dup.jsonl", dir);
+    rc = sh(out, "./eval --ckpt %s/run --lvalid 4 --json %s && sed -i 's/^{/{\"lvalid\":4,/' %s",
+            dir, path, path);
+    CHECK(rc == 0, "writing a row with a duplicate key: %s", out);
+    rc = sh(out, "./eval --ckpt %s/run --lvalid 4 --json %s --skip-done", dir, path);
+    CHECK(rc == 0 && !strstr(out, "already in"), "a row with a duplicate key was taken: %s", out);
 }
 
 /* Checks one --per-position row: edges from 0 to L, increasing; one loss and count per bucket;
