@@ -66,6 +66,14 @@ static int write_sample(const char *path) {
     return rc == 0;
 }
 
+/* The sample written to path, read back as raw bytes (NULL after a failed CHECK). */
+static unsigned char *sample_bytes(const char *path, size_t *len) {
+    if (!write_sample(path)) return NULL;
+    unsigned char *raw = (unsigned char *)read_file(path, len);
+    CHECK(raw != NULL, "cannot read %s back", path);
+    return raw;
+}
+
 TEST(test_safetensors_round_trip) {
     char path[600], err[512];
     snprintf(path, sizeof path, "%s/model.safetensors", test_tmpdir("test_safetensors_rt"));
@@ -107,9 +115,8 @@ TEST(test_safetensors_round_trip) {
 TEST(test_safetensors_layout) {
     char path[600];
     snprintf(path, sizeof path, "%s/model.safetensors", test_tmpdir("test_safetensors_layout"));
-    if (!write_sample(path)) return;
     size_t len;
-    unsigned char *raw = (unsigned char *)read_file(path, &len);
+    unsigned char *raw = sample_bytes(path, &len);
     if (!raw) return;
     uint64_t n = get_u64le(raw);
     CHECK((8 + n) % 8 == 0, "data starts at %llu, not 8-aligned", (unsigned long long)(8 + n));
@@ -133,9 +140,8 @@ TEST(test_safetensors_truncated) {
     const char *dir = test_tmpdir("test_safetensors_truncated");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(cut, sizeof cut, "%s/cut.safetensors", dir);
-    if (!write_sample(path)) return;
     size_t len;
-    unsigned char *raw = (unsigned char *)read_file(path, &len);
+    unsigned char *raw = sample_bytes(path, &len);
     if (!raw) return;
     size_t n = (size_t)get_u64le(raw);
     static const struct {
@@ -328,9 +334,8 @@ TEST(test_safetensors_rejects_header_length_one_short) {
     const char *dir = test_tmpdir("st_length_one_short");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
-    if (!write_sample(path)) return;
     size_t len;
-    unsigned char *raw = (unsigned char *)read_file(path, &len);
+    unsigned char *raw = sample_bytes(path, &len);
     if (!raw) return;
     uint64_t n = get_u64le(raw);
     CHECK(raw[8 + n - 1] == ' ', "the sample's header is padded, as the test assumes");
@@ -469,9 +474,9 @@ TEST(test_safetensors_60000_entries_linear) {
 TEST(test_safetensors_open_buffer) {
     char path[600], err[512];
     snprintf(path, sizeof path, "%s/model.safetensors", test_tmpdir("st_open_buffer"));
-    if (!write_sample(path)) return;
     size_t len;
-    unsigned char *raw = (unsigned char *)read_file(path, &len);
+    unsigned char *raw = sample_bytes(path, &len);
+    if (!raw) return;
     StFile *f = st_open_buffer(raw, len, "mem", err, sizeof err);
     CHECK(f && st_count(f) == N_TENSORS, "st_open_buffer: %s", err);
     CHECK(f && st_get(f, "ids") && ((const int32_t *)st_get(f, "ids")->data)[2] == 2147483647,
