@@ -321,6 +321,7 @@ typedef struct {
 typedef struct {
     JsonlFile file;
     const Trainer *tr;
+    int done; /* it holds the "done" row of a finished run */
 } RunLog;
 
 static void save_checkpoint(Trainer *tr, RunLog *log) {
@@ -332,8 +333,8 @@ static void save_checkpoint(Trainer *tr, RunLog *log) {
     tr->saved_step = tr->ts.step;
 }
 
-/* --resume: the checkpoint of model.safetensors' step, after finishing an interrupted save.
- * Prints what the recovery did. */
+/* --resume: the checkpoint of model.safetensors' step, after finishing an interrupted save
+ * (what that did goes to tr->recovered for the start-up summary). */
 static void restore_checkpoint(Trainer *tr) {
     char model[2048], optim[2048], err[1024], note[256];
     path_join(model, sizeof model, tr->dir, "model.safetensors");
@@ -377,6 +378,7 @@ static void init_from(Trainer *tr, InitSource *src, const Vocab *v) {
  * are appended. A row cut short by a crash is not JSON and is dropped here. */
 static void open_log(RunLog *log, const Trainer *tr) {
     char path[2048], err[2200], kept_msg[2400];
+    *log = (RunLog){.tr = tr};
     path_join(path, sizeof path, tr->dir, "log.jsonl");
     size_t len = 0, n = 0;
     char *old = tr->ts.step > 0 ? read_file(path, &len) : NULL;
@@ -385,6 +387,7 @@ static void open_log(RunLog *log, const Trainer *tr) {
         cJSON *o = cJSON_Parse(line);
         cJSON *s = o ? cJSON_GetObjectItem(o, "step") : NULL;
         if (s && cJSON_IsNumber(s) && s->valuedouble <= tr->ts.step) {
+            log->done |= cJSON_IsTrue(cJSON_GetObjectItem(o, "done"));
             size_t l = strlen(line);
             memcpy(kept + n, line, l);
             kept[n + l] = '\n';
@@ -393,7 +396,6 @@ static void open_log(RunLog *log, const Trainer *tr) {
         cJSON_Delete(o);
     }
     free(old);
-    log->tr = tr;
     if (write_file_atomic(path, kept, n) || jsonl_open(&log->file, path, err, sizeof err))
         sys_error("%s: cannot write: %s; %s", path, strerror(errno),
                   kept_state(tr->dir, tr->saved_step, kept_msg, sizeof kept_msg));
@@ -664,6 +666,8 @@ int main(int argc, char **argv) {
     RunLog log;
     open_log(&log, &tr);
     if (tr.ts.step < cfg.train.steps) log_start(&log, &tr, threads, a.resume != NULL);
+    if (tr.ts.step == cfg.train.steps && !log.done) /* killed between its last save and row */
+        log_done(&log, &tr.ts);
     if (a.init) log_init(&log, &src);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

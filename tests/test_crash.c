@@ -8,7 +8,8 @@
  *   commit point the previous pair is used, after it the pending optimizer file is completed.
  * - Temp files of dead processes are removed; a live process's are not; one ./train per run
  *   directory.
- * - A new run that fails before its first checkpoint leaves no directory behind.
+ * - A new run that fails before its first checkpoint leaves no directory behind; a finished run
+ *   killed before its "done" row gets it on --resume.
  * - A full disk (a small tmpfs, as root): a failed log, checkpoint or --json write is one error
  *   line and a non-zero exit, leaves no half-written row, and keeps the last checkpoint resumable.
  * - Checkpoint metadata out of range and non-finite tensors are refused with one line. */
@@ -556,4 +557,17 @@ TEST(test_crash_summary_counts_2_31_tokens_per_step) {
     CHECK(said && strstr(said, "2048 x 16 tokens x 65536 accum = 2147483648 tokens/step"),
           "the summary: %s", said ? said : "(nothing)");
     free(said);
+}
+
+/* Killed after its last checkpoint but before its "done" row: a --resume writes that row, once. */
+TEST(test_crash_finished_run_gets_its_done_row) {
+    char dir[256], out[OUT_LEN], log[700];
+    if (!trained_scratch("crash_done_row", dir, sizeof dir, out, NULL)) return;
+    snprintf(log, sizeof log, "%s/run/log.jsonl", dir);
+    int rc = sh(out, "sed -i '/\"done\"/d' %s", log);
+    CHECK(rc == 0, "removing the done row: %s", out);
+    for (int again = 0; again < 2; again++) {
+        rc = sh(out, "./train --resume %s/run && grep -c '\"done\":true' %s", dir, log);
+        CHECK(rc == 0 && strstr(out, "\n1\n"), "resume %d of a finished run: %s", again, out);
+    }
 }
