@@ -211,7 +211,7 @@ static int run_test(const TestEntry *t) {
     if (skipped)
         printf("SKIP %s: %s\n", t->name, skip_reason);
     else
-        printf("%-4s %-60s %4d checks  %6.2fs\n", g_fail > f0 ? "FAIL" : "ok", t->name, checks, s);
+        printf("%-4s %-64s %4d checks  %6.2fs\n", g_fail > f0 ? "FAIL" : "ok", t->name, checks, s);
     fflush(stdout);
     return skipped;
 }
