@@ -7,7 +7,8 @@
  *   other matrices ~ normal(0, init_std); the two matrices that write into the residual stream
  *     (attn.proj, ffn.fc2) use init_std / sqrt(2 N), GPT-2's rule that keeps the stream's
  *     variance from growing with depth;
- *   biases 0, LayerNorm gains 1; position parameters by their method. */
+ *   biases 0, LayerNorm gains 1; position parameters by their method.
+ * Each rule is the init kind of the tensor's row (params.h), set where the tensor is declared. */
 #include "model.h"
 
 #include <math.h>
@@ -31,29 +32,30 @@ static uint64_t site_key(uint64_t key, int layer, int site) {
     return rng_key(key, (uint64_t)layer * 8 + (uint64_t)site + 1);
 }
 
-static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int swiglu) {
+static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int swiglu,
+                          double std) {
     char n[64];
-#define ADD(field, suffix, decay, ...)                                                             \
+#define ADD(field, suffix, decay, init, ...)                                                       \
     (snprintf(n, sizeof n, "layers.%d.%s", l, suffix),                                             \
-     li->field = param_add(pt, n, decay, __VA_ARGS__))
+     li->field = param_add(pt, n, decay, init, __VA_ARGS__))
     size_t c = (size_t)C, f = (size_t)F;
-    ADD(ln1_w, "ln1.weight", 0, 1, c);
-    ADD(ln1_b, "ln1.bias", 0, 1, c);
-    ADD(qkv_w, "attn.qkv.weight", 1, 2, 3 * c, c);
-    ADD(qkv_b, "attn.qkv.bias", 0, 1, 3 * c);
-    ADD(proj_w, "attn.proj.weight", 1, 2, c, c);
-    ADD(proj_b, "attn.proj.bias", 0, 1, c);
-    ADD(ln2_w, "ln2.weight", 0, 1, c);
-    ADD(ln2_b, "ln2.bias", 0, 1, c);
-    ADD(fc1_w, "ffn.fc1.weight", 1, 2, f, c);
-    ADD(fc1_b, "ffn.fc1.bias", 0, 1, f);
+    ADD(ln1_w, "ln1.weight", 0, PARAM_ONES, 1, c);
+    ADD(ln1_b, "ln1.bias", 0, PARAM_ZEROS, 1, c);
+    ADD(qkv_w, "attn.qkv.weight", 1, PARAM_NORMAL(std), 2, 3 * c, c);
+    ADD(qkv_b, "attn.qkv.bias", 0, PARAM_ZEROS, 1, 3 * c);
+    ADD(proj_w, "attn.proj.weight", 1, PARAM_RESIDUAL(std), 2, c, c);
+    ADD(proj_b, "attn.proj.bias", 0, PARAM_ZEROS, 1, c);
+    ADD(ln2_w, "ln2.weight", 0, PARAM_ONES, 1, c);
+    ADD(ln2_b, "ln2.bias", 0, PARAM_ZEROS, 1, c);
+    ADD(fc1_w, "ffn.fc1.weight", 1, PARAM_NORMAL(std), 2, f, c);
+    ADD(fc1_b, "ffn.fc1.bias", 0, PARAM_ZEROS, 1, f);
     li->gate_w = li->gate_b = -1;
     if (swiglu) {
-        ADD(gate_w, "ffn.gate.weight", 1, 2, f, c);
-        ADD(gate_b, "ffn.gate.bias", 0, 1, f);
+        ADD(gate_w, "ffn.gate.weight", 1, PARAM_NORMAL(std), 2, f, c);
+        ADD(gate_b, "ffn.gate.bias", 0, PARAM_ZEROS, 1, f);
     }
-    ADD(fc2_w, "ffn.fc2.weight", 1, 2, c, f);
-    ADD(fc2_b, "ffn.fc2.bias", 0, 1, c);
+    ADD(fc2_w, "ffn.fc2.weight", 1, PARAM_RESIDUAL(std), 2, c, f);
+    ADD(fc2_b, "ffn.fc2.bias", 0, PARAM_ZEROS, 1, c);
 #undef ADD
 }
 
@@ -73,28 +75,33 @@ static void adaptive_layout(Adaptive *a, const Config *cfg, int V) {
 }
 
 /* The input tables and projections, the head's cluster logits, and (untied) the softmax's own
- * tables and tail projections. */
-static void declare_adaptive(Model *m, ParamTable *pt, int tie) {
+ * tables and tail projections. Tables (size_k, d_k) ~ normal(0, d_k^-1/2), projections (C, d_k)
+ * ~ normal(0, sqrt(2 / (C + d_k))) (see the top); the cluster logits ~ normal(0, std). */
+static void declare_adaptive(Model *m, ParamTable *pt, int tie, double std) {
     const Adaptive *a = &m->ad;
     char n[64];
     for (int k = 0; k < ADAPT_MAX; k++) m->ad_emb[k] = m->ad_proj[k] = -1;
     for (int k = 0; k < ADAPT_MAX; k++) m->ad_out_emb[k] = m->ad_out_proj[k] = -1;
     for (int k = 0; k < a->K; k++) {
         size_t size = (size_t)(a->start[k + 1] - a->start[k]), d = (size_t)a->dim[k];
+        ParamInit emb = PARAM_NORMAL(1.0 / sqrt((double)d));
+        ParamInit proj = PARAM_NORMAL(sqrt(2.0 / (double)((size_t)a->C + d)));
         snprintf(n, sizeof n, "adaptive.emb.%d.weight", k);
-        m->ad_emb[k] = param_add(pt, n, 1, 2, size, d);
+        m->ad_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
         snprintf(n, sizeof n, "adaptive.proj.%d.weight", k);
-        m->ad_proj[k] = param_add(pt, n, 1, 2, (size_t)a->C, d);
+        m->ad_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
     }
-    m->ad_cluster =
-        a->K > 1 ? param_add(pt, "adaptive.cluster.weight", 1, 2, (size_t)(a->K - 1), (size_t)a->C)
-                 : -1;
+    m->ad_cluster = a->K > 1 ? param_add(pt, "adaptive.cluster.weight", 1, PARAM_NORMAL(std), 2,
+                                         (size_t)(a->K - 1), (size_t)a->C)
+                             : -1;
     for (int k = 0; k < a->K && !tie; k++) {
         size_t size = (size_t)(a->start[k + 1] - a->start[k]), d = (size_t)a->dim[k];
+        ParamInit emb = PARAM_NORMAL(1.0 / sqrt((double)d));
+        ParamInit proj = PARAM_NORMAL(sqrt(2.0 / (double)((size_t)a->C + d)));
         snprintf(n, sizeof n, "adaptive.out.emb.%d.weight", k);
-        m->ad_out_emb[k] = param_add(pt, n, 1, 2, size, d);
+        m->ad_out_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
         snprintf(n, sizeof n, "adaptive.out.proj.%d.weight", k);
-        if (k) m->ad_out_proj[k] = param_add(pt, n, 1, 2, (size_t)a->C, d);
+        if (k) m->ad_out_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
     }
 }
 
@@ -104,17 +111,20 @@ static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     m->layer = xcalloc((size_t)cfg->model.n_layers, sizeof *m->layer);
     int C = cfg->model.d_model, F = cfg->model.d_ff;
     int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
+    double std = cfg->model.init_std;
     adaptive_layout(&m->ad, cfg, V);
     m->tok_emb = -1;
     if (m->ad.K)
-        declare_adaptive(m, pt, cfg->model.output.tie);
+        declare_adaptive(m, pt, cfg->model.output.tie, std);
     else
-        m->tok_emb = param_add(pt, "tok_emb.weight", 1, 2, (size_t)V, (size_t)C);
-    for (int l = 0; l < cfg->model.n_layers; l++) declare_layer(pt, &m->layer[l], l, C, F, swiglu);
+        m->tok_emb = param_add(pt, "tok_emb.weight", 1, PARAM_NORMAL(1.0 / sqrt((double)C)), 2,
+                               (size_t)V, (size_t)C);
+    for (int l = 0; l < cfg->model.n_layers; l++)
+        declare_layer(pt, &m->layer[l], l, C, F, swiglu, std);
     m->lnf_w = m->lnf_b = -1;
     if (cfg->model.final_norm) {
-        m->lnf_w = param_add(pt, "ln_f.weight", 0, 1, (size_t)C);
-        m->lnf_b = param_add(pt, "ln_f.bias", 0, 1, (size_t)C);
+        m->lnf_w = param_add(pt, "ln_f.weight", 0, PARAM_ONES, 1, (size_t)C);
+        m->lnf_b = param_add(pt, "ln_f.bias", 0, PARAM_ZEROS, 1, (size_t)C);
     }
     const PosMethod *pm = pos_find(cfg->model.position);
     if (pm && pm->declare) pm->declare(cfg, pt);
@@ -282,27 +292,27 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Tensor k draws from rng_key(seed, k), so a tensor's values depend on its place in the table
+ * only, not on the thread count or on the other tensors. */
 void model_init(Model *m, uint64_t seed) {
-    const double std = m->cfg->model.init_std, resid_std = std / sqrt(2.0 * m->L);
     for (int k = 0; k < m->pt.n; k++) {
         const TensorSpec *t = &m->pt.t[k];
         float *p = m->params + t->offset;
         uint64_t key = rng_key(seed, (uint64_t)k);
-        double s = std;
-        if (k == m->tok_emb)
-            s = 1.0 / sqrt((double)m->C);
-        else if (strstr(t->name, "attn.proj.weight") || strstr(t->name, "ffn.fc2.weight"))
-            s = resid_std;
-        else if (!strncmp(t->name, "adaptive.", 9) && strstr(t->name, "emb."))
-            s = 1.0 / sqrt((double)t->shape[1]);
-        else if (!strncmp(t->name, "adaptive.", 9) && strstr(t->name, "proj."))
-            s = sqrt(2.0 / (double)(t->shape[0] + t->shape[1]));
-        if (strncmp(t->name, "pos.", 4) == 0) continue; /* the method initializes its own */
-        if (t->decay) {
+        double s = t->init.std;
+        switch (t->init.kind) {
+        case INIT_ZEROS:
+        case INIT_ONES:
+            for (size_t i = 0; i < t->numel; i++) p[i] = t->init.kind == INIT_ONES ? 1.0f : 0.0f;
+            break;
+        case INIT_RESIDUAL:
+            s /= sqrt(2.0 * m->L);
+            /* fall through */
+        case INIT_NORMAL:
             for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
-        } else {
-            float v = strstr(t->name, "ln") && strstr(t->name, ".weight") ? 1.0f : 0.0f;
-            for (size_t i = 0; i < t->numel; i++) p[i] = v;
+            break;
+        case INIT_POS: /* below, by the method */
+            break;
         }
     }
     if (m->pos.m->init) m->pos.m->init(&m->pos, rng_key(seed, 0x706f73ull));

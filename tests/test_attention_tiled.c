@@ -35,7 +35,7 @@ static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, i
 /* Every learnable position tensor random, so biases differ per head, layer and distance. */
 static void randomize_pos(Model *m, unsigned long long seed) {
     for (int k = 0; k < m->pt.n; k++)
-        if (strncmp(m->pt.t[k].name, "pos.", 4) == 0)
+        if (m->pt.t[k].init.kind == INIT_POS)
             fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.5f, seed + k);
 }
 

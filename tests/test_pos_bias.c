@@ -175,7 +175,7 @@ TEST(test_pos_bias_config_errors) {
 /* Randomizes the method's tensors (as the gradient check does) so every term shows. */
 static void randomize_pos(Model *m) {
     for (int k = 0; k < m->pt.n; k++)
-        if (!strncmp(m->pt.t[k].name, "pos.", 4))
+        if (m->pt.t[k].init.kind == INIT_POS)
             fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.3f, 11 + k);
 }
 

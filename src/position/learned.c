@@ -45,7 +45,7 @@ static int check(const Config *c, char *err, size_t n) {
 }
 
 static void declare(const Config *c, ParamTable *pt) {
-    param_add(pt, "pos.weight", 0, 2, (size_t)rows_of(c), (size_t)c->model.d_model);
+    param_add(pt, "pos.weight", 0, PARAM_POS, 2, (size_t)rows_of(c), (size_t)c->model.d_model);
 }
 
 typedef struct {
