@@ -318,9 +318,9 @@ void model_init(Model *m, uint64_t seed) {
     if (m->pos.m->init) m->pos.m->init(&m->pos, rng_key(seed, 0x706f73ull));
 }
 
-/* Per-layer activation slot: every layer in training, one shared slot in evaluation. */
-static size_t slot(const Model *m, int l) {
-    return m->training ? (size_t)l : 0;
+/* Per-layer activation slot: every layer in a training pass, one shared slot otherwise. */
+static size_t slot(const Pass *p, int l) {
+    return p->train ? (size_t)l : 0;
 }
 
 static void add_into(float *out, const float *a, const float *b, size_t n) {
@@ -339,23 +339,40 @@ static void token_embed_forward(Model *m, float *x, const int32_t *tokens, size_
     adaptive_input_forward(x, tokens, &w, N, scale, m->a.rows, m->a.logits);
 }
 
-static void token_embed_backward(Model *m, const float *dx, size_t N) {
+static void token_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
     const float scale = sqrtf((float)m->C);
     if (!m->ad.K) {
-        embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, m->inputs, N, m->C, scale);
+        embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, tokens, N, m->C, scale);
         return;
     }
     Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
-    adaptive_input_backward(&g, dx, m->inputs, &w, N, scale, m->a.rows, m->a.logits);
+    adaptive_input_backward(&g, dx, tokens, &w, N, scale, m->a.rows, m->a.logits);
 }
 
-static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape *as) {
+/* The attention shape of layer l in pass p. */
+static AttnShape attn_shape(const Model *m, const Pass *p, int l) {
+    return (AttnShape){.B = p->B,
+                       .T = p->T,
+                       .C = m->C,
+                       .H = m->H,
+                       .layer = l,
+                       .pos = &m->pos,
+                       .pos0 = p->pos0,
+                       .attn_dropout = p->train ? (float)m->cfg->model.attn_dropout : 0.0f,
+                       .key = site_key(p->key, l, SITE_ATTN_P),
+                       .scratch = m->a.bh_tt,
+                       .tile_threads = m->a.att_threads};
+}
+
+static void block_forward(Model *m, const Pass *p, int l, float drop) {
     Activations *a = &m->a;
     const int C = m->C, F = m->F;
-    const size_t s = slot(m, l), NC = N * C, NF = N * F;
+    const size_t N = (size_t)p->B * p->T, s = slot(p, l), NC = N * C, NF = N * F;
+    const size_t BHTT = (size_t)p->B * m->H * p->T * p->T;
+    const AttnShape as = attn_shape(m, p, l);
     LayerView w = layer_view(m, m->params, l);
     float *xin = a->res + s * NC, *mid = a->mid + s * NC, *xout = a->res + (s + 1) * NC;
-    if (!m->training) xout = xin; /* evaluation: the stream is updated in place */
+    if (!p->train) xout = xin; /* evaluation: the stream is updated in place */
     float *ln1 = a->ln1 + s * NC, *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC;
     float *ln2 = a->ln2 + s * NC, *fc1 = a->fc1 + s * NF, *act = a->act + s * NF;
     float *gate = m->swiglu ? a->gate + s * NF : NULL;
@@ -366,15 +383,15 @@ static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape
                             C));
     TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
     if (pm->rotate_forward)
-        TIMED(PF_ATTN, 0, pm->rotate_forward(&m->pos, qkv, qkv + C, 3 * (size_t)C, l, m->B, m->T));
-    if (a->att_tiles) /* an evaluation model */
-        TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, as, a->att_tiles));
-    else
         TIMED(PF_ATTN, 0,
-              attention_forward(att, a->probs + s * (size_t)m->B * m->H * m->T * m->T, qkv, as));
+              pm->rotate_forward(&m->pos, qkv, qkv + C, 3 * (size_t)C, l, p->B, p->T, p->pos0));
+    if (a->att_tiles) /* an evaluation model */
+        TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, &as, a->att_tiles));
+    else
+        TIMED(PF_ATTN, 0, attention_forward(att, a->probs + s * BHTT, qkv, &as));
     TIMED(PF_PROJ, 0, matmul_forward(a->tmp, att, w.proj_w, w.proj_b, N, C, C));
     TIMED(PF_RESID, 0, {
-        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(m->key, l, SITE_ATTN_OUT));
+        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(p->key, l, SITE_ATTN_OUT));
         add_into(mid, xin, a->tmp, NC);
     });
     TIMED(PF_LN, 0,
@@ -387,88 +404,73 @@ static void block_forward(Model *m, int l, size_t N, float drop, const AttnShape
     } else {
         TIMED(PF_ACT, 0, act_forward(act, fc1, NF, m->act));
     }
-    float act_drop = m->training ? (float)m->cfg->model.act_dropout : 0.0f;
-    TIMED(PF_ACT, 0, dropout_forward(act, act, NF, act_drop, site_key(m->key, l, SITE_ACT)));
+    float act_drop = p->train ? (float)m->cfg->model.act_dropout : 0.0f;
+    TIMED(PF_ACT, 0, dropout_forward(act, act, NF, act_drop, site_key(p->key, l, SITE_ACT)));
     TIMED(PF_FFN_MM, 0, matmul_forward(a->tmp, act, w.fc2_w, w.fc2_b, N, F, C));
     TIMED(PF_RESID, 0, {
-        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(m->key, l, SITE_FFN_OUT));
+        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(p->key, l, SITE_FFN_OUT));
         add_into(xout, mid, a->tmp, NC);
     });
 }
 
-void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, uint64_t key) {
-    if (B > m->max_B || T > m->max_T || (training && !m->training))
-        sys_error("internal: forward of %dx%d exceeds the model's %dx%d capacity", B, T, m->max_B,
-                  m->max_T);
+/* The residual stream leaving the last layer: its own slot in training, else the shared one. */
+static float *last_stream(const Model *m, const Pass *p) {
+    return m->a.res + (p->train ? (size_t)m->L * p->B * p->T * m->C : 0);
+}
+
+const float *model_hidden(const Model *m, const Pass *p) {
+    return m->final_norm ? m->a.lnf : last_stream(m, p);
+}
+
+void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
+    if (p->B > m->max_B || p->pos0 < 0 || p->pos0 + p->T > m->max_T || (p->train && !m->training))
+        sys_error("internal: forward of %dx%d from position %d exceeds the model's %dx%d capacity",
+                  p->B, p->T, p->pos0, m->max_B, m->max_T);
     Activations *a = &m->a;
     const int C = m->C;
-    const size_t N = (size_t)B * T, NC = N * C;
-    const int was_training = m->training;
-    m->B = B;
-    m->T = T;
-    m->inputs = inputs;
-    m->key = key;
-    float drop = training ? (float)m->cfg->model.dropout : 0.0f;
-    if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, T);
+    const size_t N = (size_t)p->B * p->T, NC = N * C;
+    float drop = p->train ? (float)m->cfg->model.dropout : 0.0f;
+    if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, p->pos0 + p->T);
 
     TIMED(PF_EMBED, 0, {
         token_embed_forward(m, a->res, inputs, N);
-        if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, B, T);
-        dropout_forward(a->res, a->res, NC, drop, site_key(key, 0, SITE_EMB));
+        if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, p->B, p->T, p->pos0);
+        dropout_forward(a->res, a->res, NC, drop, site_key(p->key, 0, SITE_EMB));
     });
-    m->training = training && was_training; /* eval forward on a training model: no dropout */
-    for (int l = 0; l < m->L; l++) {
-        AttnShape as = {.B = B,
-                        .T = T,
-                        .C = C,
-                        .H = m->H,
-                        .layer = l,
-                        .pos = &m->pos,
-                        .attn_dropout = training ? (float)m->cfg->model.attn_dropout : 0.0f,
-                        .key = site_key(key, l, SITE_ATTN_P),
-                        .scratch = a->bh_tt,
-                        .tile_threads = a->att_threads};
-        block_forward(m, l, N, drop, &as);
-    }
-    const float *last = a->res + (m->training ? (size_t)m->L * NC : 0);
-    m->training = was_training;
-    m->fwd_training = training && was_training;
-    if (m->final_norm) {
+    for (int l = 0; l < m->L; l++) block_forward(m, p, l, drop);
+    if (m->final_norm)
         TIMED(PF_LN, 0,
-              layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
+              layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last_stream(m, p),
                                 tensor_ptr(m, m->params, m->lnf_w),
                                 tensor_ptr(m, m->params, m->lnf_b), N, C));
-        last = a->lnf;
-    }
-    m->final = last;
 }
 
 /* The adaptive softmax's input: the final hidden state, after its dropout in training. */
-static const float *softmax_input(Model *m) {
-    float p = (float)m->cfg->model.output.dropout;
-    if (!m->ad.K || !m->fwd_training || p <= 0.0f) return m->final;
-    size_t NC = (size_t)m->B * m->T * m->C;
-    dropout_forward(m->a.outx, m->final, NC, p, site_key(m->key, m->L, SITE_OUT));
+static const float *softmax_input(Model *m, const Pass *p) {
+    float drop = (float)m->cfg->model.output.dropout;
+    if (!m->ad.K || !p->train || drop <= 0.0f) return model_hidden(m, p);
+    size_t NC = (size_t)p->B * p->T * m->C;
+    dropout_forward(m->a.outx, model_hidden(m, p), NC, drop, site_key(p->key, m->L, SITE_OUT));
     return m->a.outx;
 }
 
-static AdaptiveDrop tail_dropout(const Model *m) {
-    return (AdaptiveDrop){m->fwd_training ? (float)m->cfg->model.output.dropout : 0.0f,
-                          site_key(m->key, m->L, SITE_TAIL)};
+static AdaptiveDrop tail_dropout(const Model *m, const Pass *p) {
+    return (AdaptiveDrop){p->train ? (float)m->cfg->model.output.dropout : 0.0f,
+                          site_key(p->key, m->L, SITE_TAIL)};
 }
 
-double model_loss(Model *m, const int32_t *targets, float *losses) {
-    size_t N = (size_t)m->B * m->T;
+double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
+    size_t N = (size_t)p->B * p->T;
     if (m->ad.K) {
         Adaptive w = adaptive_view(m, m->params);
-        AdaptiveDrop drop = tail_dropout(m);
+        AdaptiveDrop drop = tail_dropout(m, p);
         TIMED(PF_OUTPUT, 0,
-              adaptive_softmax_forward(losses, softmax_input(m), &w, targets, N, &drop, m->a.rows,
-                                       m->a.logits));
+              adaptive_softmax_forward(losses, softmax_input(m, p), &w, targets, N, &drop,
+                                       m->a.rows, m->a.logits));
     } else {
         TIMED(PF_OUTPUT, 0,
-              xent_forward(losses, m->final, tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C,
-                           m->V, m->a.logits));
+              xent_forward(losses, model_hidden(m, p), tensor_ptr(m, m->params, m->tok_emb),
+                           targets, N, m->C, m->V, m->a.logits));
     }
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
@@ -476,26 +478,29 @@ double model_loss(Model *m, const int32_t *targets, float *losses) {
 }
 
 /* Output layer, forward and backward at once: dx (N, C) = d(scale * sum loss) / d final. */
-static double output_backward(Model *m, float *dx, const int32_t *targets, float scale) {
-    const size_t N = (size_t)m->B * m->T;
+static double output_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
+                              float scale) {
+    const size_t N = (size_t)p->B * p->T;
     if (!m->ad.K)
-        return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), m->final,
+        return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), model_hidden(m, p),
                                      tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C, m->V,
                                      scale, m->a.logits);
     Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
-    AdaptiveDrop drop = tail_dropout(m);
+    AdaptiveDrop drop = tail_dropout(m, p);
     double loss =
-        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m), &w, targets, N,
+        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m, p), &w, targets, N,
                                           scale, &drop, m->a.rows, m->a.logits);
     dropout_backward(dx, dx, N * m->C, (float)m->cfg->model.output.dropout,
-                     site_key(m->key, m->L, SITE_OUT));
+                     site_key(p->key, m->L, SITE_OUT));
     return loss;
 }
 
-static void block_backward(Model *m, int l, size_t N, float drop, const AttnShape *as) {
+static void block_backward(Model *m, const Pass *p, int l, float drop) {
     Activations *a = &m->a;
     const int C = m->C, F = m->F;
-    const size_t NC = N * C, NF = N * F, s = (size_t)l;
+    const size_t N = (size_t)p->B * p->T, NC = N * C, NF = N * F, s = (size_t)l;
+    const size_t BHTT = (size_t)p->B * m->H * p->T * p->T;
+    const AttnShape as = attn_shape(m, p, l);
     LayerView w = layer_view(m, m->params, l), g = layer_view(m, m->grads, l);
     const float *xin = a->res + s * NC, *mid = a->mid + s * NC, *ln1 = a->ln1 + s * NC;
     const float *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC, *ln2 = a->ln2 + s * NC;
@@ -506,11 +511,11 @@ static void block_backward(Model *m, int l, size_t N, float drop, const AttnShap
 
     /* x_out = mid + drop(fc2(act)) ; a->dres holds d x_out and becomes d mid */
     TIMED(PF_RESID, 1,
-          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_FFN_OUT)));
+          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(p->key, l, SITE_FFN_OUT)));
     TIMED(PF_FFN_MM, 1,
           matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
     TIMED(PF_ACT, 1,
-          dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(m->key, l, SITE_ACT)));
+          dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
     if (m->swiglu) {
         TIMED(PF_ACT, 1, swiglu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF));
         TIMED(PF_FFN_MM, 1, {
@@ -527,15 +532,15 @@ static void block_backward(Model *m, int l, size_t N, float drop, const AttnShap
                              a->ln2_rstd + s * N, N, C));
     /* mid = x_in + drop(proj(att)) ; a->dres becomes d x_in */
     TIMED(PF_RESID, 1,
-          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(m->key, l, SITE_ATTN_OUT)));
+          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(p->key, l, SITE_ATTN_OUT)));
     TIMED(PF_PROJ, 1,
           matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
     TIMED(PF_ATTN, 1, {
-        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv,
-                           a->probs + s * (size_t)m->B * m->H * m->T * m->T, as);
-        if (pm->bias_backward) pm->bias_backward(&m->pos, a->bh_tt, l, m->B, m->T);
+        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + s * BHTT, &as);
+        if (pm->bias_backward) pm->bias_backward(&m->pos, a->bh_tt, l, p->B, p->T);
         if (pm->rotate_backward)
-            pm->rotate_backward(&m->pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, m->B, m->T);
+            pm->rotate_backward(&m->pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, p->B, p->T,
+                                p->pos0);
     });
     TIMED(PF_QKV, 1,
           matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, ln1, w.qkv_w, N, C, 3 * C, 0));
@@ -544,38 +549,33 @@ static void block_backward(Model *m, int l, size_t N, float drop, const AttnShap
                              a->ln1_rstd + s * N, N, C));
 }
 
-double model_backward(Model *m, const int32_t *targets, float scale) {
+double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
+                      float scale) {
+    /* bias_backward reduces dscores by segment distance, which is what training (pos0 = 0)
+     * needs; nothing trains from another position */
+    if (!p->train || p->pos0 != 0)
+        sys_error("internal: backward of a pass that is not a training pass from position 0");
     Activations *a = &m->a;
     const int C = m->C;
-    const size_t N = (size_t)m->B * m->T, NC = N * C;
+    const size_t N = (size_t)p->B * p->T, NC = N * C;
     float *dfinal = m->final_norm ? a->dln : a->dres;
     double loss;
-    TIMED(PF_OUTPUT, 1, loss = output_backward(m, dfinal, targets, scale));
+    TIMED(PF_OUTPUT, 1, loss = output_backward(m, p, dfinal, targets, scale));
     if (m->final_norm) {
         memset(a->dres, 0, NC * sizeof(float));
         TIMED(PF_LN, 1,
               layernorm_backward(a->dres, tensor_ptr(m, m->grads, m->lnf_w),
-                                 tensor_ptr(m, m->grads, m->lnf_b), a->dln,
-                                 a->res + (size_t)m->L * NC, tensor_ptr(m, m->params, m->lnf_w),
-                                 a->lnf_mean, a->lnf_rstd, N, C));
+                                 tensor_ptr(m, m->grads, m->lnf_b), a->dln, last_stream(m, p),
+                                 tensor_ptr(m, m->params, m->lnf_w), a->lnf_mean, a->lnf_rstd, N,
+                                 C));
     }
     float drop = (float)m->cfg->model.dropout;
-    for (int l = m->L - 1; l >= 0; l--) {
-        AttnShape as = {.B = m->B,
-                        .T = m->T,
-                        .C = C,
-                        .H = m->H,
-                        .layer = l,
-                        .pos = &m->pos,
-                        .attn_dropout = (float)m->cfg->model.attn_dropout,
-                        .key = site_key(m->key, l, SITE_ATTN_P),
-                        .scratch = a->bh_tt};
-        block_backward(m, l, N, drop, &as);
-    }
+    for (int l = m->L - 1; l >= 0; l--) block_backward(m, p, l, drop);
     TIMED(PF_EMBED, 1, {
-        dropout_backward(a->dres, a->dres, NC, drop, site_key(m->key, 0, SITE_EMB));
-        if (m->pos.m->embed_backward) m->pos.m->embed_backward(&m->pos, a->dres, m->B, m->T);
-        token_embed_backward(m, a->dres, N);
+        dropout_backward(a->dres, a->dres, NC, drop, site_key(p->key, 0, SITE_EMB));
+        if (m->pos.m->embed_backward)
+            m->pos.m->embed_backward(&m->pos, a->dres, p->B, p->T, p->pos0);
+        token_embed_backward(m, a->dres, inputs, N);
     });
     return loss;
 }

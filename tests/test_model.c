@@ -21,8 +21,9 @@ typedef struct {
 
 static double model_f(void *p) {
     ModelCtx *c = p;
-    model_forward(&c->m, c->in, c->B, c->T, 1, 5);
-    return model_loss(&c->m, c->tg, c->losses) / (c->B * c->T);
+    const Pass pass = {.B = c->B, .T = c->T, .train = 1, .key = 5};
+    model_forward(&c->m, &pass, c->in);
+    return model_loss(&c->m, &pass, c->tg, c->losses) / (c->B * c->T);
 }
 
 static void load_config(Config *cfg, const char *text) {
@@ -66,8 +67,9 @@ static void gradcheck_model(const char *text, int B, int T, float h, int samples
     for (int i = 0; i < N && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
     for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
     CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", label, missed);
-    model_forward(&c.m, c.in, c.B, c.T, 1, 5);
-    model_backward(&c.m, c.tg, 1.0f / N);
+    const Pass pass = {.B = c.B, .T = c.T, .train = 1, .key = 5};
+    model_forward(&c.m, &pass, c.in);
+    model_backward(&c.m, &pass, c.in, c.tg, 1.0f / N);
     for (int k = 0; k < c.m.pt.n; k++) {
         const TensorSpec *t = &c.m.pt.t[k];
         char what[700];
@@ -240,9 +242,10 @@ TEST(test_model_adaptive_without_cutoffs_is_full) {
     float la[12], lb[12];
     for (int i = 0; i < 12; i++)
         in[i] = (int32_t)(hash64(i + 1) % 11), tg[i] = (int32_t)(hash64(i + 2) % 11);
-    model_forward(&full, in, 2, 6, 0, 0);
-    model_forward(&ad, in, 2, 6, 0, 0);
-    CHECK_CLOSE(model_loss(&ad, tg, la), model_loss(&full, tg, lb), 1e-5,
+    const Pass p = {.B = 2, .T = 6};
+    model_forward(&full, &p, in);
+    model_forward(&ad, &p, in);
+    CHECK_CLOSE(model_loss(&ad, &p, tg, la), model_loss(&full, &p, tg, lb), 1e-5,
                 "adaptive with no cutoffs and an identity projection");
     model_free(&full), model_free(&ad);
     config_free(&full_cfg), config_free(&ad_cfg);
@@ -261,8 +264,9 @@ TEST(test_model_gradcheck_dropout) {
     c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
     for (int i = 0; i < 12; i++)
         c.in[i] = (int32_t)(hash64(i + 7) % 11), c.tg[i] = (int32_t)(hash64(i + 9) % 11);
-    model_forward(&c.m, c.in, 2, 6, 1, 5);
-    model_backward(&c.m, c.tg, 1.0f / 12);
+    const Pass pass = {.B = 2, .T = 6, .train = 1, .key = 5};
+    model_forward(&c.m, &pass, c.in);
+    model_backward(&c.m, &pass, c.in, c.tg, 1.0f / 12);
     for (int k = 0; k < c.m.pt.n; k++) {
         const TensorSpec *t = &c.m.pt.t[k];
         char what[128];
@@ -297,8 +301,9 @@ TEST(test_model_nan_weights_give_nan_loss) {
             model_create(&m, &cfg, V, B, T, 1);
             model_init(&m, 1);
             for (size_t i = 0; i < m.pt.total; i++) m.params[i] = NAN;
-            model_forward(&m, in, B, T, 1, 1);
-            double loss = model_backward(&m, tg, 1.0f);
+            const Pass p = {.B = B, .T = T, .train = 1, .key = 1};
+            model_forward(&m, &p, in);
+            double loss = model_backward(&m, &p, in, tg, 1.0f);
             size_t finite = 0;
             for (size_t i = 0; i < m.pt.total; i++) finite += isfinite(m.grads[i]) != 0;
             CHECK(isnan(loss), "%s, %s: loss %g from NaN weights", pos_at(k)->name, ffns[a], loss);

@@ -132,8 +132,9 @@ TEST(test_optim_overfit_tiny_corpus) {
     double first = 0, loss = 0, worst_late = 0;
     for (int step = 0; step < steps; step++) {
         memset(m.grads, 0, m.pt.total * 4);
-        model_forward(&m, seq, 1, T, 1, (uint64_t)step);
-        loss = model_backward(&m, seq + 1, 1.0f / T) / T;
+        const Pass p = {.B = 1, .T = T, .train = 1, .key = (uint64_t)step};
+        model_forward(&m, &p, seq);
+        loss = model_backward(&m, &p, seq, seq + 1, 1.0f / T) / T;
         if (step == 0) first = loss;
         if (step >= steps * 3 / 4) worst_late = fmax(worst_late, loss);
         o.lr = lr_at(SCHED_COSINE, step, steps, warmup, 3e-3, 0);
