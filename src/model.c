@@ -59,11 +59,10 @@ static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int
 #undef ADD
 }
 
-/* Cluster layout of an adaptive output (K = 0 for a full softmax). */
+/* Cluster layout of an adaptive output. */
 static void adaptive_layout(Adaptive *a, const Config *cfg, int V) {
     _Static_assert(CONFIG_MAX_CUTOFFS < ADAPT_MAX, "a cluster per cutoff plus the head");
     memset(a, 0, sizeof *a);
-    if (strcmp(cfg->model.output.type, "adaptive")) return;
     a->C = cfg->model.d_model;
     a->K = cfg->model.output.n_cutoffs + 1;
     a->start[a->K] = V;
@@ -77,9 +76,12 @@ static void adaptive_layout(Adaptive *a, const Config *cfg, int V) {
 /* The input tables and projections, the head's cluster logits, and (untied) the softmax's own
  * tables and tail projections. Tables (size_k, d_k) ~ normal(0, d_k^-1/2), projections (C, d_k)
  * ~ normal(0, sqrt(2 / (C + d_k))) (see the top); the cluster logits ~ normal(0, std). */
-static void declare_adaptive(Model *m, ParamTable *pt, int tie, double std) {
+static void adaptive_declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     const Adaptive *a = &m->ad;
+    const int tie = cfg->model.output.tie;
+    const double std = cfg->model.init_std;
     char n[64];
+    adaptive_layout(&m->ad, cfg, V);
     for (int k = 0; k < ADAPT_MAX; k++) m->ad_emb[k] = m->ad_proj[k] = -1;
     for (int k = 0; k < ADAPT_MAX; k++) m->ad_out_emb[k] = m->ad_out_proj[k] = -1;
     for (int k = 0; k < a->K; k++) {
@@ -105,6 +107,37 @@ static void declare_adaptive(Model *m, ParamTable *pt, int tie, double std) {
     }
 }
 
+/* The tied token embedding (V, C) ~ normal(0, C^-1/2) (see the top). */
+static void full_declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
+    size_t C = (size_t)cfg->model.d_model;
+    m->tok_emb =
+        param_add(pt, "tok_emb.weight", 1, PARAM_NORMAL(1.0 / sqrt((double)C)), 2, (size_t)V, C);
+}
+
+/* The output layer, one row per model.output.type: the token embedding at the bottom and the
+ * softmax at the top share their weights, so both ends are one choice, made in output_of(). */
+struct OutputLayer {
+    void (*declare)(Model *m, const Config *cfg, ParamTable *pt, int V);
+    /* floats of a->logits, a->losses, a->outx and int32s of a->rows for N rows */
+    void (*scratch)(const Model *m, size_t N, size_t sizes[4]);
+    /* x (N, C) = the tokens' embeddings * sqrt(C); dweights += from dx */
+    void (*embed_forward)(Model *m, float *x, const int32_t *tokens, size_t N);
+    void (*embed_backward)(Model *m, const float *dx, const int32_t *tokens, size_t N);
+    /* losses (N) of the hidden state of pass p */
+    void (*loss)(Model *m, const Pass *p, const int32_t *targets, float *losses);
+    /* forward and backward at once: dx (N, C) = d(scale * sum loss) / d hidden; returns the
+     * summed loss */
+    double (*loss_backward)(Model *m, const Pass *p, float *dx, const int32_t *targets,
+                            float scale);
+    /* FLOPs per token of the softmax */
+    double (*flops)(const Config *cfg, int V);
+};
+static const OutputLayer output_full, output_adaptive;
+
+static const OutputLayer *output_of(const Config *cfg) {
+    return strcmp(cfg->model.output.type, "adaptive") ? &output_full : &output_adaptive;
+}
+
 /* Fills pt (its previous contents are not freed) and m's tensor indices, m->layer allocated. */
 static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     memset(pt, 0, sizeof *pt);
@@ -112,13 +145,10 @@ static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
     int C = cfg->model.d_model, F = cfg->model.d_ff;
     int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
     double std = cfg->model.init_std;
-    adaptive_layout(&m->ad, cfg, V);
+    memset(&m->ad, 0, sizeof m->ad);
     m->tok_emb = -1;
-    if (m->ad.K)
-        declare_adaptive(m, pt, cfg->model.output.tie, std);
-    else
-        m->tok_emb = param_add(pt, "tok_emb.weight", 1, PARAM_NORMAL(1.0 / sqrt((double)C)), 2,
-                               (size_t)V, (size_t)C);
+    m->out = output_of(cfg);
+    m->out->declare(m, cfg, pt, V);
     for (int l = 0; l < cfg->model.n_layers; l++)
         declare_layer(pt, &m->layer[l], l, C, F, swiglu, std);
     m->lnf_w = m->lnf_b = -1;
@@ -196,6 +226,8 @@ static void alloc_activations(Model *m) {
     size_t NC = mul_sat(N, C), NF = mul_sat(N, F), SNC = mul_sat(S, NC), SNF = mul_sat(S, NF);
     size_t BHTT = mul_sat(mul_sat((size_t)m->max_B, H), TT);
     a->att_threads = m->training ? 0 : omp_get_max_threads();
+    size_t out[4];
+    m->out->scratch(m, N, out);
     struct {
         float **p;
         size_t n;
@@ -219,9 +251,9 @@ static void alloc_activations(Model *m) {
         {&a->lnf_rstd, N},
         {&a->tmp, NC},
         {&a->bh_tt, BHTT},
-        {&a->logits, m->ad.K ? adaptive_scratch_floats(&m->ad) : (size_t)XENT_CHUNK * m->V},
-        {&a->losses, m->ad.K && m->training ? N : 0},
-        {&a->outx, m->ad.K && m->training && m->cfg->model.output.dropout > 0 ? NC : 0},
+        {&a->logits, out[0]},
+        {&a->losses, out[1]},
+        {&a->outx, out[2]},
         {&a->att_tiles,
          m->training ? 0 : attention_tiled_scratch_floats(m->C, m->H, a->att_threads)},
         {&a->dres, m->training ? NC : 0},
@@ -245,8 +277,8 @@ static void alloc_activations(Model *m) {
         off += (plan[i].n + 15) / 16 * 16;
     }
     m->act_bytes = total * sizeof(float);
-    a->rows = m->ad.K ? xcalloc(N, sizeof(int32_t)) : NULL;
-    m->act_bytes += m->ad.K ? N * sizeof(int32_t) : 0;
+    a->rows = out[3] ? xcalloc(out[3], sizeof(int32_t)) : NULL;
+    m->act_bytes += out[3] * sizeof(int32_t);
 }
 
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training) {
@@ -318,6 +350,20 @@ void model_init(Model *m, uint64_t seed) {
     if (m->pos.m->init) m->pos.m->init(&m->pos, rng_key(seed, 0x706f73ull));
 }
 
+/* The one place a norm is applied: out (N, C) = norm(x) * g + b, mean and rstd (N) saved for
+ * the backward. LayerNorm is the only model.norm yet; another (RMSNorm) is a case here. */
+static void norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x,
+                         const float *g, const float *b, size_t N) {
+    layernorm_forward(out, mean, rstd, x, g, b, N, m->C);
+}
+
+/* dx += ; dg, db += (layernorm_backward's contract) */
+static void norm_backward(const Model *m, float *dx, float *dg, float *db, const float *dout,
+                          const float *x, const float *g, const float *mean, const float *rstd,
+                          size_t N) {
+    layernorm_backward(dx, dg, db, dout, x, g, mean, rstd, N, m->C);
+}
+
 /* Per-layer activation slot: every layer in a training pass, one shared slot otherwise. */
 static size_t slot(const Pass *p, int l) {
     return p->train ? (size_t)l : 0;
@@ -326,27 +372,6 @@ static size_t slot(const Pass *p, int l) {
 static void add_into(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-/* x (N, C) = the tokens' embeddings * sqrt(C): a table row, or the adaptive input. */
-static void token_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
-    const float scale = sqrtf((float)m->C);
-    if (!m->ad.K) {
-        embedding_forward(x, tokens, tensor_ptr(m, m->params, m->tok_emb), N, m->C, scale);
-        return;
-    }
-    Adaptive w = adaptive_view(m, m->params);
-    adaptive_input_forward(x, tokens, &w, N, scale, m->a.rows, m->a.logits);
-}
-
-static void token_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
-    const float scale = sqrtf((float)m->C);
-    if (!m->ad.K) {
-        embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, tokens, N, m->C, scale);
-        return;
-    }
-    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
-    adaptive_input_backward(&g, dx, tokens, &w, N, scale, m->a.rows, m->a.logits);
 }
 
 /* The attention shape of layer l in pass p. */
@@ -379,8 +404,7 @@ static void block_forward(Model *m, const Pass *p, int l, float drop) {
     const PosMethod *pm = m->pos.m;
 
     TIMED(PF_LN, 0,
-          layernorm_forward(ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N,
-                            C));
+          norm_forward(m, ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N));
     TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
     if (pm->rotate_forward)
         TIMED(PF_ATTN, 0,
@@ -395,8 +419,7 @@ static void block_forward(Model *m, const Pass *p, int l, float drop) {
         add_into(mid, xin, a->tmp, NC);
     });
     TIMED(PF_LN, 0,
-          layernorm_forward(ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N,
-                            C));
+          norm_forward(m, ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N));
     TIMED(PF_FFN_MM, 0, matmul_forward(fc1, ln2, w.fc1_w, w.fc1_b, N, C, F));
     if (m->swiglu) {
         TIMED(PF_FFN_MM, 0, matmul_forward(gate, ln2, w.gate_w, w.gate_b, N, C, F));
@@ -433,66 +456,24 @@ void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
     if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, p->pos0 + p->T);
 
     TIMED(PF_EMBED, 0, {
-        token_embed_forward(m, a->res, inputs, N);
+        m->out->embed_forward(m, a->res, inputs, N);
         if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, p->B, p->T, p->pos0);
         dropout_forward(a->res, a->res, NC, drop, site_key(p->key, 0, SITE_EMB));
     });
     for (int l = 0; l < m->L; l++) block_forward(m, p, l, drop);
     if (m->final_norm)
         TIMED(PF_LN, 0,
-              layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last_stream(m, p),
-                                tensor_ptr(m, m->params, m->lnf_w),
-                                tensor_ptr(m, m->params, m->lnf_b), N, C));
-}
-
-/* The adaptive softmax's input: the final hidden state, after its dropout in training. */
-static const float *softmax_input(Model *m, const Pass *p) {
-    float drop = (float)m->cfg->model.output.dropout;
-    if (!m->ad.K || !p->train || drop <= 0.0f) return model_hidden(m, p);
-    size_t NC = (size_t)p->B * p->T * m->C;
-    dropout_forward(m->a.outx, model_hidden(m, p), NC, drop, site_key(p->key, m->L, SITE_OUT));
-    return m->a.outx;
-}
-
-static AdaptiveDrop tail_dropout(const Model *m, const Pass *p) {
-    return (AdaptiveDrop){p->train ? (float)m->cfg->model.output.dropout : 0.0f,
-                          site_key(p->key, m->L, SITE_TAIL)};
+              norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, last_stream(m, p),
+                           tensor_ptr(m, m->params, m->lnf_w), tensor_ptr(m, m->params, m->lnf_b),
+                           N));
 }
 
 double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
     size_t N = (size_t)p->B * p->T;
-    if (m->ad.K) {
-        Adaptive w = adaptive_view(m, m->params);
-        AdaptiveDrop drop = tail_dropout(m, p);
-        TIMED(PF_OUTPUT, 0,
-              adaptive_softmax_forward(losses, softmax_input(m, p), &w, targets, N, &drop,
-                                       m->a.rows, m->a.logits));
-    } else {
-        TIMED(PF_OUTPUT, 0,
-              xent_forward(losses, model_hidden(m, p), tensor_ptr(m, m->params, m->tok_emb),
-                           targets, N, m->C, m->V, m->a.logits));
-    }
+    TIMED(PF_OUTPUT, 0, m->out->loss(m, p, targets, losses));
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
     return sum;
-}
-
-/* Output layer, forward and backward at once: dx (N, C) = d(scale * sum loss) / d final. */
-static double output_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
-                              float scale) {
-    const size_t N = (size_t)p->B * p->T;
-    if (!m->ad.K)
-        return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), model_hidden(m, p),
-                                     tensor_ptr(m, m->params, m->tok_emb), targets, N, m->C, m->V,
-                                     scale, m->a.logits);
-    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
-    AdaptiveDrop drop = tail_dropout(m, p);
-    double loss =
-        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m, p), &w, targets, N,
-                                          scale, &drop, m->a.rows, m->a.logits);
-    dropout_backward(dx, dx, N * m->C, (float)m->cfg->model.output.dropout,
-                     site_key(p->key, m->L, SITE_OUT));
-    return loss;
 }
 
 static void block_backward(Model *m, const Pass *p, int l, float drop) {
@@ -528,8 +509,8 @@ static void block_backward(Model *m, const Pass *p, int l, float drop) {
               matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 0));
     }
     TIMED(PF_LN, 1,
-          layernorm_backward(a->dres, g.ln2_w, g.ln2_b, a->dln, mid, w.ln2_w, a->ln2_mean + s * N,
-                             a->ln2_rstd + s * N, N, C));
+          norm_backward(m, a->dres, g.ln2_w, g.ln2_b, a->dln, mid, w.ln2_w, a->ln2_mean + s * N,
+                        a->ln2_rstd + s * N, N));
     /* mid = x_in + drop(proj(att)) ; a->dres becomes d x_in */
     TIMED(PF_RESID, 1,
           dropout_backward(a->dtmp, a->dres, NC, drop, site_key(p->key, l, SITE_ATTN_OUT)));
@@ -545,8 +526,8 @@ static void block_backward(Model *m, const Pass *p, int l, float drop) {
     TIMED(PF_QKV, 1,
           matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, ln1, w.qkv_w, N, C, 3 * C, 0));
     TIMED(PF_LN, 1,
-          layernorm_backward(a->dres, g.ln1_w, g.ln1_b, a->dln, xin, w.ln1_w, a->ln1_mean + s * N,
-                             a->ln1_rstd + s * N, N, C));
+          norm_backward(m, a->dres, g.ln1_w, g.ln1_b, a->dln, xin, w.ln1_w, a->ln1_mean + s * N,
+                        a->ln1_rstd + s * N, N));
 }
 
 double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
@@ -560,14 +541,13 @@ double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int3
     const size_t N = (size_t)p->B * p->T, NC = N * C;
     float *dfinal = m->final_norm ? a->dln : a->dres;
     double loss;
-    TIMED(PF_OUTPUT, 1, loss = output_backward(m, p, dfinal, targets, scale));
+    TIMED(PF_OUTPUT, 1, loss = m->out->loss_backward(m, p, dfinal, targets, scale));
     if (m->final_norm) {
         memset(a->dres, 0, NC * sizeof(float));
         TIMED(PF_LN, 1,
-              layernorm_backward(a->dres, tensor_ptr(m, m->grads, m->lnf_w),
-                                 tensor_ptr(m, m->grads, m->lnf_b), a->dln, last_stream(m, p),
-                                 tensor_ptr(m, m->params, m->lnf_w), a->lnf_mean, a->lnf_rstd, N,
-                                 C));
+              norm_backward(m, a->dres, tensor_ptr(m, m->grads, m->lnf_w),
+                            tensor_ptr(m, m->grads, m->lnf_b), a->dln, last_stream(m, p),
+                            tensor_ptr(m, m->params, m->lnf_w), a->lnf_mean, a->lnf_rstd, N));
     }
     float drop = (float)m->cfg->model.dropout;
     for (int l = m->L - 1; l >= 0; l--) block_backward(m, p, l, drop);
@@ -575,10 +555,125 @@ double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int3
         dropout_backward(a->dres, a->dres, NC, drop, site_key(p->key, 0, SITE_EMB));
         if (m->pos.m->embed_backward)
             m->pos.m->embed_backward(&m->pos, a->dres, p->B, p->T, p->pos0);
-        token_embed_backward(m, a->dres, inputs, N);
+        m->out->embed_backward(m, a->dres, inputs, N);
     });
     return loss;
 }
+
+/* ---- full softmax over the vocabulary with the tied token embedding (ops/xent.c) ---- */
+/* logits in chunks of XENT_CHUNK rows; nothing else */
+static void full_scratch(const Model *m, size_t N, size_t sizes[4]) {
+    (void)N;
+    sizes[0] = (size_t)XENT_CHUNK * m->V;
+    sizes[1] = sizes[2] = sizes[3] = 0;
+}
+
+static void full_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
+    embedding_forward(x, tokens, tensor_ptr(m, m->params, m->tok_emb), N, m->C, sqrtf((float)m->C));
+}
+
+static void full_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
+    embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, tokens, N, m->C,
+                       sqrtf((float)m->C));
+}
+
+static void full_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
+    xent_forward(losses, model_hidden(m, p), tensor_ptr(m, m->params, m->tok_emb), targets,
+                 (size_t)p->B * p->T, m->C, m->V, m->a.logits);
+}
+
+static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
+                                 float scale) {
+    return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), model_hidden(m, p),
+                                 tensor_ptr(m, m->params, m->tok_emb), targets, (size_t)p->B * p->T,
+                                 m->C, m->V, scale, m->a.logits);
+}
+
+static double full_flops(const Config *cfg, int V) {
+    return 2.0 * cfg->model.d_model * V;
+}
+
+static const OutputLayer output_full = {
+    .declare = full_declare,
+    .scratch = full_scratch,
+    .embed_forward = full_embed_forward,
+    .embed_backward = full_embed_backward,
+    .loss = full_loss,
+    .loss_backward = full_loss_backward,
+    .flops = full_flops,
+};
+
+/* ---- adaptive input and tied adaptive softmax (ops/adaptive.c) ---- */
+/* the clusters' logits; per-row losses for the backward and the dropped hidden state (training
+ * only); the rows grouped by cluster */
+static void adaptive_scratch(const Model *m, size_t N, size_t sizes[4]) {
+    sizes[0] = adaptive_scratch_floats(&m->ad);
+    sizes[1] = m->training ? N : 0;
+    sizes[2] = m->training && m->cfg->model.output.dropout > 0 ? mul_sat(N, (size_t)m->C) : 0;
+    sizes[3] = N;
+}
+
+static void adaptive_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
+    Adaptive w = adaptive_view(m, m->params);
+    adaptive_input_forward(x, tokens, &w, N, sqrtf((float)m->C), m->a.rows, m->a.logits);
+}
+
+static void adaptive_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
+    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
+    adaptive_input_backward(&g, dx, tokens, &w, N, sqrtf((float)m->C), m->a.rows, m->a.logits);
+}
+
+/* The adaptive softmax's input: the final hidden state, after its dropout in training. */
+static const float *softmax_input(Model *m, const Pass *p) {
+    float drop = (float)m->cfg->model.output.dropout;
+    if (!p->train || drop <= 0.0f) return model_hidden(m, p);
+    size_t NC = (size_t)p->B * p->T * m->C;
+    dropout_forward(m->a.outx, model_hidden(m, p), NC, drop, site_key(p->key, m->L, SITE_OUT));
+    return m->a.outx;
+}
+
+static AdaptiveDrop tail_dropout(const Model *m, const Pass *p) {
+    return (AdaptiveDrop){p->train ? (float)m->cfg->model.output.dropout : 0.0f,
+                          site_key(p->key, m->L, SITE_TAIL)};
+}
+
+static void adaptive_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
+    Adaptive w = adaptive_view(m, m->params);
+    AdaptiveDrop drop = tail_dropout(m, p);
+    adaptive_softmax_forward(losses, softmax_input(m, p), &w, targets, (size_t)p->B * p->T, &drop,
+                             m->a.rows, m->a.logits);
+}
+
+static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
+                                     float scale) {
+    const size_t N = (size_t)p->B * p->T;
+    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
+    AdaptiveDrop drop = tail_dropout(m, p);
+    double loss =
+        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m, p), &w, targets, N,
+                                          scale, &drop, m->a.rows, m->a.logits);
+    dropout_backward(dx, dx, N * m->C, (float)m->cfg->model.output.dropout,
+                     site_key(p->key, m->L, SITE_OUT));
+    return loss;
+}
+
+/* The head softmax and the head's input projection; the tails run only for the few tokens
+ * whose target lies in them. No cutoffs: one cluster, a full softmax through the projection. */
+static double adaptive_flops(const Config *cfg, int V) {
+    double C = cfg->model.d_model;
+    if (!cfg->model.output.n_cutoffs) return 2.0 * C * V;
+    return 2.0 * C * (cfg->model.output.cutoffs[0] + cfg->model.output.n_cutoffs) + 2.0 * C * C;
+}
+
+static const OutputLayer output_adaptive = {
+    .declare = adaptive_declare,
+    .scratch = adaptive_scratch,
+    .embed_forward = adaptive_embed_forward,
+    .embed_backward = adaptive_embed_backward,
+    .loss = adaptive_loss,
+    .loss_backward = adaptive_loss_backward,
+    .flops = adaptive_flops,
+};
 
 double model_flops_per_token(const Config *cfg, int V, int T) {
     double C = cfg->model.d_model, F = cfg->model.d_ff;
@@ -586,13 +681,7 @@ double model_flops_per_token(const Config *cfg, int V, int T) {
     double matmuls = 2.0 * (3 * C * C + C * C + ffn);
     /* q.k and p.v over the causal triangle: on average (T+1)/2 keys per query */
     double attention = 2.0 * 2.0 * C * (T + 1) / 2.0;
-    /* the output layer; an adaptive one counts its head softmax and the head's input
-     * projection — the tails run only for the few tokens whose target lies in them */
-    double output = 2.0 * C * V;
-    if (!strcmp(cfg->model.output.type, "adaptive") && cfg->model.output.n_cutoffs)
-        output =
-            2.0 * C * (cfg->model.output.cutoffs[0] + cfg->model.output.n_cutoffs) + 2.0 * C * C;
-    return cfg->model.n_layers * (matmuls + attention) + output;
+    return cfg->model.n_layers * (matmuls + attention) + output_of(cfg)->flops(cfg, V);
 }
 
 size_t model_param_bytes(const Model *m) {

@@ -6,7 +6,9 @@
  *   [LN_f] -> logits = x E^T (tied) -> softmax cross-entropy
  *
  * With model.output.type = adaptive, E[tokens] is the adaptive input and the last line the
- * tied adaptive softmax (ops/adaptive.c); everything between is the same.
+ * tied adaptive softmax (ops/adaptive.c); everything between is the same. Each variant is
+ * chosen at one point in model.c: the output layer by a table of hooks (OutputLayer, both
+ * ends), the norm by norm_forward/norm_backward, the position method by its PosMethod.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -57,8 +59,11 @@ typedef struct {
     float *dres, *dtmp, *dln, *datt, *dqkv, *dff1, *dff2;
 } Activations;
 
+typedef struct OutputLayer OutputLayer; /* full or adaptive softmax: model.c's one seam */
+
 typedef struct {
     const Config *cfg;
+    const OutputLayer *out;
     int L, C, H, F, V;
     Activation act;
     int swiglu, final_norm;
