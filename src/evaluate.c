@@ -84,8 +84,9 @@ EvalResult eval_sliding(Model *m, const int32_t *ids, size_t n, int L, int S, in
             window_io(ids, x.start, len, eos, in + (size_t)B * len, tg + (size_t)B * len);
             B++;
         }
-        model_forward(m, in, B, len, 0, 0);
-        model_loss(m, tg, losses);
+        Pass p = {.B = B, .T = len};
+        model_forward(m, &p, in);
+        model_loss(m, &p, tg, losses);
         score(&r, pos, losses, n, L, S, k, B, len);
         k += (size_t)B;
         if (progress) progress(ctx, r.tokens, n);

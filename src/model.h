@@ -6,7 +6,9 @@
  *   [LN_f] -> logits = x E^T (tied) -> softmax cross-entropy
  *
  * With model.output.type = adaptive, E[tokens] is the adaptive input and the last line the
- * tied adaptive softmax (ops/adaptive.c); everything between is the same.
+ * tied adaptive softmax (ops/adaptive.c); everything between is the same. Each variant is
+ * chosen at one point in model.c: the output layer by a table of hooks (OutputLayer, both
+ * ends), the norm by norm_forward/norm_backward, the position method by its PosMethod.
  */
 #ifndef MODEL_H
 #define MODEL_H
@@ -57,8 +59,11 @@ typedef struct {
     float *dres, *dtmp, *dln, *datt, *dqkv, *dff1, *dff2;
 } Activations;
 
+typedef struct OutputLayer OutputLayer; /* full or adaptive softmax: model.c's one seam */
+
 typedef struct {
     const Config *cfg;
+    const OutputLayer *out;
     int L, C, H, F, V;
     Activation act;
     int swiglu, final_norm;
@@ -71,18 +76,23 @@ typedef struct {
     LayerIdx *layer;       /* L entries */
     float *params, *grads; /* pt.total floats each; grads NULL when not training */
     Pos pos;
-    /* capacity: sequences of up to max_T tokens, max_B at a time */
+    /* capacity: sequences of up to max_T tokens, max_B at a time; training: activations of
+     * every layer and gradients exist */
     int max_B, max_T, training;
     Activations a;
     size_t act_bytes;
-    /* the last forward's shape and inputs, for backward */
-    int B, T;
-    int fwd_training; /* the last forward had dropout on */
-    const int32_t *inputs;
-    uint64_t key;
-    const float *final;   /* hidden state fed to the output layer (N, C) */
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
 } Model;
+
+/* What one forward (and the backward, loss and hidden state of that forward) does; the model
+ * keeps no mode between calls. */
+typedef struct {
+    int B, T;     /* B sequences of T tokens; B <= max_B */
+    int pos0;     /* absolute position of each sequence's first token; pos0 + T <= max_T */
+    int train;    /* dropout on and every layer's activations kept for backward (a training
+                   * model only); 0: an evaluation pass, layers share one activation slot */
+    uint64_t key; /* seeds the dropout masks (unique per micro-batch) */
+} Pass;
 
 /* 0 if the config's output layer fits a vocabulary of V words (adaptive cutoffs below V),
  * else -1 with a one-line message naming the key. */
@@ -103,15 +113,18 @@ LayerView layer_view(const Model *m, float *base, int l);
 Adaptive adaptive_view(const Model *m, float *base);
 float *tensor_ptr(const Model *m, float *base, int idx);
 
-/* Forward through all layers to the final hidden state. training: dropout on, activations kept
- * for backward; key seeds the dropout masks (unique per micro-batch). */
-void model_forward(Model *m, const int32_t *inputs, int B, int T, int training, uint64_t key);
-/* Per-token losses (B*T) of the last forward; returns their sum. */
-double model_loss(Model *m, const int32_t *targets, float *losses);
+/* Forward of inputs (B*T tokens) through all layers to the final hidden state. */
+void model_forward(Model *m, const Pass *p, const int32_t *inputs);
+/* The final hidden state (B*T, C) of the last forward, which had pass p. */
+const float *model_hidden(const Model *m, const Pass *p);
+/* Per-token losses (B*T) of the last forward, which had pass p; returns their sum. */
+double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses);
 /* Output layer (fused forward + backward) and backward through every layer of the last
- * training forward. Parameter gradients accumulate (+=) with weight `scale` on the summed
- * loss. Returns the summed loss. */
-double model_backward(Model *m, const int32_t *targets, float scale);
+ * forward, which had pass p (a training pass starting at position 0) and these inputs.
+ * Parameter gradients accumulate (+=) with weight `scale` on the summed loss. Returns the
+ * summed loss. */
+double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
+                      float scale);
 
 /* FLOPs per token of one forward pass at sequence length T (matmuls, causal attention as the
  * lower triangle, output layer). Training costs 3x. */

@@ -9,7 +9,7 @@
 
 #include "util/util.h"
 
-int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...) {
+int param_add(ParamTable *pt, const char *name, int decay, ParamInit init, int ndim, ...) {
     assert(ndim >= 1 && ndim <= MAX_DIMS);
     if (pt->n == pt->cap) {
         pt->cap = pt->cap ? 2 * pt->cap : 64;
@@ -21,6 +21,7 @@ int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...) {
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
     t->decay = decay;
+    t->init = init;
     t->numel = 1;
     va_list ap;
     va_start(ap, ndim);

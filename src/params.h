@@ -14,12 +14,35 @@
 
 #define MAX_DIMS 4
 
+/* How model_init fills a tensor (docs at the top of model.c). The kind is set where the tensor
+ * is declared, so initialization never guesses from a name. */
+typedef enum {
+    INIT_ZEROS,    /* biases */
+    INIT_ONES,     /* norm gains */
+    INIT_NORMAL,   /* normal(0, std) */
+    INIT_RESIDUAL, /* normal(0, std / sqrt(2 n_layers)): a matrix writing into the residual
+                    * stream (GPT-2's rule) */
+    INIT_POS,      /* set by the position method's init() hook */
+} InitKind;
+
+typedef struct {
+    InitKind kind;
+    double std; /* INIT_NORMAL, INIT_RESIDUAL */
+} ParamInit;
+
+#define PARAM_ZEROS         ((ParamInit){INIT_ZEROS, 0.0})
+#define PARAM_ONES          ((ParamInit){INIT_ONES, 0.0})
+#define PARAM_NORMAL(std)   ((ParamInit){INIT_NORMAL, (std)})
+#define PARAM_RESIDUAL(std) ((ParamInit){INIT_RESIDUAL, (std)})
+#define PARAM_POS           ((ParamInit){INIT_POS, 0.0})
+
 typedef struct {
     char name[64]; /* PyTorch-style name, e.g. "layers.3.attn.qkv.weight" */
     int ndim;
     size_t shape[MAX_DIMS]; /* row-major; a linear layer's weight is (out, in) */
     size_t numel, offset;   /* in floats, offset into the shared buffers (64-byte aligned) */
     int decay;              /* 1: AdamW weight decay applies (matrices); 0: biases, gains, pos */
+    ParamInit init;
 } TensorSpec;
 
 typedef struct {
@@ -29,7 +52,7 @@ typedef struct {
 } ParamTable;
 
 /* Appends a tensor; returns its index. ndim 1..4; dims are given as size_t. */
-int param_add(ParamTable *pt, const char *name, int decay, int ndim, ...);
+int param_add(ParamTable *pt, const char *name, int decay, ParamInit init, int ndim, ...);
 int param_find(const ParamTable *pt, const char *name); /* -1 if absent */
 size_t param_count(const ParamTable *pt);               /* learnable scalars, without padding */
 void param_free(ParamTable *pt);                        /* releases the rows; pt becomes {0} */

@@ -465,8 +465,9 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
     for (int k = 0; k < A; k++) {
         uint64_t micro = (uint64_t)tr->ts.step * A + k;
         batcher_get(bt, micro * B, B, in, tg);
-        model_forward(m, in, B, T, 1, rng_key((uint64_t)c->train.seed, micro));
-        loss += model_backward(m, tg, 1.0f / ((float)B * T * A));
+        Pass p = {.B = B, .T = T, .train = 1, .key = rng_key((uint64_t)c->train.seed, micro)};
+        model_forward(m, &p, in);
+        loss += model_backward(m, &p, in, tg, 1.0f / ((float)B * T * A));
     }
     loss /= (double)B * T * A;
     *norm = grad_norm(m->grads, &m->pt);

@@ -35,7 +35,7 @@ static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, i
 /* Every learnable position tensor random, so biases differ per head, layer and distance. */
 static void randomize_pos(Model *m, unsigned long long seed) {
     for (int k = 0; k < m->pt.n; k++)
-        if (strncmp(m->pt.t[k].name, "pos.", 4) == 0)
+        if (m->pt.t[k].init.kind == INIT_POS)
             fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.5f, seed + k);
 }
 
@@ -92,7 +92,7 @@ static void check_tiled(const char *method, int T, int D) {
      * and the running maximum changes from tile to tile */
     fill_random(qkv, N * 3 * C, 1.5f, 1000 + T);
     if (m.pos.m->rotate_forward)
-        m.pos.m->rotate_forward(&m.pos, qkv, qkv + C, 3 * (size_t)C, layer, B, T);
+        m.pos.m->rotate_forward(&m.pos, qkv, qkv + C, 3 * (size_t)C, layer, B, T, 0);
 
     int nt = omp_get_max_threads();
     float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
@@ -163,10 +163,11 @@ TEST(test_attention_tiled_model_matches_training_model) {
         memcpy(ev.params, tr.params, sizeof(float) * tr.pt.total);
         CHECK(ev.a.probs == NULL && ev.a.bh_tt == NULL && ev.a.att_tiles != NULL,
               "%s: the evaluation model allocates (B, H, T, T) buffers", method);
-        model_forward(&ev, in, B, T, 0, 0);
-        model_loss(&ev, tg, le);
-        model_forward(&tr, in, B, T, 0, 0);
-        model_loss(&tr, tg, lt);
+        const Pass p = {.B = B, .T = T};
+        model_forward(&ev, &p, in);
+        model_loss(&ev, &p, tg, le);
+        model_forward(&tr, &p, in);
+        model_loss(&tr, &p, tg, lt);
         double worst = 0.0;
         for (int i = 0; i < B * T; i++) {
             double e = fabs(le[i] - lt[i]) / (fabs(lt[i]) > 1.0 ? fabs(lt[i]) : 1.0);

@@ -47,10 +47,11 @@ TEST(test_checkpoint_round_trip) {
     for (int i = 0; i < 14; i++)
         in[i] = (int32_t)(hash64(i) % V), tg[i] = (int32_t)(hash64(i + 3) % V);
     float la[14], lb[14];
-    model_forward(&a, in, B, T, 0, 0);
-    model_loss(&a, tg, la);
-    model_forward(&b, in, B, T, 0, 0);
-    model_loss(&b, tg, lb);
+    const Pass p = {.B = B, .T = T};
+    model_forward(&a, &p, in);
+    model_loss(&a, &p, tg, la);
+    model_forward(&b, &p, in);
+    model_loss(&b, &p, tg, lb);
     CHECK(memcmp(la, lb, sizeof la) == 0, "losses after save/load differ");
 
     float *m2 = xcalloc(a.pt.total, 4), *v2 = xcalloc(a.pt.total, 4);

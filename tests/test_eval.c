@@ -158,8 +158,9 @@ TEST(test_eval_sliding_reference) {
             int len = (int)ctx + 1;
             for (int j = 0; j < len; j++)
                 in[j] = s + j == 0 ? eos : ids[s + j - 1], tg[j] = ids[s + j];
-            model_forward(&m, in, 1, len, 0, 0);
-            model_loss(&m, tg, losses);
+            const Pass p = {.B = 1, .T = len};
+            model_forward(&m, &p, in);
+            model_loss(&m, &p, tg, losses);
             ref += losses[len - 1];
         }
         double pnll[13] = {0};

@@ -21,8 +21,9 @@ typedef struct {
 
 static double model_f(void *p) {
     ModelCtx *c = p;
-    model_forward(&c->m, c->in, c->B, c->T, 1, 5);
-    return model_loss(&c->m, c->tg, c->losses) / (c->B * c->T);
+    const Pass pass = {.B = c->B, .T = c->T, .train = 1, .key = 5};
+    model_forward(&c->m, &pass, c->in);
+    return model_loss(&c->m, &pass, c->tg, c->losses) / (c->B * c->T);
 }
 
 static void load_config(Config *cfg, const char *text) {
@@ -33,16 +34,17 @@ static void load_config(Config *cfg, const char *text) {
     }
 }
 
-/* Random, non-trivial parameters: gains and biases away from 1 and 0 so every term shows. */
+/* Random, non-trivial parameters: gains and biases away from 1 and 0, and the position
+ * method's tensors away from their initial values, so every term shows. */
 static void randomize(Model *m, unsigned long long seed) {
     model_init(m, seed);
     for (int k = 0; k < m->pt.n; k++) {
         const TensorSpec *t = &m->pt.t[k];
         float *p = m->params + t->offset;
-        if (!t->decay) {
-            int gain = strstr(t->name, ".weight") && strstr(t->name, "ln");
+        InitKind kind = t->init.kind;
+        if (kind == INIT_ZEROS || kind == INIT_ONES || kind == INIT_POS) {
             fill_random(p, t->numel, 0.3f, seed + 100 + k);
-            if (gain)
+            if (kind == INIT_ONES)
                 for (size_t i = 0; i < t->numel; i++) p[i] += 1.0f;
         }
     }
@@ -65,8 +67,9 @@ static void gradcheck_model(const char *text, int B, int T, float h, int samples
     for (int i = 0; i < N && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
     for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
     CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", label, missed);
-    model_forward(&c.m, c.in, c.B, c.T, 1, 5);
-    model_backward(&c.m, c.tg, 1.0f / N);
+    const Pass pass = {.B = c.B, .T = c.T, .train = 1, .key = 5};
+    model_forward(&c.m, &pass, c.in);
+    model_backward(&c.m, &pass, c.in, c.tg, 1.0f / N);
     for (int k = 0; k < c.m.pt.n; k++) {
         const TensorSpec *t = &c.m.pt.t[k];
         char what[700];
@@ -138,6 +141,73 @@ TEST(test_model_gradcheck_adaptive) {
     check_model_grads("rotary", "gelu", 1, dropout);
 }
 
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
+/* The init kind each tensor is declared with, as the names document it. */
+static InitKind expected_kind(const char *name) {
+    if (!strncmp(name, "pos.", 4)) return INIT_POS;
+    if (ends_with(name, ".bias")) return INIT_ZEROS;
+    if (ends_with(name, "ln1.weight") || ends_with(name, "ln2.weight") ||
+        !strcmp(name, "ln_f.weight"))
+        return INIT_ONES;
+    if (ends_with(name, "attn.proj.weight") || ends_with(name, "ffn.fc2.weight"))
+        return INIT_RESIDUAL;
+    return INIT_NORMAL;
+}
+
+/* Every tensor is declared with its kind, and model_init gives it that kind's values: constants
+ * exactly, normals with the declared std (the residual ones divided by sqrt(2 L)) within
+ * sampling error, the position method's tensors by the method (not left at zero). */
+static void check_init_kinds(const char *model_json) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"model\": {\"n_layers\": 3, \"d_model\": 32, \"n_heads\": 2, \"d_ff\": 64, "
+             "\"init_std\": 0.1, %s}}",
+             model_json);
+    Config cfg;
+    load_config(&cfg, text);
+    Model m;
+    model_create(&m, &cfg, 300, 1, 8, 0);
+    model_init(&m, 5);
+    for (int k = 0; k < m.pt.n; k++) {
+        const TensorSpec *t = &m.pt.t[k];
+        const float *p = m.params + t->offset;
+        CHECK(t->init.kind == expected_kind(t->name), "%s: declared with init kind %d, expected %d",
+              t->name, (int)t->init.kind, (int)expected_kind(t->name));
+        double sum2 = 0.0, maxdev = 0.0, want = t->init.kind == INIT_ONES ? 1.0 : 0.0;
+        for (size_t i = 0; i < t->numel; i++) sum2 += (double)p[i] * p[i];
+        for (size_t i = 0; i < t->numel; i++) maxdev = fmax(maxdev, fabs(p[i] - want));
+        double rms = sqrt(sum2 / (double)t->numel), std = t->init.std;
+        switch (t->init.kind) {
+        case INIT_ZEROS:
+        case INIT_ONES:
+            CHECK(maxdev == 0.0, "%s: off its constant %g by %g", t->name, want, maxdev);
+            break;
+        case INIT_RESIDUAL:
+            std /= sqrt(2.0 * 3);
+            /* fall through */
+        case INIT_NORMAL:
+            CHECK(std > 0 && fabs(rms / std - 1.0) < 0.15, "%s: rms %g, expected std %g", t->name,
+                  rms, std);
+            break;
+        case INIT_POS:
+            CHECK(rms > 0, "%s: the method did not initialize it", t->name);
+            break;
+        }
+    }
+    model_free(&m);
+    config_free(&cfg);
+}
+
+TEST(test_model_init_follows_the_kinds_in_the_table) {
+    check_init_kinds("\"activation\": \"swiglu\", \"position\": {\"type\": \"t5\"}");
+    check_init_kinds("\"position\": {\"type\": \"learned\"}, \"output\": {\"type\": "
+                     "\"adaptive\", \"cutoffs\": [40, 100], \"factor\": 2, \"tie\": false}");
+}
+
 /* Copies every tensor of src into dst by name (tensors dst lacks are skipped). */
 static void copy_by_name(Model *dst, const Model *src) {
     for (int k = 0; k < src->pt.n; k++) {
@@ -172,9 +242,10 @@ TEST(test_model_adaptive_without_cutoffs_is_full) {
     float la[12], lb[12];
     for (int i = 0; i < 12; i++)
         in[i] = (int32_t)(hash64(i + 1) % 11), tg[i] = (int32_t)(hash64(i + 2) % 11);
-    model_forward(&full, in, 2, 6, 0, 0);
-    model_forward(&ad, in, 2, 6, 0, 0);
-    CHECK_CLOSE(model_loss(&ad, tg, la), model_loss(&full, tg, lb), 1e-5,
+    const Pass p = {.B = 2, .T = 6};
+    model_forward(&full, &p, in);
+    model_forward(&ad, &p, in);
+    CHECK_CLOSE(model_loss(&ad, &p, tg, la), model_loss(&full, &p, tg, lb), 1e-5,
                 "adaptive with no cutoffs and an identity projection");
     model_free(&full), model_free(&ad);
     config_free(&full_cfg), config_free(&ad_cfg);
@@ -193,8 +264,9 @@ TEST(test_model_gradcheck_dropout) {
     c.in = xcalloc(12, 4), c.tg = xcalloc(12, 4), c.losses = xcalloc(12, 4);
     for (int i = 0; i < 12; i++)
         c.in[i] = (int32_t)(hash64(i + 7) % 11), c.tg[i] = (int32_t)(hash64(i + 9) % 11);
-    model_forward(&c.m, c.in, 2, 6, 1, 5);
-    model_backward(&c.m, c.tg, 1.0f / 12);
+    const Pass pass = {.B = 2, .T = 6, .train = 1, .key = 5};
+    model_forward(&c.m, &pass, c.in);
+    model_backward(&c.m, &pass, c.in, c.tg, 1.0f / 12);
     for (int k = 0; k < c.m.pt.n; k++) {
         const TensorSpec *t = &c.m.pt.t[k];
         char what[128];
@@ -229,8 +301,9 @@ TEST(test_model_nan_weights_give_nan_loss) {
             model_create(&m, &cfg, V, B, T, 1);
             model_init(&m, 1);
             for (size_t i = 0; i < m.pt.total; i++) m.params[i] = NAN;
-            model_forward(&m, in, B, T, 1, 1);
-            double loss = model_backward(&m, tg, 1.0f);
+            const Pass p = {.B = B, .T = T, .train = 1, .key = 1};
+            model_forward(&m, &p, in);
+            double loss = model_backward(&m, &p, in, tg, 1.0f);
             size_t finite = 0;
             for (size_t i = 0; i < m.pt.total; i++) finite += isfinite(m.grads[i]) != 0;
             CHECK(isnan(loss), "%s, %s: loss %g from NaN weights", pos_at(k)->name, ffns[a], loss);

@@ -13,8 +13,8 @@
 
 TEST(test_optim_adamw_hand_computed) {
     ParamTable pt = {0};
-    param_add(&pt, "w", 1, 1, (size_t)2); /* decayed */
-    param_add(&pt, "b", 0, 1, (size_t)1); /* not decayed */
+    param_add(&pt, "w", 1, PARAM_NORMAL(1.0), 1, (size_t)2); /* decayed */
+    param_add(&pt, "b", 0, PARAM_ZEROS, 1, (size_t)1);       /* not decayed */
     float p[32] = {0}, g[32] = {0}, m[32] = {0}, v[32] = {0};
     size_t ob = pt.t[1].offset;
     p[0] = 1.0f, p[1] = -2.0f, p[ob] = 0.5f;
@@ -65,8 +65,8 @@ TEST(test_optim_schedules) {
 
 TEST(test_optim_grad_norm_and_clip) {
     ParamTable pt = {0};
-    param_add(&pt, "a", 1, 1, (size_t)3);
-    param_add(&pt, "b", 0, 1, (size_t)1);
+    param_add(&pt, "a", 1, PARAM_NORMAL(1.0), 1, (size_t)3);
+    param_add(&pt, "b", 0, PARAM_ZEROS, 1, (size_t)1);
     float g[32] = {0};
     g[0] = 3, g[1] = 0, g[2] = 0, g[pt.t[1].offset] = 4;
     g[3] = 100; /* alignment padding between tensors is not part of any tensor */
@@ -84,7 +84,7 @@ TEST(test_optim_grad_norm_many_threads) {
     for (int i = 0; i < n; i++)
         if (!strcmp(keys[i].name, "train.threads")) hi = keys[i].max;
     ParamTable pt = {0};
-    param_add(&pt, "w", 1, 1, (size_t)4 * (size_t)hi);
+    param_add(&pt, "w", 1, PARAM_NORMAL(1.0), 1, (size_t)4 * (size_t)hi);
     float *g = xcalloc(pt.total, sizeof *g);
     for (size_t i = 0; i < pt.t[0].numel; i++) g[i] = 1.0f;
     const int threads = omp_get_max_threads();
@@ -132,8 +132,9 @@ TEST(test_optim_overfit_tiny_corpus) {
     double first = 0, loss = 0, worst_late = 0;
     for (int step = 0; step < steps; step++) {
         memset(m.grads, 0, m.pt.total * 4);
-        model_forward(&m, seq, 1, T, 1, (uint64_t)step);
-        loss = model_backward(&m, seq + 1, 1.0f / T) / T;
+        const Pass p = {.B = 1, .T = T, .train = 1, .key = (uint64_t)step};
+        model_forward(&m, &p, seq);
+        loss = model_backward(&m, &p, seq, seq + 1, 1.0f / T) / T;
         if (step == 0) first = loss;
         if (step >= steps * 3 / 4) worst_late = fmax(worst_late, loss);
         o.lr = lr_at(SCHED_COSINE, step, steps, warmup, 3e-3, 0);

@@ -129,15 +129,16 @@ TEST(test_pos_bias_alibi_trainable_starts_fixed) {
     Model m[2];
     Config cfg[2];
     int32_t in[12];
+    const Pass p = {.B = 2, .T = 6};
     for (int k = 0; k < 12; k++) in[k] = (int32_t)(hash64(k) % 11);
     for (int k = 0; k < 2; k++) {
         if (!tiny_model(&m[k], &cfg[k], 3, pos[k], 6, 1)) return;
-        model_forward(&m[k], in, 2, 6, 0, 0);
+        model_forward(&m[k], &p, in);
     }
     int idx = param_find(&m[1].pt, "pos.slopes");
     CHECK(param_find(&m[0].pt, "pos.slopes") < 0 && idx >= 0, "pos.slopes only when trainable");
     CHECK(m[1].params[m[1].pt.t[idx].offset + 2] == 0.7f, "pos.slopes starts at the override");
-    CHECK(!memcmp(m[0].final, m[1].final, sizeof(float) * 12 * m[0].C),
+    CHECK(!memcmp(model_hidden(&m[0], &p), model_hidden(&m[1], &p), sizeof(float) * 12 * m[0].C),
           "trainable slopes change the initial network");
     for (int k = 0; k < 2; k++) free_model(&m[k], &cfg[k]);
 }
@@ -175,7 +176,7 @@ TEST(test_pos_bias_config_errors) {
 /* Randomizes the method's tensors (as the gradient check does) so every term shows. */
 static void randomize_pos(Model *m) {
     for (int k = 0; k < m->pt.n; k++)
-        if (!strncmp(m->pt.t[k].name, "pos.", 4))
+        if (m->pt.t[k].init.kind == INIT_POS)
             fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.3f, 11 + k);
 }
 

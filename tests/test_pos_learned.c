@@ -101,7 +101,7 @@ TEST(test_pos_learned_adds_row_t) {
     for (int i = 0; i < 7 * 8; i++) sum2 += (double)P[i] * P[i];
     CHECK_CLOSE(sqrt(sum2 / 56), 1 / sqrt(8.0), 0.35, "pos.weight init std ~ C^-1/2");
     int32_t in[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-    model_forward(&m, in, 2, 5, 1, 0);
+    model_forward(&m, &(Pass){.B = 2, .T = 5, .train = 1}, in);
     double maxdiff = 0;
     for (int b = 0; b < 2; b++)
         for (int t = 0; t < 5; t++)

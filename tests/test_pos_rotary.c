@@ -59,7 +59,7 @@ static void fill_qkv(float *qkv, int T, int same_rows, unsigned seed) {
 }
 
 static void rotate(const Pos *p, float *qkv, int T) {
-    p->m->rotate_forward(p, qkv, qkv + C_, 3 * C_, 0, 1, T);
+    p->m->rotate_forward(p, qkv, qkv + C_, 3 * C_, 0, 1, T, 0);
 }
 
 static double max_diff(const float *a, const float *b, size_t n) {
@@ -169,8 +169,8 @@ TEST(test_pos_rotary_dynamic_ntk_follows_segment_length) {
     dyn.m->prepare(&dyn, 12);
     fill_qkv(a, 12, 0, 6);
     memcpy(b, a, 12 * 3 * C_ * sizeof(float));
-    dyn.m->rotate_forward(&dyn, a, a + C_, 3 * C_, 0, 1, 12);
-    plain.m->rotate_forward(&plain, b, b + C_, 3 * C_, 0, 1, 12);
+    dyn.m->rotate_forward(&dyn, a, a + C_, 3 * C_, 0, 1, 12, 0);
+    plain.m->rotate_forward(&plain, b, b + C_, 3 * C_, 0, 1, 12, 0);
     CHECK(max_diff(a, b, 12 * 3 * C_) == 0, "dynamic-ntk at T = L differs from plain RoPE");
     free_pos(&dyn, &c0);
     free_pos(&ntk, &c1);
@@ -282,7 +282,7 @@ TEST(test_pos_rotary_backward_is_transpose) {
         memcpy(rx, x, sizeof x);
         memcpy(ry, y, sizeof y);
         rotate(&p, rx, T_);
-        p.m->rotate_backward(&p, ry, ry + C_, 3 * C_, 0, 1, T_);
+        p.m->rotate_backward(&p, ry, ry + C_, 3 * C_, 0, 1, T_, 0);
         double a = 0, b = 0;
         for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
             a += (double)rx[i] * y[i];

@@ -64,7 +64,9 @@ static int check_case(const char *file) {
         CHECK(t && st_numel(t) == m.pt.t[k].numel, "%s: tensor %s", file, m.pt.t[k].name);
         if (t) memcpy(m.params + m.pt.t[k].offset, t->data, m.pt.t[k].numel * sizeof(float));
     }
-    model_forward(&m, in->data, B, T, 1, 0);
+    const Pass p = {.B = B, .T = T, .train = 1};
+    model_forward(&m, &p, in->data);
+    const float *final = model_hidden(&m, &p);
     size_t N = (size_t)B * T, NC = N * m.C;
     compare(file, "embedding", m.a.res, st_get(f, "expect.embed"));
     int n_fixture = 0;
@@ -77,20 +79,20 @@ static int check_case(const char *file) {
         snprintf(name, sizeof name, "expect.hidden.%d", l);
         compare(file, name, m.a.res + (size_t)(l + 1) * NC, st_get(f, name));
     }
-    compare(file, "final hidden", m.final, st_get(f, "expect.final"));
+    compare(file, "final hidden", final, st_get(f, "expect.final"));
     float *logits = xcalloc(N * V, sizeof(float));
     if (m.ad.K) { /* adaptive: the normalized log-probabilities of every word */
         Adaptive w = adaptive_view(&m, m.params);
         float *scratch = xcalloc(adaptive_scratch_floats(&w), sizeof(float));
         for (size_t r = 0; r < N; r++)
-            adaptive_logprobs(logits + r * V, m.final + r * m.C, &w, scratch);
+            adaptive_logprobs(logits + r * V, final + r * m.C, &w, scratch);
         free(scratch);
         compare(file, "log-probabilities", logits, st_get(f, "expect.logprobs"));
     } else {
-        matmul_forward(logits, m.final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
+        matmul_forward(logits, final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
         compare(file, "logits", logits, st_get(f, "expect.logits"));
     }
-    double loss = model_backward(&m, tg->data, 1.0f / (float)N) / (double)N;
+    double loss = model_backward(&m, &p, in->data, tg->data, 1.0f / (float)N) / (double)N;
     CHECK_CLOSE(loss, *(const float *)st_get(f, "expect.loss")->data, 2e-6, file);
     for (int k = 0; k < m.pt.n; k++) {
         char name[96];

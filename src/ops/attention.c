@@ -84,7 +84,8 @@ void attention_forward(float *out, float *probs, const float *qkv, const AttnSha
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, kend, D, scale,
                             q + (size_t)r0 * ld, (int)ld, k, (int)ld, 0.0f, Pr, T);
                 if (m && m->bias_forward)
-                    m->bias_forward(s->pos, Pr, (size_t)T, s->layer, h, r0, nr, 0, kend);
+                    m->bias_forward(s->pos, Pr, (size_t)T, s->layer, h, s->pos0 + r0, nr, s->pos0,
+                                    kend);
                 softmax_causal_rows(P, T, r0, r1);
                 const float *Pd = P;
                 if (s->attn_dropout > 0.0f) {
@@ -321,7 +322,8 @@ static void attention_query_tile(float *out, const float *qkv, const AttnShape *
             strip_scores(S, q + (size_t)i * ld, ld, KT, nr, (nc + 63) / 64 * 64, D, scale, slope, i,
                          j0);
             if (m && m->bias_forward && !m->linear_slope)
-                m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, i, nr, j0, nc);
+                m->bias_forward(s->pos, S, ATT_TILE_K, s->layer, h, s->pos0 + i, nr, s->pos0 + j0,
+                                nc);
             online_softmax_tile(S, o + (size_t)r0 * D, mx + r0, l + r0, i, nr, j0, nc, D, first);
             /* o = o * alpha (done above) + P V */
             strip_pv(o + (size_t)r0 * D, S, v + (size_t)j0 * ld, ld, nr, nc, D);

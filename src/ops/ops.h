@@ -63,6 +63,7 @@ typedef struct {
     int B, T, C, H;
     int layer;
     const Pos *pos;     /* bias hook source; q,k are rotated by the caller */
+    int pos0;           /* position of row 0: the bias hooks get positions pos0 + row */
     float attn_dropout; /* 0 in evaluation */
     uint64_t key;       /* dropout key for this layer and step */
     float *scratch;     /* (B, H, T, T), needed in forward when attn_dropout > 0 */

@@ -74,7 +74,7 @@ static int check(const Config *c, char *err, size_t n) {
 
 static void declare(const Config *c, ParamTable *pt) {
     if (config_pos_bool(c, "trainable_slopes"))
-        param_add(pt, "pos.slopes", 0, 1, (size_t)c->model.n_heads);
+        param_add(pt, "pos.slopes", 0, PARAM_POS, 1, (size_t)c->model.n_heads);
 }
 
 /* The fixed slopes: the override list if given, else the paper's geometric ones. */

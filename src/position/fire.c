@@ -58,12 +58,12 @@ static const ConfigKey keys[] = {
 static void declare(const Config *c, ParamTable *pt) {
     size_t L = (size_t)c->model.n_layers, H = (size_t)c->model.n_heads;
     size_t W = (size_t)config_pos_num(c, "mlp_width");
-    param_add(pt, tensor_names[P_C], 0, 1, L);
-    param_add(pt, tensor_names[P_LMULT], 0, 1, L);
-    param_add(pt, tensor_names[P_W1], 0, 2, L, W);
-    param_add(pt, tensor_names[P_B1], 0, 2, L, W);
-    param_add(pt, tensor_names[P_W2], 0, 3, L, H, W);
-    param_add(pt, tensor_names[P_B2], 0, 2, L, H);
+    param_add(pt, tensor_names[P_C], 0, PARAM_POS, 1, L);
+    param_add(pt, tensor_names[P_LMULT], 0, PARAM_POS, 1, L);
+    param_add(pt, tensor_names[P_W1], 0, PARAM_POS, 2, L, W);
+    param_add(pt, tensor_names[P_B1], 0, PARAM_POS, 2, L, W);
+    param_add(pt, tensor_names[P_W2], 0, PARAM_POS, 3, L, H, W);
+    param_add(pt, tensor_names[P_B2], 0, PARAM_POS, 2, L, H);
 }
 
 static void setup(Pos *p, const Config *c) {

@@ -37,8 +37,8 @@ static double sigmoid(double x) {
 
 static void declare(const Config *c, ParamTable *pt) {
     size_t L = (size_t)c->model.n_layers, H = (size_t)c->model.n_heads;
-    param_add(pt, "pos.kerple.r1", 0, 2, L, H);
-    param_add(pt, "pos.kerple.r2", 0, 2, L, H);
+    param_add(pt, "pos.kerple.r1", 0, PARAM_POS, 2, L, H);
+    param_add(pt, "pos.kerple.r2", 0, PARAM_POS, 2, L, H);
 }
 
 static void setup(Pos *p, const Config *c) {

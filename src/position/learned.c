@@ -45,7 +45,7 @@ static int check(const Config *c, char *err, size_t n) {
 }
 
 static void declare(const Config *c, ParamTable *pt) {
-    param_add(pt, "pos.weight", 0, 2, (size_t)rows_of(c), (size_t)c->model.d_model);
+    param_add(pt, "pos.weight", 0, PARAM_POS, 2, (size_t)rows_of(c), (size_t)c->model.d_model);
 }
 
 typedef struct {
@@ -75,12 +75,12 @@ static void init(Pos *p, unsigned long long key) {
     for (size_t i = 0; i < (size_t)s->rows * p->C; i++) w[i] = (float)(std * rng_normal(key, i));
 }
 
-/* x: (B, T, C) += P[t] */
-static void embed_forward(const Pos *p, float *x, int B, int T) {
+/* x: (B, T, C) += P[pos0 + t] */
+static void embed_forward(const Pos *p, float *x, int B, int T, int pos0) {
     const Learned *s = p->state;
-    const float *w = p->params + s->offset;
     const size_t C = (size_t)p->C;
-    assert(T <= s->rows);
+    const float *w = p->params + s->offset + (size_t)pos0 * C;
+    assert(pos0 + T <= s->rows);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -90,13 +90,13 @@ static void embed_forward(const Pos *p, float *x, int B, int T) {
         }
 }
 
-/* dP[t] += sum_b dx[b][t]; each thread owns whole rows t and sums b in order, so the result
+/* dP[pos0 + t] += sum_b dx[b][t]; each thread owns whole rows t and sums b in order, so the result
  * does not depend on the thread count. */
-static void embed_backward(Pos *p, const float *dx, int B, int T) {
+static void embed_backward(Pos *p, const float *dx, int B, int T, int pos0) {
     const Learned *s = p->state;
-    float *dw = p->grads + s->offset;
     const size_t C = (size_t)p->C;
-    assert(T <= s->rows);
+    float *dw = p->grads + s->offset + (size_t)pos0 * C;
+    assert(pos0 + T <= s->rows);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) {

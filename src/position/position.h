@@ -10,7 +10,12 @@
  *
  * Each hook has a backward. Backward hooks *accumulate* (+=) into the method's parameter
  * gradients (Pos.grads) and transform gradients in place where the forward did.
- * Positions are 0-based offsets inside the current segment; nothing carries across segments.
+ * Positions are absolute: a pass over a segment of T tokens covers positions pos0 .. pos0+T-1,
+ * pos0 the position of its first token (training and evaluation start every segment at 0;
+ * nothing carries across segments). The embed and rotate hooks take pos0; the bias hooks are
+ * given absolute positions i, j. prepare() is told pos0 + T, so every table a hook reads covers
+ * the positions of the pass, and a segment starting at pos0 sees exactly the values that rows
+ * pos0.. of a segment starting at 0 see. pos0 + T never exceeds Pos.max_T.
  * Head h of layer l is addressed explicitly so methods may have per-layer or per-head
  * parameters. */
 #ifndef POSITION_H
@@ -37,16 +42,20 @@ typedef struct {
     void (*setup)(Pos *p, const Config *c);
     /* Initial values of the learnable tensors (p->params), from a random key. */
     void (*init)(Pos *p, unsigned long long key);
-    /* Called once per forward pass before any hook (e.g. refresh a table from parameters). */
-    void (*prepare)(Pos *p, int T);
+    /* Called once per forward pass before any hook (e.g. refresh a table from parameters);
+     * n = pos0 + T: the pass reads positions below n. */
+    void (*prepare)(Pos *p, int n);
 
-    /* x: (B, T, C) += pe(t) */
-    void (*embed_forward)(const Pos *p, float *x, int B, int T);
-    void (*embed_backward)(Pos *p, const float *dx, int B, int T);
+    /* x: (B, T, C) += pe(pos0 + t) */
+    void (*embed_forward)(const Pos *p, float *x, int B, int T, int pos0);
+    void (*embed_backward)(Pos *p, const float *dx, int B, int T, int pos0);
 
-    /* q, k: B*T rows of H*D floats, row stride ld; rotated in place for layer l. */
-    void (*rotate_forward)(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T);
-    void (*rotate_backward)(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T);
+    /* q, k: B*T rows of H*D floats, row stride ld; row t of each sequence is at position
+     * pos0 + t; rotated in place for layer l. */
+    void (*rotate_forward)(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T,
+                           int pos0);
+    void (*rotate_backward)(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T,
+                            int pos0);
 
     /* scores[r*ld + c] += bias(i0 + r, j0 + c) for head h of layer l. Entries with j > i are
      * masked by the caller and may be left untouched. */
@@ -57,7 +66,8 @@ typedef struct {
      * the bias into its score loop instead of a separate pass over each tile; bias_forward
      * must still be given and compute the same values. */
     float (*linear_slope)(const Pos *p, int layer, int h);
-    /* dscores: (B, H, T, T), defined for j <= i only; accumulate parameter gradients. */
+    /* dscores: (B, H, T, T), defined for j <= i only; accumulate parameter gradients. Only
+     * training calls it, and training starts every segment at position 0. */
     void (*bias_backward)(Pos *p, const float *dscores, int layer, int B, int T);
 } PosMethod;
 

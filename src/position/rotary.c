@@ -162,11 +162,12 @@ static void setup(Pos *p, const Config *c) {
     p->state = r;
 }
 
-/* Dynamic NTK (YaRN sec. 3.3): s = max(1, T/L) for this segment; rebuild only when s changes. */
-static void prepare(Pos *p, int T) {
+/* Dynamic NTK (YaRN sec. 3.3): s = max(1, n/L) for a pass reading positions below n (a segment
+ * of n tokens from position 0); rebuild only when s changes. */
+static void prepare(Pos *p, int n) {
     Rotary *r = p->state;
     if (r->scaling != SCALE_DYNAMIC_NTK) return;
-    double s = fmax(1.0, (double)T / r->orig_len);
+    double s = fmax(1.0, (double)n / r->orig_len);
     if (s != r->built_factor) build_tables(r, s, r->rows);
 }
 
@@ -191,18 +192,23 @@ void rope_apply(float *x, size_t ld, const float *cos_t, const float *sin_t, flo
     }
 }
 
-static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T) {
+/* The tables from row pos0 on: row t of the segment is at position pos0 + t. */
+static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T,
+                           int pos0) {
     (void)layer;
     const Rotary *r = p->state;
-    rope_apply(q, ld, r->cos, r->sin, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
-    rope_apply(k, ld, r->cos, r->sin, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    const size_t at = (size_t)pos0 * (r->d_rot / 2);
+    rope_apply(q, ld, r->cos + at, r->sin + at, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    rope_apply(k, ld, r->cos + at, r->sin + at, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
 }
 
-static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T) {
+static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T,
+                            int pos0) {
     (void)layer;
     const Rotary *r = p->state;
-    rope_apply(dq, ld, r->cos, r->sin, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
-    rope_apply(dk, ld, r->cos, r->sin, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    const size_t at = (size_t)pos0 * (r->d_rot / 2);
+    rope_apply(dq, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    rope_apply(dk, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
 }
 
 const PosMethod pos_rotary = {

@@ -18,7 +18,7 @@
 
 typedef struct {
     int offset;
-    int rows;   /* table rows = positions 0 .. rows-1 inside a segment */
+    int rows;   /* table rows = positions 0 .. rows-1 */
     float pe[]; /* (rows, C) */
 } Sinusoidal;
 
@@ -51,14 +51,15 @@ static void setup(Pos *p, const Config *c) {
     p->state = s;
 }
 
-static void embed_forward(const Pos *p, float *x, int B, int T) {
+static void embed_forward(const Pos *p, float *x, int B, int T, int pos0) {
     const Sinusoidal *s = p->state;
     size_t C = (size_t)p->C;
+    const float *pe0 = s->pe + (size_t)pos0 * C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *row = x + ((size_t)b * T + t) * C;
-            const float *pe = s->pe + (size_t)t * C;
+            const float *pe = pe0 + (size_t)t * C;
             for (size_t k = 0; k < C; k++) row[k] += pe[k];
         }
 }

@@ -75,9 +75,9 @@ static int check(const Config *c, char *err, size_t n) {
 static void declare(const Config *c, ParamTable *pt) {
     size_t nb = (size_t)config_pos_num(c, "num_buckets"), H = (size_t)c->model.n_heads;
     if (config_pos_bool(c, "per_layer"))
-        param_add(pt, "pos.rel_bias", 0, 3, (size_t)c->model.n_layers, nb, H);
+        param_add(pt, "pos.rel_bias", 0, PARAM_POS, 3, (size_t)c->model.n_layers, nb, H);
     else
-        param_add(pt, "pos.rel_bias", 0, 2, nb, H);
+        param_add(pt, "pos.rel_bias", 0, PARAM_POS, 2, nb, H);
 }
 
 static void setup(Pos *p, const Config *c) {

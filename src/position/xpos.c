@@ -98,7 +98,8 @@ static void setup(Pos *p, const Config *c) {
     p->state = x;
 }
 
-/* Tables for a segment of length T (positions centred at c = T/2), built in double. */
+/* Tables for positions 0 .. T-1 (a pass reading positions below T; centred at c = T/2), built
+ * in double. */
 static void prepare(Pos *p, int T) {
     Xpos *x = p->state;
     if (x->built_T == T) return;
@@ -118,20 +119,25 @@ static void prepare(Pos *p, int T) {
     x->built_T = T;
 }
 
-static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T) {
+/* The tables from row pos0 on: row t of the segment is at position pos0 + t. */
+static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T,
+                           int pos0) {
     (void)layer;
     const Xpos *x = p->state;
-    rope_apply(q, ld, x->cq, x->sq, 1.0f, B, T, p->H, p->D, p->D, 0);
-    rope_apply(k, ld, x->ck, x->sk, 1.0f, B, T, p->H, p->D, p->D, 0);
+    const size_t at = (size_t)pos0 * (p->D / 2);
+    rope_apply(q, ld, x->cq + at, x->sq + at, 1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(k, ld, x->ck + at, x->sk + at, 1.0f, B, T, p->H, p->D, p->D, 0);
 }
 
 /* The forward is a rotation times a diagonal scale per pair: its transpose is the same table
  * with the sine negated. */
-static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T) {
+static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T,
+                            int pos0) {
     (void)layer;
     const Xpos *x = p->state;
-    rope_apply(dq, ld, x->cq, x->sq, -1.0f, B, T, p->H, p->D, p->D, 0);
-    rope_apply(dk, ld, x->ck, x->sk, -1.0f, B, T, p->H, p->D, p->D, 0);
+    const size_t at = (size_t)pos0 * (p->D / 2);
+    rope_apply(dq, ld, x->cq + at, x->sq + at, -1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(dk, ld, x->ck + at, x->sk + at, -1.0f, B, T, p->H, p->D, p->D, 0);
 }
 
 const PosMethod pos_xpos = {
