@@ -97,7 +97,6 @@ static void setup(Pos *p, const Config *c) {
     a->slopes_idx = slopes_idx;
     a->sums = n_sums ? (double *)((char *)a + head) : NULL;
     initial_slopes(c, H, a->m);
-    free(p->state);
     p->state = a;
 }
 

@@ -85,7 +85,6 @@ static void setup(Pos *p, const Config *c) {
     f->hid = d, d += W;
     f->dhid = d, d += W;
     f->bias = (float *)d;
-    free(p->state);
     p->state = f;
 }
 

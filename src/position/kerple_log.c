@@ -50,7 +50,6 @@ static void setup(Pos *p, const Config *c) {
     k->r1_idx = param_find(p->pt, "pos.kerple.r1");
     k->r2_idx = param_find(p->pt, "pos.kerple.r2");
     k->sums = n_sums ? (double *)((char *)k + off) : NULL;
-    free(p->state);
     p->state = k;
 }
 

@@ -64,7 +64,6 @@ static void setup(Pos *p, const Config *c) {
                    rows, p->max_T, rows);
     Learned *s = xcalloc(1, sizeof *s);
     *s = (Learned){.offset = t->offset, .rows = rows};
-    free(p->state);
     p->state = s;
 }
 

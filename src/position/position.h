@@ -38,7 +38,9 @@ typedef struct {
     int (*check)(const Config *c, char *err, size_t n);
     /* Declare learnable tensors, named "pos.*". */
     void (*declare)(const Config *c, ParamTable *pt);
-    /* Build precomputed state for sequences up to max_T (may be called again to grow). */
+    /* Called once, when the model is created: builds the precomputed state for sequences up to
+     * p->max_T into p->state, which must be one allocation (the model frees it with one
+     * free()). */
     void (*setup)(Pos *p, const Config *c);
     /* Initial values of the learnable tensors (p->params), from a random key. */
     void (*init)(Pos *p, unsigned long long key);
@@ -77,7 +79,7 @@ struct Pos {
     int max_T;             /* longest sequence setup() prepared for */
     const ParamTable *pt;  /* the model's tensor table: find "pos.*" tensors with param_find */
     float *params, *grads; /* the model's whole buffers (grads NULL when not training) */
-    void *state;           /* method-owned, freed with free() */
+    void *state;           /* method-owned, one allocation (freed with one free()) */
 };
 
 /* Helpers for biases that depend on the distance i - j only (distance.c). */

@@ -1,18 +1,25 @@
 /* registry.c — the one table of position methods. Adding a method: write src/position/<name>.c
- * defining `const PosMethod pos_<name>` and add one line to the table below. */
+ * defining `const PosMethod pos_<name>` and add the line X(<name>) to POSITION_METHODS below;
+ * its declaration and its table entry both come from that line. */
 #include "position.h"
 
 #include <string.h>
 
-extern const PosMethod pos_none, pos_sinusoidal, pos_alibi;
-extern const PosMethod pos_rotary, pos_xpos;
-extern const PosMethod pos_learned;
-extern const PosMethod pos_t5, pos_kerple_log, pos_fire;
+#define POSITION_METHODS(X)                                                                        \
+    X(none)                                                                                        \
+    X(sinusoidal)                                                                                  \
+    X(alibi)                                                                                       \
+    X(rotary)                                                                                      \
+    X(xpos)                                                                                        \
+    X(learned)                                                                                     \
+    X(t5)                                                                                          \
+    X(kerple_log)                                                                                  \
+    X(fire)
 
-static const PosMethod *const methods[] = {
-    &pos_none,    &pos_sinusoidal, &pos_alibi,      &pos_rotary, &pos_xpos,
-    &pos_learned, &pos_t5,         &pos_kerple_log, &pos_fire,
-};
+#define DECLARE(name) extern const PosMethod pos_##name;
+#define ENTRY(name)   &pos_##name,
+POSITION_METHODS(DECLARE)
+static const PosMethod *const methods[] = {POSITION_METHODS(ENTRY)};
 #define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 
 int pos_count(void) {

@@ -158,7 +158,6 @@ static void setup(Pos *p, const Config *c) {
     r->beta = config_pos_num(c, "yarn_beta");
     r->rows = p->max_T;
     build_tables(r, r->factor, r->rows);
-    free(p->state);
     p->state = r;
 }
 

@@ -47,7 +47,6 @@ static void setup(Pos *p, const Config *c) {
             s->pe[(size_t)t * C + k] = (float)sin(a);
             s->pe[(size_t)t * C + half + k] = (float)cos(a);
         }
-    free(p->state);
     p->state = s;
 }
 

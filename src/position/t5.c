@@ -95,7 +95,6 @@ static void setup(Pos *p, const Config *c) {
     s->bias = (float *)((char *)s + head + sizeof(double) * n_sums);
     s->bucket = (int *)(s->bias + tables * H * T);
     for (size_t n = 0; n < T; n++) s->bucket[n] = t5_bucket((long)n, nb, md);
-    free(p->state);
     p->state = s;
 }
 

@@ -94,7 +94,6 @@ static void setup(Pos *p, const Config *c) {
     x->base = config_pos_num(c, "base");
     x->gamma = gamma;
     x->scale_base = scale_base;
-    free(p->state);
     p->state = x;
 }
 
