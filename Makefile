@@ -73,7 +73,7 @@ FUZZ_RUN     := -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/json.dict -artifact_p
 build-fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c $(FUZZ_LIB) $(FUZZ_HDR)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -lcjson -lm
-FUZZ_CONFIG  := src/io/config.c src/params.c $(wildcard src/position/*.c)
+FUZZ_CONFIG  := src/config/config.c src/params.c $(wildcard src/position/*.c)
 build-fuzz/fuzz_config: fuzz/fuzz_config.c $(FUZZ_CONFIG) $(FUZZ_LIB) $(FUZZ_HDR)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_CONFIG) $(FUZZ_LIB) -lcjson -lm

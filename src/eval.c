@@ -13,7 +13,7 @@
 
 #include "data/data.h"
 #include "evaluate.h"
-#include "io/checkpoint.h"
+#include "checkpoint.h"
 #include "io/json_check.h"
 #include "io/lengths.h"
 #include "io/progress.h"

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "io/config.h"
+#include "config/config.h"
 #include "ops/ops.h"
 #include "params.h"
 #include "position/position.h"

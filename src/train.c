@@ -23,8 +23,8 @@
 
 #include "data/data.h"
 #include "evaluate.h"
-#include "io/checkpoint.h"
-#include "io/config.h"
+#include "checkpoint.h"
+#include "config/config.h"
 #include "io/progress.h"
 #include "model.h"
 #include "optim/optim.h"

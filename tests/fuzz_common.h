@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/io/json_check.h"
 #include "../src/io/safetensors.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/io/checkpoint.h"
+#include "../src/checkpoint.h"
 #include "../src/util/util.h"
 #include "gradcheck.h"
 #include "test.h"

@@ -19,7 +19,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/util/util.h"
 #include "cli_util.h"
 

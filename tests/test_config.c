@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/position/position.h"
 #include "../src/util/util.h"
 

@@ -4,7 +4,7 @@
  *   TRAINSHORT_KILLS; scripts/stress_kill.sh runs 200): every --resume succeeds and the losses of
  *   the finished run equal, bit for bit, those of a run never interrupted; no file of an
  *   interrupted save is left.
- * - Each state a save can be interrupted in (see src/io/checkpoint.h), built by hand: before the
+ * - Each state a save can be interrupted in (see src/checkpoint.h), built by hand: before the
  *   commit point the previous pair is used, after it the pending optimizer file is completed.
  * - Temp files of dead processes are removed; a live process's are not; one ./train per run
  *   directory.

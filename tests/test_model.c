@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/io/safetensors.h"
 #include "../src/model.h"
 #include "../src/util/util.h"

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/model.h"
 #include "../src/util/util.h"
 #include "gradcheck.h"

@@ -16,7 +16,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/model.h"
 #include "../src/util/util.h"
 

@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/position/position.h"
 #include "../src/util/util.h"
 #include "test.h"

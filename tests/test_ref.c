@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../src/io/config.h"
+#include "../src/config/config.h"
 #include "../src/io/safetensors.h"
 #include "../src/model.h"
 #include "../src/util/util.h"

@@ -46,7 +46,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../io/progress.h"
 #include "../util/util.h"
 
 static const char EOS[] = "<eos>", UNK[] = "<unk>";

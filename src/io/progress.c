@@ -46,17 +46,6 @@ void progress_say(Progress *p, const char *fmt, ...) {
     fflush(stdout);
 }
 
-const char *format_duration(double s, char *buf, size_t n) {
-    long t = s < 0 ? 0 : (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60)
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%lds", t);
-    return buf;
-}
-
 static int jsonl_fail(const JsonlFile *j, char *err, size_t n) {
     snprintf(err, n, "%s: cannot write: %s", j->path, strerror(errno));
     return -1;

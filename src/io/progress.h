@@ -19,8 +19,6 @@ void progress_show(Progress *p, int keep, const char *fmt, ...)
 /* Print a permanent line (ends the status line first). */
 void progress_say(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void progress_end(Progress *p);
-/* "1h02m", "3m05s", "42s" */
-const char *format_duration(double seconds, char *buf, size_t n);
 
 /* A JSON-lines file open for appending (run logs, ./eval --json and --per-position). Each row is
  * written whole or not at all: a write that fails (disk full) is cut back to the end of the

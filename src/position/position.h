@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#include "../io/config.h"
+#include "../config/config.h"
 #include "../params.h"
 
 typedef struct Pos Pos;

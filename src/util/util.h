@@ -32,7 +32,9 @@ char *xstrdup(const char *s);
 /* Touch every page now so the first training step does not pay the page faults. */
 void prefault(void *p, size_t bytes);
 
-double now_seconds(void);       /* monotonic wall clock */
+double now_seconds(void); /* monotonic wall clock */
+/* "1h02m", "3m05s", "42s" (an ETA: negative durations print as 0s) */
+const char *format_duration(double seconds, char *buf, size_t n);
 size_t peak_rss_bytes(void);    /* peak resident set of this process */
 size_t current_rss_bytes(void); /* current resident set */
 /* The CPU's model name from /proc/cpuinfo ("unknown" where the kernel gives none), into buf. */

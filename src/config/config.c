@@ -22,7 +22,7 @@
 
 #include "../position/position.h"
 #include "../util/util.h"
-#include "json_check.h"
+#include "../io/json_check.h"
 
 #define PATH_LEN 256
 #define FIELD(f) offsetof(Config, f)

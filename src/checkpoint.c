@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util/util.h"
-#include "safetensors.h"
+#include "util/util.h"
+#include "io/safetensors.h"
 
 static StTensor tensor_of(const TensorSpec *t, const char *name, const float *base) {
     StTensor s = {.name = name, .dtype = ST_F32, .ndim = t->ndim, .data = base + t->offset};

@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 
-#include "../model.h"
+#include "model.h"
 
 #define CKPT_FORMAT "trainshort-ckpt-1"
 
