@@ -373,10 +373,17 @@ static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
     if (a->lvalid &&
         (n = lengths_parse(a->lvalid, cfg->train.seq_len, lengths, err, sizeof err)) < 0)
         user_error("--lvalid: %s", err);
-    for (int i = 0; i < n; i++)
+    const PosMethod *pm = pos_find(cfg->model.position);
+    int longest = pos_max_positions(pm, cfg);
+    for (int i = 0; i < n; i++) {
         if (a->sliding && a->stride > lengths[i])
             user_error("--stride %d is above L_valid %d (sliding needs 1 <= S <= L_valid)",
                        a->stride, lengths[i]);
+        if (lengths[i] > longest)
+            user_error("--lvalid: model.position %s stops at length %d (set by "
+                       "model.position.%s); L_valid %d is longer — use L_valid <= %d",
+                       pm->name, longest, pm->max_positions_key, lengths[i], longest);
+    }
     return n;
 }
 

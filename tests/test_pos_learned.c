@@ -124,13 +124,13 @@ TEST(test_pos_learned_eval_limit) {
     CHECK(rc == 0, "eval at L_valid <= max_positions: status %d: %s", rc, out);
     CHECK(strstr(out, "\n      24 ") != NULL, "no row for L_valid 24: %s", out);
     rc = sh(out, "./eval --ckpt %s/run --lvalid 16,25", dir);
-    expect_user_error(rc, out, "learned positions stop at 24", "L_valid <= 24", NULL,
-                      "eval at L_valid 25 > max_positions 24");
+    expect_user_error(rc, out, "learned stops at length 24 (set by model.position.max_positions)",
+                      "L_valid <= 24", NULL, "eval at L_valid 25 > max_positions 24");
     CHECK(strstr(out, "25") != NULL, "the message does not name L_valid 25: %s", out);
     /* the default table is train.seq_len long */
     if (!train(dir, "short", "", out)) return;
     rc = sh(out, "./eval --ckpt %s/short --lvalid 1000", dir);
-    expect_user_error(rc, out, "stop at 16", "1000", NULL, "eval at L_valid 1000 > 16");
+    expect_user_error(rc, out, "stops at length 16", "1000", NULL, "eval at L_valid 1000 > 16");
     rc = sh(out, "./train --config %s/cfg.json --out %s/bad --set model.position.max_positions=8",
             dir, dir);
     char bad[600];
@@ -218,4 +218,26 @@ TEST(test_train_init_from_checkpoint) {
     expect_user_error(rc, out, "267 words", "266", q, "--init with a 267-word vocab.txt");
     rc = sh(out, "./train --help");
     CHECK(rc == 0 && strstr(out, "--init RUN"), "./train --help does not document --init");
+}
+
+/* Every method's length limit (max_positions) names one of its own keys as what sets it, and
+ * at its defaults covers the training length (training never meets the limit; ./eval does). */
+TEST(test_pos_max_positions_every_method) {
+    for (int k = 0; k < pos_count(); k++) {
+        const PosMethod *pm = pos_at(k);
+        char text[256], err[512];
+        snprintf(text, sizeof text, "{\"model\": {\"position\": {\"type\": \"%s\"}}}", pm->name);
+        Config c;
+        int rc = config_from_text(&c, text, "test", err, sizeof err);
+        CHECK(rc == 0, "%s: %s", pm->name, err);
+        if (rc) continue;
+        int longest = pos_max_positions(pm, &c), named = !pm->max_positions;
+        for (int i = 0; pm->max_positions && i < pm->n_keys; i++)
+            named |= !strcmp(pm->keys[i].name, pm->max_positions_key);
+        CHECK(named, "%s: max_positions_key '%s' is not one of its keys", pm->name,
+              pm->max_positions_key ? pm->max_positions_key : "(none)");
+        CHECK(longest >= c.train.seq_len, "%s: stops at %d, below train.seq_len %d", pm->name,
+              longest, c.train.seq_len);
+        config_free(&c);
+    }
 }

@@ -4,9 +4,9 @@
  *   x[b][t] = E[token] * sqrt(C) + P[t]        P = pos.weight, (max_positions, C)
  *
  * added after the sqrt(C) scaling, like sinusoidal. The table has no row for position
- * max_positions or beyond, so the method cannot run on longer sequences: setup() refuses a
- * model built for max_T > max_positions (./eval with a longer L_valid) with a one-line error
- * instead of reading past the table. max_positions = 0 means train.seq_len.
+ * max_positions or beyond, so the method cannot run on longer sequences: it reports its table
+ * size as max_positions(), which ./eval checks every L_valid against (a one-line error instead
+ * of reading past the table). max_positions = 0 means train.seq_len.
  *
  * Init normal(0, C^-1/2), fairseq's LearnedPositionalEmbedding (the codebase of the ALiBi
  * paper's baselines), rather than model.init_std: fairseq's model is the one whose behaviour we
@@ -57,11 +57,7 @@ static void setup(Pos *p, const Config *c) {
     (void)c;
     const TensorSpec *t = &p->pt->t[param_find(p->pt, "pos.weight")];
     int rows = (int)t->shape[0];
-    /* Only ./eval with an L_valid beyond the table gets here: check() keeps training inside it. */
-    if (p->max_T > rows)
-        user_error("model.position: learned positions stop at %d (max_positions); L_valid %d "
-                   "needs more — use L_valid <= %d",
-                   rows, p->max_T, rows);
+    assert(p->max_T <= rows); /* the programs check lengths against max_positions() first */
     Learned *s = xcalloc(1, sizeof *s);
     *s = (Learned){.offset = t->offset, .rows = rows};
     p->state = s;
@@ -112,6 +108,8 @@ const PosMethod pos_learned = {
     .n_keys = 1,
     .check = check,
     .declare = declare,
+    .max_positions_key = "max_positions",
+    .max_positions = rows_of,
     .setup = setup,
     .init = init,
     .embed_forward = embed_forward,

@@ -36,6 +36,11 @@ typedef struct {
 
     /* Cross-key checks beyond type/range (e.g. a slope list's length). 0, or -1 + message. */
     int (*check)(const Config *c, char *err, size_t n);
+    /* The longest sequence the method can represent under config c (learned positions: their
+     * table; xPos: where its scales leave float's range), or NULL: no limit. The programs check
+     * every length against it before they build a model (pos_max_positions). */
+    int (*max_positions)(const Config *c);
+    const char *max_positions_key; /* the key under model.position that sets that limit */
     /* Declare learnable tensors, named "pos.*". */
     void (*declare)(const Config *c, ParamTable *pt);
     /* Called once, when the model is created: builds the precomputed state for sequences up to
@@ -91,6 +96,8 @@ void pos_add_distance_bias(float *row, const float *table, int i, int j0, int nj
 void pos_bias_distance_sums(double *sums, const float *dscores, int B, int H, int T, int rows);
 
 const PosMethod *pos_find(const char *name); /* NULL if unknown */
+/* The method's max_positions(c), INT_MAX for a method without a limit. */
+int pos_max_positions(const PosMethod *m, const Config *c);
 /* "none|sinusoidal|alibi" — the registered names, for config enums and messages. */
 const char *pos_names(void);
 int pos_count(void);

@@ -3,6 +3,7 @@
  * its declaration and its table entry both come from that line. */
 #include "position.h"
 
+#include <limits.h>
 #include <string.h>
 
 #define POSITION_METHODS(X)                                                                        \
@@ -33,6 +34,10 @@ const PosMethod *pos_find(const char *name) {
     for (int i = 0; i < N_METHODS; i++)
         if (strcmp(methods[i]->name, name) == 0) return methods[i];
     return NULL;
+}
+
+int pos_max_positions(const PosMethod *m, const Config *c) {
+    return m->max_positions ? m->max_positions(c) : INT_MAX;
 }
 
 const char *pos_names(void) {

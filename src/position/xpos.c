@@ -18,9 +18,12 @@
  * float is inf (then the scores are NaN: the former minimum scale_base 1e-6 diverged at step 1 at
  * every length). E is kept <= 64, which leaves float room for the q, k values and the products
  * of the backward: check() refuses a scale_base too small for train.seq_len, naming the smallest
- * that fits, and setup() refuses an evaluation length too long for the scale_base, as learned
- * positions refuse lengths past their table. The static minimum 1 is a floor below any sensible
- * setting (at 1, pair 0 already decays by zeta_0 = 0.29 per token), not the rule. */
+ * that fits, and max_positions() reports the longest length the scale_base allows, which ./eval
+ * checks every L_valid against, as for learned positions' table. The static minimum 1 is a floor
+ * below any sensible setting (at 1, pair 0 already decays by zeta_0 = 0.29 per token), not the
+ * rule. */
+#include <assert.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +57,15 @@ static double min_scale_base(int T, double gamma) {
     return (T / 2) * -log(gamma / (1.0 + gamma)) / MAX_EXPONENT;
 }
 
+/* The longest T whose (T/2) stays within the bound above: the one place that decides, so
+ * training (check) and evaluation (./eval's length check, setup's assert) agree exactly. */
+static int max_positions(const Config *c) {
+    double gamma = config_pos_num(c, "xpos_gamma"),
+           half = floor(MAX_EXPONENT * config_pos_num(c, "xpos_scale_base") /
+                        -log(gamma / (1.0 + gamma)));
+    return half < (INT_MAX - 1) / 2 ? 2 * (int)half + 1 : INT_MAX;
+}
+
 static int check(const Config *c, char *err, size_t n) {
     int D = c->model.d_model / c->model.n_heads, T = c->train.seq_len;
     double gamma = config_pos_num(c, "xpos_gamma"),
@@ -65,7 +77,7 @@ static int check(const Config *c, char *err, size_t n) {
                  config_pos_num(c, "base"));
     else if (gamma <= 0)
         snprintf(err, n, "model.position.xpos_gamma: expected a number > 0, got %g", gamma);
-    else if (scale_base < min_scale_base(T, gamma))
+    else if (T > max_positions(c))
         snprintf(err, n,
                  "model.position.xpos_scale_base: %g is too small for train.seq_len %d (the q and "
                  "k scales would pass e^64, near float's limit); use at least %.4g",
@@ -78,13 +90,7 @@ static int check(const Config *c, char *err, size_t n) {
 static void setup(Pos *p, const Config *c) {
     double gamma = config_pos_num(c, "xpos_gamma"),
            scale_base = config_pos_num(c, "xpos_scale_base");
-    /* Only ./eval with an L_valid beyond train.seq_len gets here: check() covers training. */
-    if (scale_base < min_scale_base(p->max_T, gamma)) {
-        int half = (int)(MAX_EXPONENT * scale_base / -log(gamma / (1.0 + gamma)));
-        user_error("model.position: xpos with xpos_scale_base %g stops at length %d (the q and k "
-                   "scales leave float's range past it); L_valid %d needs xpos_scale_base >= %.4g",
-                   scale_base, 2 * half + 1, p->max_T, min_scale_base(p->max_T, gamma));
-    }
+    assert(p->max_T <= max_positions(c)); /* check() and ./eval's length check come first */
     size_t tab = (size_t)p->max_T * (p->D / 2);
     Xpos *x = xcalloc(1, sizeof *x + 4 * tab * sizeof(float));
     x->cq = (float *)(x + 1);
@@ -145,6 +151,8 @@ const PosMethod pos_xpos = {
     .keys = keys,
     .n_keys = (int)(sizeof keys / sizeof keys[0]),
     .check = check,
+    .max_positions_key = "xpos_scale_base",
+    .max_positions = max_positions,
     .setup = setup,
     .prepare = prepare,
     .rotate_forward = rotate_forward,
