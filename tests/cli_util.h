@@ -22,7 +22,8 @@ int train_run(const char *dir, char *out);
  * and the run it trains into dir/run; returns 0 (after a failed CHECK) if training failed. */
 int trained_scratch(const char *name, char *dir, size_t n, char *out, const char *const *overrides);
 /* by_step[s] = the value of key in the log row of step s (NaN where no row has it). Returns the
- * number of rows that have key, or -1 if a line is not a JSON object with a numeric "step". */
+ * number of rows that have key, or -1 if a line is not a JSON object with a numeric "step"
+ * (with by_step NULL and max_step -1, only that: is every line a whole row?). */
 int log_column(const char *path, const char *key, double *by_step, int max_step);
 /* The JSON header of a safetensors file (caller frees); *data_at receives where the tensor
  * bytes start. NULL if the file is not readable as safetensors. */

@@ -76,9 +76,7 @@ void test_skip(const char *file, int line, const char *need, const char *fmt, ..
     skipping = 1;
 }
 
-/* With TRAINSHORT_BIN set (make test-asan), "./train" and "./eval" in a command name the
- * binaries in that directory instead. */
-static void locate_binaries(const char *cmd, char *out, size_t n) {
+void locate_binaries(const char *cmd, char *out, size_t n) {
     const char *bin = getenv("TRAINSHORT_BIN");
     size_t k = 0;
     for (const char *p = cmd; *p && k + 1 < n;) {
@@ -91,6 +89,11 @@ static void locate_binaries(const char *cmd, char *out, size_t n) {
         if (k >= n) k = n - 1;
     }
     out[k] = 0;
+}
+
+long test_env_long(const char *name, long fallback) {
+    const char *s = getenv(name);
+    return s && *s ? strtol(s, NULL, 0) : fallback;
 }
 
 int run_cmd(const char *cmd, char *out, size_t outlen) {

@@ -32,22 +32,19 @@
 
 /* ---- processes ---- */
 
-static const char *bin_dir(void) {
-    const char *b = getenv("TRAINSHORT_BIN"); /* make test-asan's binaries */
-    return b ? b : ".";
-}
-
-/* Starts "<bin>/train args" with its output in out_path; returns its pid (the shell execs train,
- * and train's own re-exec keeps the pid, so a signal to the pid reaches train). */
+/* Starts "./train args" (TRAINSHORT_BIN's, see locate_binaries) with its output in out_path;
+ * returns its pid (the shell execs train, and train's own re-exec keeps the pid, so a signal to
+ * the pid reaches train). */
 static pid_t spawn_train(const char *args, const char *out_path) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "exec %s/train %s", bin_dir(), args);
+    char cmd[2048], located[2200];
+    snprintf(cmd, sizeof cmd, "exec ./train %s", args);
+    locate_binaries(cmd, located, sizeof located);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        execl("/bin/sh", "sh", "-c", located, (char *)NULL);
         _exit(127);
     }
     if (pid < 0) sys_error("fork: %s", strerror(errno));
@@ -123,13 +120,9 @@ static int run_to(const char *dir, const char *name, int step, char *out) {
 
 /* ---- 1. SIGKILL at random moments ---- */
 
-static int env_int(const char *name, int fallback) {
-    const char *v = getenv(name);
-    return v && atoi(v) > 0 ? atoi(v) : fallback;
-}
-
 TEST(test_crash_sigkill_then_resume_continues_losses) {
-    const int kills = env_int("TRAINSHORT_KILLS", 20);
+    long asked = test_env_long("TRAINSHORT_KILLS", 20);
+    const int kills = asked > 0 && asked < 100000 ? (int)asked : 20;
     const int steps = kills * 40 + 200 < MAX_STEPS ? kills * 40 + 200 : MAX_STEPS;
     char dir[256], out[OUT_LEN], run[600], args[700], path[700], names[1024];
     cli_scratch("crash_kill", dir, sizeof dir);
@@ -321,19 +314,6 @@ static void disk_scratch(const char *name, char *dir, size_t n) {
     cli_scratch(name, dir, n);
 }
 
-/* Every line of a JSON-lines file is a JSON object: no row was cut short. */
-static int whole_rows(const char *path) {
-    char *text = read_file(path, NULL);
-    int ok = 1;
-    for (char *line = text ? strtok(text, "\n") : NULL; line && ok; line = strtok(NULL, "\n")) {
-        cJSON *o = cJSON_Parse(line);
-        ok = cJSON_IsObject(o);
-        cJSON_Delete(o);
-    }
-    free(text);
-    return ok;
-}
-
 TEST(test_crash_disk_full_new_run_leaves_nothing) {
     char dir[256], out[OUT_LEN], run[600];
     disk_scratch("crash_full_new", dir, sizeof dir);
@@ -364,7 +344,7 @@ TEST(test_crash_disk_full_checkpoint_keeps_the_last_one) {
           "a checkpoint on a full disk (%d): %s", rc, out);
     CHECK(leftovers(run, names, sizeof names) == 0, "left behind:%s", names);
     snprintf(ref, sizeof ref, "%s/log.jsonl", run);
-    CHECK(whole_rows(ref), "%s has a row cut short", ref);
+    CHECK(log_column(ref, "step", NULL, -1) >= 0, "%s has a row cut short", ref);
     rc = sh(out, "rm %s/mnt/fill && ./train --resume %s", dir, run);
     CHECK(rc == 0 && strstr(out, "at step 3"), "resuming once there is space (%d): %s", rc, out);
     snprintf(ref, sizeof ref, "%s/ref", dir);
@@ -397,7 +377,7 @@ TEST(test_crash_disk_full_log_mid_run) {
               strstr(err, "No space left on device") && strstr(err, "is kept"),
           "training onto a full disk: %s", said ? said : "(no output)");
     free(said);
-    CHECK(whole_rows(log), "%s has a row cut short", log);
+    CHECK(log_column(log, "step", NULL, -1) >= 0, "%s has a row cut short", log);
     rc = sh(out, "rm %s/mnt/fill && ./train --resume %s", dir, run);
     CHECK(rc == 0, "resuming once there is space (%d): %s", rc, out);
     int rows = log_column(log, "loss", loss, LOG_STEPS);

@@ -33,11 +33,6 @@
 #define DEFAULT_CASES 2000
 #define DEFAULT_SEED  20240917
 
-static long env_long(const char *name, long def) {
-    const char *s = getenv(name);
-    return s && *s ? strtol(s, NULL, 0) : def;
-}
-
 /* ---- an input under mutation ---- */
 
 typedef struct {
@@ -370,7 +365,6 @@ static int st_case(const Input *in, char *why, size_t n) {
         st_close(f);
         return outcome;
     }
-    if (getenv("FUZZ_DEBUG")) fprintf(stderr, "ST %s\n", err);
     if (one_line(err) && !strncmp(err, "fuzz.safetensors: ", 18)) return REFUSED;
     snprintf(why, n, "bad message '%s'", err);
     return BROKEN;
@@ -390,8 +384,8 @@ typedef int (*CaseFn)(const Input *in, char *why, size_t n, void *ctx);
 
 static void run_cases(const char *kind, const Seed *seeds, int n_seeds, int st, CaseFn fn,
                       void *ctx, long counts[3]) {
-    long cases = env_long("TRAINSHORT_FUZZ_CASES", DEFAULT_CASES);
-    uint64_t seed = (uint64_t)env_long("TRAINSHORT_FUZZ_SEED", DEFAULT_SEED);
+    long cases = test_env_long("TRAINSHORT_FUZZ_CASES", DEFAULT_CASES);
+    uint64_t seed = (uint64_t)test_env_long("TRAINSHORT_FUZZ_SEED", DEFAULT_SEED);
     for (long k = 0; k < cases && counts[BROKEN] < 5; k++) {
         Input in;
         const Seed *from = &seeds[k % n_seeds];
@@ -452,7 +446,6 @@ static int config_case_fn(const Input *in, char *why, size_t n, void *ctx) {
         config_free(&c);
         return outcome;
     }
-    if (getenv("FUZZ_DEBUG")) fprintf(stderr, "CF %s\n", err);
     if (one_line(err) && !strncmp(err, "fuzz.json", 9)) return REFUSED;
     snprintf(why, n, "bad message '%s'", err);
     return BROKEN;
@@ -609,7 +602,7 @@ TEST(test_fuzz_eval_mutated_checkpoints) {
     }
     /* a weight made NaN or infinite anywhere in the data: the model loader refuses it, naming
      * the tensor (it used to evaluate to nan with exit 0) */
-    uint64_t seed = (uint64_t)env_long("TRAINSHORT_FUZZ_SEED", DEFAULT_SEED);
+    uint64_t seed = (uint64_t)test_env_long("TRAINSHORT_FUZZ_SEED", DEFAULT_SEED);
     static const uint32_t non_finite[] = {0x7fc00000u, 0x7f800000u, 0xff800000u, 0xffffffffu};
     for (long k = 0; k < 8; k++) {
         Input in;
