@@ -21,14 +21,15 @@ static StTensor tensor_of(const TensorSpec *t, const char *name, const float *ba
 }
 
 int ckpt_save_model(const char *path, const Model *m, const TrainState *ts, char *err, size_t n) {
-    StTensor *ts_ = xcalloc((size_t)m->pt.n, sizeof *ts_);
-    for (int k = 0; k < m->pt.n; k++) ts_[k] = tensor_of(&m->pt.t[k], m->pt.t[k].name, m->params);
-    char *cfg = config_to_json(m->cfg), vocab[32], step[32];
-    snprintf(vocab, sizeof vocab, "%d", m->V);
+    StTensor *ts_ = xcalloc((size_t)m->spec.pt.n, sizeof *ts_);
+    for (int k = 0; k < m->spec.pt.n; k++)
+        ts_[k] = tensor_of(&m->spec.pt.t[k], m->spec.pt.t[k].name, m->weights.params);
+    char *cfg = config_to_json(m->spec.cfg), vocab[32], step[32];
+    snprintf(vocab, sizeof vocab, "%d", m->spec.V);
     snprintf(step, sizeof step, "%ld", ts->step);
     const char *keys[] = {"format", "config", "vocab_size", "step"};
     const char *vals[] = {CKPT_FORMAT, cfg, vocab, step};
-    int rc = st_write(path, ts_, m->pt.n, keys, vals, 4, err, n);
+    int rc = st_write(path, ts_, m->spec.pt.n, keys, vals, 4, err, n);
     free(cfg);
     free(ts_);
     return rc;
@@ -36,14 +37,14 @@ int ckpt_save_model(const char *path, const Model *m, const TrainState *ts, char
 
 int ckpt_save_optim(const char *path, const Model *m, const float *adam_m, const float *adam_v,
                     const TrainState *ts, char *err, size_t n) {
-    int nt = m->pt.n;
+    int nt = m->spec.pt.n;
     StTensor *t = xcalloc(2 * (size_t)nt, sizeof *t);
     char(*names)[80] = xcalloc(2 * (size_t)nt, sizeof *names);
     for (int k = 0; k < nt; k++) {
-        snprintf(names[2 * k], 80, "adam.m.%s", m->pt.t[k].name);
-        snprintf(names[2 * k + 1], 80, "adam.v.%s", m->pt.t[k].name);
-        t[2 * k] = tensor_of(&m->pt.t[k], names[2 * k], adam_m);
-        t[2 * k + 1] = tensor_of(&m->pt.t[k], names[2 * k + 1], adam_v);
+        snprintf(names[2 * k], 80, "adam.m.%s", m->spec.pt.t[k].name);
+        snprintf(names[2 * k + 1], 80, "adam.v.%s", m->spec.pt.t[k].name);
+        t[2 * k] = tensor_of(&m->spec.pt.t[k], names[2 * k], adam_m);
+        t[2 * k + 1] = tensor_of(&m->spec.pt.t[k], names[2 * k + 1], adam_v);
     }
     char step[32], tokens[32], elapsed[32];
     snprintf(step, sizeof step, "%ld", ts->step);
@@ -144,9 +145,9 @@ static StFile *load_params(const char *path, Model *m, char *err, size_t n) {
     StFile *f = st_open(path, err, n);
     if (!f) return NULL;
     int rc = check_format(f, path, err, n);
-    for (int k = 0; !rc && k < m->pt.n; k++)
-        rc = copy_tensor(f, path, m->pt.t[k].name, &m->pt.t[k], m->params + m->pt.t[k].offset, err,
-                         n);
+    for (int k = 0; !rc && k < m->spec.pt.n; k++)
+        rc = copy_tensor(f, path, m->spec.pt.t[k].name, &m->spec.pt.t[k],
+                         m->weights.params + m->spec.pt.t[k].offset, err, n);
     if (rc) st_close(f);
     return rc ? NULL : f;
 }
@@ -155,8 +156,9 @@ int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
     StFile *f = load_params(path, m, err, n);
     if (!f) return -1;
     int rc = 0;
-    if (st_count(f) != m->pt.n) {
-        snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f), m->pt.n);
+    if (st_count(f) != m->spec.pt.n) {
+        snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f),
+                 m->spec.pt.n);
         rc = -1;
     }
     st_close(f);
@@ -171,7 +173,7 @@ int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *e
     if (un) unused[0] = 0;
     for (int i = 0; i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
-        if (param_find(&m->pt, name) >= 0) continue;
+        if (param_find(&m->spec.pt, name) >= 0) continue;
         if (len < un)
             len += (size_t)snprintf(unused + len, un - len, "%s%s", n_unused ? ", " : "", name);
         n_unused++;
@@ -183,8 +185,8 @@ int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *e
 /* The second moments are averages of squares: a negative one would make AdamW's sqrt NaN. */
 static int check_nonnegative(const char *path, const Model *m, const float *adam_v, char *err,
                              size_t n) {
-    for (int k = 0; k < m->pt.n; k++) {
-        const TensorSpec *t = &m->pt.t[k];
+    for (int k = 0; k < m->spec.pt.n; k++) {
+        const TensorSpec *t = &m->spec.pt.t[k];
         for (size_t i = 0; i < t->numel; i++)
             if (adam_v[t->offset + i] < 0) {
                 snprintf(err, n, "%s: tensor 'adam.v.%s' holds a negative value (%g at index %zu)",
@@ -202,8 +204,8 @@ int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam
     int rc = check_format(f, path, err, n);
     long long step = 0, tokens = 0;
     long long max_tokens;
-    if (!rc) rc = meta_int(f, path, "step", 0, m->cfg->train.steps, &step, err, n);
-    if (__builtin_mul_overflow(step, ckpt_tokens_per_step(m->cfg), &max_tokens))
+    if (!rc) rc = meta_int(f, path, "step", 0, m->spec.cfg->train.steps, &step, err, n);
+    if (__builtin_mul_overflow(step, ckpt_tokens_per_step(m->spec.cfg), &max_tokens))
         max_tokens = LLONG_MAX;
     if (!rc) rc = meta_int(f, path, "tokens", 0, max_tokens, &tokens, err, n);
     const char *e = st_meta(f, "elapsed");
@@ -213,9 +215,9 @@ int ckpt_load_optim(const char *path, const Model *m, float *adam_m, float *adam
         snprintf(err, n, "%s: metadata 'elapsed' is '%s', expected seconds >= 0", path, e);
         rc = -1;
     }
-    for (int k = 0; !rc && k < m->pt.n; k++) {
+    for (int k = 0; !rc && k < m->spec.pt.n; k++) {
         char name[96];
-        const TensorSpec *t = &m->pt.t[k];
+        const TensorSpec *t = &m->spec.pt.t[k];
         snprintf(name, sizeof name, "adam.m.%s", t->name);
         rc = copy_tensor(f, path, name, t, adam_m + t->offset, err, n);
         snprintf(name, sizeof name, "adam.v.%s", t->name);

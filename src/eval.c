@@ -438,7 +438,8 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
     progress_init(&sp.pg);
     for (int i = 0; i < n; i++) {
         if (!todo[i]) continue;
-        sp.work_total += length_work(s->cfg, m->V, tok->n, lengths[i], stride_of(s->a, lengths[i]));
+        sp.work_total +=
+            length_work(s->cfg, m->spec.V, tok->n, lengths[i], stride_of(s->a, lengths[i]));
         sp.count++;
     }
     for (int i = 0; i < n; i++) {
@@ -451,7 +452,7 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
             printf("# L_valid %d: row already in %s; evaluating for its per-position profile\n", L,
                    s->a->json);
         sp.L = L, sp.index++;
-        sp.work_L = length_work(s->cfg, m->V, tok->n, L, S);
+        sp.work_L = length_work(s->cfg, m->spec.V, tok->n, L, S);
         EvalPositions *pos = out->per_position ? &out->pos : NULL;
         if (pos) {
             memset(pos->nll, 0, (size_t)L * sizeof *pos->nll);

@@ -63,12 +63,12 @@ static void score(EvalResult *r, EvalPositions *pos, const float *losses, size_t
 
 EvalResult eval_sliding(Model *m, const int32_t *ids, size_t n, int L, int S, int eos,
                         EvalPositions *pos, EvalProgressFn progress, void *ctx) {
-    assert(L >= 1 && L <= m->max_T && S >= 1 && S <= L);
+    assert(L >= 1 && L <= m->state.max_T && S >= 1 && S <= L);
     EvalResult r = {.L = L, .stride = S};
     double t0 = now_seconds();
-    size_t cap_tokens = (size_t)m->max_B * m->max_T;
+    size_t cap_tokens = (size_t)m->state.max_B * m->state.max_T;
     int maxB = (int)(cap_tokens / (size_t)L);
-    if (maxB > m->max_B) maxB = m->max_B;
+    if (maxB > m->state.max_B) maxB = m->state.max_B;
     if (maxB < 1) maxB = 1;
     size_t cap = (size_t)maxB * L;
     int32_t *in = xcalloc(cap, sizeof *in), *tg = xcalloc(cap, sizeof *tg);

@@ -23,7 +23,7 @@
     do {                                                                                           \
         double t0_ = now_seconds();                                                                \
         stmt;                                                                                      \
-        m->prof[dir][slot] += now_seconds() - t0_;                                                 \
+        m->state.prof[dir][slot] += now_seconds() - t0_;                                           \
     } while (0)
 
 /* Dropout sites, combined with the layer into the mask key. */
@@ -76,24 +76,25 @@ static void adaptive_layout(Adaptive *a, const Config *cfg, int V) {
 /* The input tables and projections, the head's cluster logits, and (untied) the softmax's own
  * tables and tail projections. Tables (size_k, d_k) ~ normal(0, d_k^-1/2), projections (C, d_k)
  * ~ normal(0, sqrt(2 / (C + d_k))) (see the top); the cluster logits ~ normal(0, std). */
-static void adaptive_declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
-    const Adaptive *a = &m->ad;
+static void adaptive_declare(ModelSpec *s, const Config *cfg, int V) {
+    const Adaptive *a = &s->ad;
+    ParamTable *pt = &s->pt;
     const int tie = cfg->model.output.tie;
     const double std = cfg->model.init_std;
     char n[64];
-    adaptive_layout(&m->ad, cfg, V);
-    for (int k = 0; k < ADAPT_MAX; k++) m->ad_emb[k] = m->ad_proj[k] = -1;
-    for (int k = 0; k < ADAPT_MAX; k++) m->ad_out_emb[k] = m->ad_out_proj[k] = -1;
+    adaptive_layout(&s->ad, cfg, V);
+    for (int k = 0; k < ADAPT_MAX; k++) s->ad_emb[k] = s->ad_proj[k] = -1;
+    for (int k = 0; k < ADAPT_MAX; k++) s->ad_out_emb[k] = s->ad_out_proj[k] = -1;
     for (int k = 0; k < a->K; k++) {
         size_t size = (size_t)(a->start[k + 1] - a->start[k]), d = (size_t)a->dim[k];
         ParamInit emb = PARAM_NORMAL(1.0 / sqrt((double)d));
         ParamInit proj = PARAM_NORMAL(sqrt(2.0 / (double)((size_t)a->C + d)));
         snprintf(n, sizeof n, "adaptive.emb.%d.weight", k);
-        m->ad_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
+        s->ad_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
         snprintf(n, sizeof n, "adaptive.proj.%d.weight", k);
-        m->ad_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
+        s->ad_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
     }
-    m->ad_cluster = a->K > 1 ? param_add(pt, "adaptive.cluster.weight", 1, PARAM_NORMAL(std), 2,
+    s->ad_cluster = a->K > 1 ? param_add(pt, "adaptive.cluster.weight", 1, PARAM_NORMAL(std), 2,
                                          (size_t)(a->K - 1), (size_t)a->C)
                              : -1;
     for (int k = 0; k < a->K && !tie; k++) {
@@ -101,25 +102,25 @@ static void adaptive_declare(Model *m, const Config *cfg, ParamTable *pt, int V)
         ParamInit emb = PARAM_NORMAL(1.0 / sqrt((double)d));
         ParamInit proj = PARAM_NORMAL(sqrt(2.0 / (double)((size_t)a->C + d)));
         snprintf(n, sizeof n, "adaptive.out.emb.%d.weight", k);
-        m->ad_out_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
+        s->ad_out_emb[k] = param_add(pt, n, 1, emb, 2, size, d);
         snprintf(n, sizeof n, "adaptive.out.proj.%d.weight", k);
-        if (k) m->ad_out_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
+        if (k) s->ad_out_proj[k] = param_add(pt, n, 1, proj, 2, (size_t)a->C, d);
     }
 }
 
 /* The tied token embedding (V, C) ~ normal(0, C^-1/2) (see the top). */
-static void full_declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
+static void full_declare(ModelSpec *s, const Config *cfg, int V) {
     size_t C = (size_t)cfg->model.d_model;
-    m->tok_emb =
-        param_add(pt, "tok_emb.weight", 1, PARAM_NORMAL(1.0 / sqrt((double)C)), 2, (size_t)V, C);
+    s->tok_emb = param_add(&s->pt, "tok_emb.weight", 1, PARAM_NORMAL(1.0 / sqrt((double)C)), 2,
+                           (size_t)V, C);
 }
 
 /* The output layer, one row per model.output.type: the token embedding at the bottom and the
  * softmax at the top share their weights, so both ends are one choice, made in output_of(). */
 struct OutputLayer {
-    void (*declare)(Model *m, const Config *cfg, ParamTable *pt, int V);
+    void (*declare)(ModelSpec *s, const Config *cfg, int V);
     /* floats of a->logits, a->losses, a->outx and int32s of a->rows for N rows */
-    void (*scratch)(const Model *m, size_t N, size_t sizes[4]);
+    void (*scratch)(const ModelSpec *s, int training, size_t N, size_t sizes[4]);
     /* x (N, C) = the tokens' embeddings * sqrt(C); dweights += from dx */
     void (*embed_forward)(Model *m, float *x, const int32_t *tokens, size_t N);
     void (*embed_backward)(Model *m, const float *dx, const int32_t *tokens, size_t N);
@@ -138,26 +139,39 @@ static const OutputLayer *output_of(const Config *cfg) {
     return strcmp(cfg->model.output.type, "adaptive") ? &output_full : &output_adaptive;
 }
 
-/* Fills pt (its previous contents are not freed) and m's tensor indices, m->layer allocated. */
-static void declare(Model *m, const Config *cfg, ParamTable *pt, int V) {
-    memset(pt, 0, sizeof *pt);
-    m->layer = xcalloc((size_t)cfg->model.n_layers, sizeof *m->layer);
-    int C = cfg->model.d_model, F = cfg->model.d_ff;
-    int swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
-    double std = cfg->model.init_std;
-    memset(&m->ad, 0, sizeof m->ad);
-    m->tok_emb = -1;
-    m->out = output_of(cfg);
-    m->out->declare(m, cfg, pt, V);
-    for (int l = 0; l < cfg->model.n_layers; l++)
-        declare_layer(pt, &m->layer[l], l, C, F, swiglu, std);
-    m->lnf_w = m->lnf_b = -1;
-    if (cfg->model.final_norm) {
-        m->lnf_w = param_add(pt, "ln_f.weight", 0, PARAM_ONES, 1, (size_t)C);
-        m->lnf_b = param_add(pt, "ln_f.bias", 0, PARAM_ZEROS, 1, (size_t)C);
+/* Resolves every choice of cfg and declares the tensor table; s is overwritten. */
+void model_spec_init(ModelSpec *s, const Config *cfg, int V) {
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->L = cfg->model.n_layers;
+    s->C = cfg->model.d_model;
+    s->H = cfg->model.n_heads;
+    s->F = cfg->model.d_ff;
+    s->V = V;
+    s->swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
+    s->act = s->swiglu                                    ? ACT_SWIGLU
+             : strcmp(cfg->model.activation, "relu") == 0 ? ACT_RELU
+                                                          : ACT_GELU;
+    s->final_norm = cfg->model.final_norm;
+    s->pos = pos_find(cfg->model.position);
+    s->out = output_of(cfg);
+    s->layer = xcalloc((size_t)s->L, sizeof *s->layer);
+    s->tok_emb = -1;
+    s->out->declare(s, cfg, V);
+    for (int l = 0; l < s->L; l++)
+        declare_layer(&s->pt, &s->layer[l], l, s->C, s->F, s->swiglu, cfg->model.init_std);
+    s->lnf_w = s->lnf_b = -1;
+    if (s->final_norm) {
+        s->lnf_w = param_add(&s->pt, "ln_f.weight", 0, PARAM_ONES, 1, (size_t)s->C);
+        s->lnf_b = param_add(&s->pt, "ln_f.bias", 0, PARAM_ZEROS, 1, (size_t)s->C);
     }
-    const PosMethod *pm = pos_find(cfg->model.position);
-    if (pm && pm->declare) pm->declare(cfg, pt);
+    if (s->pos->declare) s->pos->declare(cfg, &s->pt);
+}
+
+void model_spec_free(ModelSpec *s) {
+    param_free(&s->pt);
+    free(s->layer);
+    memset(s, 0, sizeof *s);
 }
 
 int model_check_vocab(const Config *cfg, int V, char *err, size_t n) {
@@ -172,36 +186,30 @@ int model_check_vocab(const Config *cfg, int V, char *err, size_t n) {
     return -1;
 }
 
-void model_declare(const Config *cfg, ParamTable *pt, int V) {
-    Model scratch = {0}; /* only the indices are written */
-    declare(&scratch, cfg, pt, V);
-    free(scratch.layer);
+float *tensor_ptr(const ModelSpec *s, float *base, int idx) {
+    return idx < 0 ? NULL : base + s->pt.t[idx].offset;
 }
 
-float *tensor_ptr(const Model *m, float *base, int idx) {
-    return idx < 0 ? NULL : base + m->pt.t[idx].offset;
-}
-
-LayerView layer_view(const Model *m, float *base, int l) {
-    const LayerIdx *i = &m->layer[l];
-#define V_(f) .f = tensor_ptr(m, base, i->f)
+LayerView layer_view(const ModelSpec *s, float *base, int l) {
+    const LayerIdx *i = &s->layer[l];
+#define V_(f) .f = tensor_ptr(s, base, i->f)
     return (LayerView){V_(ln1_w),  V_(ln1_b),  V_(qkv_w), V_(qkv_b), V_(proj_w),
                        V_(proj_b), V_(ln2_w),  V_(ln2_b), V_(fc1_w), V_(fc1_b),
                        V_(gate_w), V_(gate_b), V_(fc2_w), V_(fc2_b)};
 #undef V_
 }
 
-Adaptive adaptive_view(const Model *m, float *base) {
-    Adaptive a = m->ad;
+Adaptive adaptive_view(const ModelSpec *s, float *base) {
+    Adaptive a = s->ad;
     for (int k = 0; k < a.K; k++) {
-        a.emb[k] = tensor_ptr(m, base, m->ad_emb[k]);
-        a.proj[k] = tensor_ptr(m, base, m->ad_proj[k]);
-        a.out_emb[k] = m->ad_out_emb[k] >= 0 ? tensor_ptr(m, base, m->ad_out_emb[k]) : a.emb[k];
+        a.emb[k] = tensor_ptr(s, base, s->ad_emb[k]);
+        a.proj[k] = tensor_ptr(s, base, s->ad_proj[k]);
+        a.out_emb[k] = s->ad_out_emb[k] >= 0 ? tensor_ptr(s, base, s->ad_out_emb[k]) : a.emb[k];
         a.out_proj[k] = k == 0                   ? NULL
-                        : m->ad_out_proj[k] >= 0 ? tensor_ptr(m, base, m->ad_out_proj[k])
+                        : s->ad_out_proj[k] >= 0 ? tensor_ptr(s, base, s->ad_out_proj[k])
                                                  : a.proj[k];
     }
-    a.cluster = tensor_ptr(m, base, m->ad_cluster);
+    a.cluster = tensor_ptr(s, base, s->ad_cluster);
     return a;
 }
 
@@ -218,16 +226,16 @@ static size_t mul_sat(size_t a, size_t b) {
  * is kept (layers overwrite each other), so memory does not grow with depth, and attention is
  * tiled (attention_forward_tiled), so nothing (B, H, T, T) is allocated: at T = 16k that
  * would be 8 GB per buffer for the reference model's 8 heads. */
-static void alloc_activations(Model *m) {
-    Activations *a = &m->a;
-    size_t N = (size_t)m->max_B * m->max_T, C = m->C, F = m->F, H = m->H;
-    size_t TT = m->training ? (size_t)m->max_T * m->max_T : 0;
-    size_t S = m->training ? (size_t)m->L : 1;
+static void alloc_activations(RunState *r, const ModelSpec *s) {
+    Activations *a = &r->a;
+    size_t N = (size_t)r->max_B * r->max_T, C = s->C, F = s->F, H = s->H;
+    size_t TT = r->training ? (size_t)r->max_T * r->max_T : 0;
+    size_t S = r->training ? (size_t)s->L : 1;
     size_t NC = mul_sat(N, C), NF = mul_sat(N, F), SNC = mul_sat(S, NC), SNF = mul_sat(S, NF);
-    size_t BHTT = mul_sat(mul_sat((size_t)m->max_B, H), TT);
-    a->att_threads = m->training ? 0 : omp_get_max_threads();
+    size_t BHTT = mul_sat(mul_sat((size_t)r->max_B, H), TT);
+    a->att_threads = r->training ? 0 : omp_get_max_threads();
     size_t out[4];
-    m->out->scratch(m, N, out);
+    s->out->scratch(s, r->training, N, out);
     struct {
         float **p;
         size_t n;
@@ -244,7 +252,7 @@ static void alloc_activations(Model *m) {
         {&a->probs, mul_sat(S, BHTT)},
         {&a->att, SNC},
         {&a->fc1, SNF},
-        {&a->gate, m->swiglu ? SNF : 0},
+        {&a->gate, s->swiglu ? SNF : 0},
         {&a->act, SNF},
         {&a->lnf, NC},
         {&a->lnf_mean, N},
@@ -255,81 +263,87 @@ static void alloc_activations(Model *m) {
         {&a->losses, out[1]},
         {&a->outx, out[2]},
         {&a->att_tiles,
-         m->training ? 0 : attention_tiled_scratch_floats(m->C, m->H, a->att_threads)},
-        {&a->dres, m->training ? NC : 0},
-        {&a->dtmp, m->training ? NC : 0},
-        {&a->dln, m->training ? NC : 0},
-        {&a->datt, m->training ? NC : 0},
-        {&a->dqkv, m->training ? mul_sat(3, NC) : 0},
-        {&a->dff1, m->training ? NF : 0},
-        {&a->dff2, m->training ? NF : 0},
+         r->training ? 0 : attention_tiled_scratch_floats(s->C, s->H, a->att_threads)},
+        {&a->dres, r->training ? NC : 0},
+        {&a->dtmp, r->training ? NC : 0},
+        {&a->dln, r->training ? NC : 0},
+        {&a->datt, r->training ? NC : 0},
+        {&a->dqkv, r->training ? mul_sat(3, NC) : 0},
+        {&a->dff1, r->training ? NF : 0},
+        {&a->dff2, r->training ? NF : 0},
     };
     size_t total = 0, n_plan = sizeof plan / sizeof plan[0];
     for (size_t i = 0; i < n_plan; i++) total += (plan[i].n + 15) / 16 * 16;
     if (total >= SAT)
         sys_error("out of memory: the activations of %d sequences of %d tokens need more than "
                   "2^60 bytes",
-                  m->max_B, m->max_T);
+                  r->max_B, r->max_T);
     float *base = xcalloc(total, sizeof(float));
     prefault(base, total * sizeof(float));
     for (size_t i = 0, off = 0; i < n_plan; i++) {
         *plan[i].p = plan[i].n ? base + off : NULL;
         off += (plan[i].n + 15) / 16 * 16;
     }
-    m->act_bytes = total * sizeof(float);
+    r->act_bytes = total * sizeof(float);
     a->rows = out[3] ? xcalloc(out[3], sizeof(int32_t)) : NULL;
-    m->act_bytes += out[3] * sizeof(int32_t);
+    r->act_bytes += out[3] * sizeof(int32_t);
+}
+
+void weights_alloc(Weights *w, const ModelSpec *s, int grads) {
+    w->params = xcalloc(s->pt.total, sizeof(float));
+    w->grads = grads ? xcalloc(s->pt.total, sizeof(float)) : NULL;
+}
+
+void weights_free(Weights *w) {
+    free(w->params);
+    free(w->grads);
+    memset(w, 0, sizeof *w);
+}
+
+void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_B, int max_T,
+                     int training) {
+    memset(r, 0, sizeof *r);
+    r->max_B = max_B;
+    r->max_T = max_T;
+    r->training = training;
+    alloc_activations(r, s);
+    r->pos = (Pos){.m = s->pos,
+                   .n_layers = s->L,
+                   .C = s->C,
+                   .H = s->H,
+                   .D = s->C / s->H,
+                   .max_T = max_T,
+                   .pt = &s->pt,
+                   .params = w->params,
+                   .grads = w->grads};
+    if (s->pos->setup) s->pos->setup(&r->pos, s->cfg);
+}
+
+void run_state_free(RunState *r) {
+    free(r->a.res);
+    free(r->a.rows);
+    free(r->pos.state);
+    memset(r, 0, sizeof *r);
 }
 
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training) {
-    memset(m, 0, sizeof *m);
-    m->cfg = cfg;
-    m->L = cfg->model.n_layers;
-    m->C = cfg->model.d_model;
-    m->H = cfg->model.n_heads;
-    m->F = cfg->model.d_ff;
-    m->V = V;
-    m->swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
-    m->act = m->swiglu                                    ? ACT_SWIGLU
-             : strcmp(cfg->model.activation, "relu") == 0 ? ACT_RELU
-                                                          : ACT_GELU;
-    m->final_norm = cfg->model.final_norm;
-    m->max_B = max_B;
-    m->max_T = max_T;
-    m->training = training;
-    declare(m, cfg, &m->pt, V);
-    m->params = xcalloc(m->pt.total, sizeof(float));
-    if (training) m->grads = xcalloc(m->pt.total, sizeof(float));
-    alloc_activations(m);
-    m->pos = (Pos){.m = pos_find(cfg->model.position),
-                   .n_layers = m->L,
-                   .C = m->C,
-                   .H = m->H,
-                   .D = m->C / m->H,
-                   .max_T = max_T,
-                   .pt = &m->pt,
-                   .params = m->params,
-                   .grads = m->grads};
-    if (m->pos.m->setup) m->pos.m->setup(&m->pos, cfg);
+    model_spec_init(&m->spec, cfg, V);
+    weights_alloc(&m->weights, &m->spec, training);
+    run_state_alloc(&m->state, &m->spec, &m->weights, max_B, max_T, training);
 }
 
 void model_free(Model *m) {
-    param_free(&m->pt);
-    free(m->layer);
-    free(m->params);
-    free(m->grads);
-    free(m->a.res);
-    free(m->a.rows);
-    free(m->pos.state);
-    memset(m, 0, sizeof *m);
+    run_state_free(&m->state);
+    weights_free(&m->weights);
+    model_spec_free(&m->spec);
 }
 
 /* Tensor k draws from rng_key(seed, k), so a tensor's values depend on its place in the table
  * only, not on the thread count or on the other tensors. */
 void model_init(Model *m, uint64_t seed) {
-    for (int k = 0; k < m->pt.n; k++) {
-        const TensorSpec *t = &m->pt.t[k];
-        float *p = m->params + t->offset;
+    for (int k = 0; k < m->spec.pt.n; k++) {
+        const TensorSpec *t = &m->spec.pt.t[k];
+        float *p = m->weights.params + t->offset;
         uint64_t key = rng_key(seed, (uint64_t)k);
         double s = t->init.std;
         switch (t->init.kind) {
@@ -338,7 +352,7 @@ void model_init(Model *m, uint64_t seed) {
             for (size_t i = 0; i < t->numel; i++) p[i] = t->init.kind == INIT_ONES ? 1.0f : 0.0f;
             break;
         case INIT_RESIDUAL:
-            s /= sqrt(2.0 * m->L);
+            s /= sqrt(2.0 * m->spec.L);
             /* fall through */
         case INIT_NORMAL:
             for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
@@ -347,21 +361,21 @@ void model_init(Model *m, uint64_t seed) {
             break;
         }
     }
-    if (m->pos.m->init) m->pos.m->init(&m->pos, rng_key(seed, 0x706f73ull));
+    if (m->state.pos.m->init) m->state.pos.m->init(&m->state.pos, rng_key(seed, 0x706f73ull));
 }
 
 /* The one place a norm is applied: out (N, C) = norm(x) * g + b, mean and rstd (N) saved for
  * the backward. LayerNorm is the only model.norm yet; another (RMSNorm) is a case here. */
 static void norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x,
                          const float *g, const float *b, size_t N) {
-    layernorm_forward(out, mean, rstd, x, g, b, N, m->C);
+    layernorm_forward(out, mean, rstd, x, g, b, N, m->spec.C);
 }
 
 /* dx += ; dg, db += (layernorm_backward's contract) */
 static void norm_backward(const Model *m, float *dx, float *dg, float *db, const float *dout,
                           const float *x, const float *g, const float *mean, const float *rstd,
                           size_t N) {
-    layernorm_backward(dx, dg, db, dout, x, g, mean, rstd, N, m->C);
+    layernorm_backward(dx, dg, db, dout, x, g, mean, rstd, N, m->spec.C);
 }
 
 /* Per-layer activation slot: every layer in a training pass, one shared slot otherwise. */
@@ -378,37 +392,38 @@ static void add_into(float *out, const float *a, const float *b, size_t n) {
 static AttnShape attn_shape(const Model *m, const Pass *p, int l) {
     return (AttnShape){.B = p->B,
                        .T = p->T,
-                       .C = m->C,
-                       .H = m->H,
+                       .C = m->spec.C,
+                       .H = m->spec.H,
                        .layer = l,
-                       .pos = &m->pos,
+                       .pos = &m->state.pos,
                        .pos0 = p->pos0,
-                       .attn_dropout = p->train ? (float)m->cfg->model.attn_dropout : 0.0f,
+                       .attn_dropout = p->train ? (float)m->spec.cfg->model.attn_dropout : 0.0f,
                        .key = site_key(p->key, l, SITE_ATTN_P),
-                       .scratch = m->a.bh_tt,
-                       .tile_threads = m->a.att_threads};
+                       .scratch = m->state.a.bh_tt,
+                       .tile_threads = m->state.a.att_threads};
 }
 
 static void block_forward(Model *m, const Pass *p, int l, float drop) {
-    Activations *a = &m->a;
-    const int C = m->C, F = m->F;
+    Activations *a = &m->state.a;
+    const int C = m->spec.C, F = m->spec.F;
     const size_t N = (size_t)p->B * p->T, s = slot(p, l), NC = N * C, NF = N * F;
-    const size_t BHTT = (size_t)p->B * m->H * p->T * p->T;
+    const size_t BHTT = (size_t)p->B * m->spec.H * p->T * p->T;
     const AttnShape as = attn_shape(m, p, l);
-    LayerView w = layer_view(m, m->params, l);
+    LayerView w = layer_view(&m->spec, m->weights.params, l);
     float *xin = a->res + s * NC, *mid = a->mid + s * NC, *xout = a->res + (s + 1) * NC;
     if (!p->train) xout = xin; /* evaluation: the stream is updated in place */
     float *ln1 = a->ln1 + s * NC, *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC;
     float *ln2 = a->ln2 + s * NC, *fc1 = a->fc1 + s * NF, *act = a->act + s * NF;
-    float *gate = m->swiglu ? a->gate + s * NF : NULL;
-    const PosMethod *pm = m->pos.m;
+    float *gate = m->spec.swiglu ? a->gate + s * NF : NULL;
+    const PosMethod *pm = m->state.pos.m;
 
     TIMED(PF_LN, 0,
           norm_forward(m, ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N));
     TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
     if (pm->rotate_forward)
-        TIMED(PF_ATTN, 0,
-              pm->rotate_forward(&m->pos, qkv, qkv + C, 3 * (size_t)C, l, p->B, p->T, p->pos0));
+        TIMED(
+            PF_ATTN, 0,
+            pm->rotate_forward(&m->state.pos, qkv, qkv + C, 3 * (size_t)C, l, p->B, p->T, p->pos0));
     if (a->att_tiles) /* an evaluation model */
         TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, &as, a->att_tiles));
     else
@@ -421,13 +436,13 @@ static void block_forward(Model *m, const Pass *p, int l, float drop) {
     TIMED(PF_LN, 0,
           norm_forward(m, ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N));
     TIMED(PF_FFN_MM, 0, matmul_forward(fc1, ln2, w.fc1_w, w.fc1_b, N, C, F));
-    if (m->swiglu) {
+    if (m->spec.swiglu) {
         TIMED(PF_FFN_MM, 0, matmul_forward(gate, ln2, w.gate_w, w.gate_b, N, C, F));
         TIMED(PF_ACT, 0, swiglu_forward(act, gate, fc1, NF));
     } else {
-        TIMED(PF_ACT, 0, act_forward(act, fc1, NF, m->act));
+        TIMED(PF_ACT, 0, act_forward(act, fc1, NF, m->spec.act));
     }
-    float act_drop = p->train ? (float)m->cfg->model.act_dropout : 0.0f;
+    float act_drop = p->train ? (float)m->spec.cfg->model.act_dropout : 0.0f;
     TIMED(PF_ACT, 0, dropout_forward(act, act, NF, act_drop, site_key(p->key, l, SITE_ACT)));
     TIMED(PF_FFN_MM, 0, matmul_forward(a->tmp, act, w.fc2_w, w.fc2_b, N, F, C));
     TIMED(PF_RESID, 0, {
@@ -438,57 +453,60 @@ static void block_forward(Model *m, const Pass *p, int l, float drop) {
 
 /* The residual stream leaving the last layer: its own slot in training, else the shared one. */
 static float *last_stream(const Model *m, const Pass *p) {
-    return m->a.res + (p->train ? (size_t)m->L * p->B * p->T * m->C : 0);
+    return m->state.a.res + (p->train ? (size_t)m->spec.L * p->B * p->T * m->spec.C : 0);
 }
 
 const float *model_hidden(const Model *m, const Pass *p) {
-    return m->final_norm ? m->a.lnf : last_stream(m, p);
+    return m->spec.final_norm ? m->state.a.lnf : last_stream(m, p);
 }
 
 void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
-    if (p->B > m->max_B || p->pos0 < 0 || p->pos0 + p->T > m->max_T || (p->train && !m->training))
+    if (p->B > m->state.max_B || p->pos0 < 0 || p->pos0 + p->T > m->state.max_T ||
+        (p->train && !m->state.training))
         sys_error("internal: forward of %dx%d from position %d exceeds the model's %dx%d capacity",
-                  p->B, p->T, p->pos0, m->max_B, m->max_T);
-    Activations *a = &m->a;
-    const int C = m->C;
+                  p->B, p->T, p->pos0, m->state.max_B, m->state.max_T);
+    Activations *a = &m->state.a;
+    const int C = m->spec.C;
     const size_t N = (size_t)p->B * p->T, NC = N * C;
-    float drop = p->train ? (float)m->cfg->model.dropout : 0.0f;
-    if (m->pos.m->prepare) m->pos.m->prepare(&m->pos, p->pos0 + p->T);
+    float drop = p->train ? (float)m->spec.cfg->model.dropout : 0.0f;
+    if (m->state.pos.m->prepare) m->state.pos.m->prepare(&m->state.pos, p->pos0 + p->T);
 
     TIMED(PF_EMBED, 0, {
-        m->out->embed_forward(m, a->res, inputs, N);
-        if (m->pos.m->embed_forward) m->pos.m->embed_forward(&m->pos, a->res, p->B, p->T, p->pos0);
+        m->spec.out->embed_forward(m, a->res, inputs, N);
+        if (m->state.pos.m->embed_forward)
+            m->state.pos.m->embed_forward(&m->state.pos, a->res, p->B, p->T, p->pos0);
         dropout_forward(a->res, a->res, NC, drop, site_key(p->key, 0, SITE_EMB));
     });
-    for (int l = 0; l < m->L; l++) block_forward(m, p, l, drop);
-    if (m->final_norm)
+    for (int l = 0; l < m->spec.L; l++) block_forward(m, p, l, drop);
+    if (m->spec.final_norm)
         TIMED(PF_LN, 0,
               norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, last_stream(m, p),
-                           tensor_ptr(m, m->params, m->lnf_w), tensor_ptr(m, m->params, m->lnf_b),
-                           N));
+                           tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_w),
+                           tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_b), N));
 }
 
 double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
     size_t N = (size_t)p->B * p->T;
-    TIMED(PF_OUTPUT, 0, m->out->loss(m, p, targets, losses));
+    TIMED(PF_OUTPUT, 0, m->spec.out->loss(m, p, targets, losses));
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
     return sum;
 }
 
 static void block_backward(Model *m, const Pass *p, int l, float drop) {
-    Activations *a = &m->a;
-    const int C = m->C, F = m->F;
+    Activations *a = &m->state.a;
+    const int C = m->spec.C, F = m->spec.F;
     const size_t N = (size_t)p->B * p->T, NC = N * C, NF = N * F, s = (size_t)l;
-    const size_t BHTT = (size_t)p->B * m->H * p->T * p->T;
+    const size_t BHTT = (size_t)p->B * m->spec.H * p->T * p->T;
     const AttnShape as = attn_shape(m, p, l);
-    LayerView w = layer_view(m, m->params, l), g = layer_view(m, m->grads, l);
+    LayerView w = layer_view(&m->spec, m->weights.params, l),
+              g = layer_view(&m->spec, m->weights.grads, l);
     const float *xin = a->res + s * NC, *mid = a->mid + s * NC, *ln1 = a->ln1 + s * NC;
     const float *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC, *ln2 = a->ln2 + s * NC;
     const float *fc1 = a->fc1 + s * NF, *act = a->act + s * NF;
-    const float *gate = m->swiglu ? a->gate + s * NF : NULL;
-    const PosMethod *pm = m->pos.m;
-    float act_drop = (float)m->cfg->model.act_dropout;
+    const float *gate = m->spec.swiglu ? a->gate + s * NF : NULL;
+    const PosMethod *pm = m->state.pos.m;
+    float act_drop = (float)m->spec.cfg->model.act_dropout;
 
     /* x_out = mid + drop(fc2(act)) ; a->dres holds d x_out and becomes d mid */
     TIMED(PF_RESID, 1,
@@ -497,14 +515,14 @@ static void block_backward(Model *m, const Pass *p, int l, float drop) {
           matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
     TIMED(PF_ACT, 1,
           dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
-    if (m->swiglu) {
+    if (m->spec.swiglu) {
         TIMED(PF_ACT, 1, swiglu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF));
         TIMED(PF_FFN_MM, 1, {
             matmul_backward(a->dln, g.gate_w, g.gate_b, a->dff2, ln2, w.gate_w, N, C, F, 0);
             matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 1);
         });
     } else {
-        TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, m->act));
+        TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, m->spec.act));
         TIMED(PF_FFN_MM, 1,
               matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 0));
     }
@@ -518,9 +536,9 @@ static void block_backward(Model *m, const Pass *p, int l, float drop) {
           matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
     TIMED(PF_ATTN, 1, {
         attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + s * BHTT, &as);
-        if (pm->bias_backward) pm->bias_backward(&m->pos, a->bh_tt, l, p->B, p->T);
+        if (pm->bias_backward) pm->bias_backward(&m->state.pos, a->bh_tt, l, p->B, p->T);
         if (pm->rotate_backward)
-            pm->rotate_backward(&m->pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, p->B, p->T,
+            pm->rotate_backward(&m->state.pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, p->B, p->T,
                                 p->pos0);
     });
     TIMED(PF_QKV, 1,
@@ -536,57 +554,62 @@ double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int3
      * needs; nothing trains from another position */
     if (!p->train || p->pos0 != 0)
         sys_error("internal: backward of a pass that is not a training pass from position 0");
-    Activations *a = &m->a;
-    const int C = m->C;
+    Activations *a = &m->state.a;
+    const int C = m->spec.C;
     const size_t N = (size_t)p->B * p->T, NC = N * C;
-    float *dfinal = m->final_norm ? a->dln : a->dres;
+    float *dfinal = m->spec.final_norm ? a->dln : a->dres;
     double loss;
-    TIMED(PF_OUTPUT, 1, loss = m->out->loss_backward(m, p, dfinal, targets, scale));
-    if (m->final_norm) {
+    TIMED(PF_OUTPUT, 1, loss = m->spec.out->loss_backward(m, p, dfinal, targets, scale));
+    if (m->spec.final_norm) {
         memset(a->dres, 0, NC * sizeof(float));
         TIMED(PF_LN, 1,
-              norm_backward(m, a->dres, tensor_ptr(m, m->grads, m->lnf_w),
-                            tensor_ptr(m, m->grads, m->lnf_b), a->dln, last_stream(m, p),
-                            tensor_ptr(m, m->params, m->lnf_w), a->lnf_mean, a->lnf_rstd, N));
+              norm_backward(m, a->dres, tensor_ptr(&m->spec, m->weights.grads, m->spec.lnf_w),
+                            tensor_ptr(&m->spec, m->weights.grads, m->spec.lnf_b), a->dln,
+                            last_stream(m, p),
+                            tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_w), a->lnf_mean,
+                            a->lnf_rstd, N));
     }
-    float drop = (float)m->cfg->model.dropout;
-    for (int l = m->L - 1; l >= 0; l--) block_backward(m, p, l, drop);
+    float drop = (float)m->spec.cfg->model.dropout;
+    for (int l = m->spec.L - 1; l >= 0; l--) block_backward(m, p, l, drop);
     TIMED(PF_EMBED, 1, {
         dropout_backward(a->dres, a->dres, NC, drop, site_key(p->key, 0, SITE_EMB));
-        if (m->pos.m->embed_backward)
-            m->pos.m->embed_backward(&m->pos, a->dres, p->B, p->T, p->pos0);
-        m->out->embed_backward(m, a->dres, inputs, N);
+        if (m->state.pos.m->embed_backward)
+            m->state.pos.m->embed_backward(&m->state.pos, a->dres, p->B, p->T, p->pos0);
+        m->spec.out->embed_backward(m, a->dres, inputs, N);
     });
     return loss;
 }
 
 /* ---- full softmax over the vocabulary with the tied token embedding (ops/xent.c) ---- */
 /* logits in chunks of XENT_CHUNK rows; nothing else */
-static void full_scratch(const Model *m, size_t N, size_t sizes[4]) {
-    (void)N;
-    sizes[0] = (size_t)XENT_CHUNK * m->V;
+static void full_scratch(const ModelSpec *s, int training, size_t N, size_t sizes[4]) {
+    (void)training, (void)N;
+    sizes[0] = (size_t)XENT_CHUNK * s->V;
     sizes[1] = sizes[2] = sizes[3] = 0;
 }
 
 static void full_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
-    embedding_forward(x, tokens, tensor_ptr(m, m->params, m->tok_emb), N, m->C, sqrtf((float)m->C));
+    embedding_forward(x, tokens, tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), N,
+                      m->spec.C, sqrtf((float)m->spec.C));
 }
 
 static void full_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
-    embedding_backward(tensor_ptr(m, m->grads, m->tok_emb), dx, tokens, N, m->C,
-                       sqrtf((float)m->C));
+    embedding_backward(tensor_ptr(&m->spec, m->weights.grads, m->spec.tok_emb), dx, tokens, N,
+                       m->spec.C, sqrtf((float)m->spec.C));
 }
 
 static void full_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
-    xent_forward(losses, model_hidden(m, p), tensor_ptr(m, m->params, m->tok_emb), targets,
-                 (size_t)p->B * p->T, m->C, m->V, m->a.logits);
+    xent_forward(losses, model_hidden(m, p),
+                 tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets,
+                 (size_t)p->B * p->T, m->spec.C, m->spec.V, m->state.a.logits);
 }
 
 static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
                                  float scale) {
-    return xent_forward_backward(dx, tensor_ptr(m, m->grads, m->tok_emb), model_hidden(m, p),
-                                 tensor_ptr(m, m->params, m->tok_emb), targets, (size_t)p->B * p->T,
-                                 m->C, m->V, scale, m->a.logits);
+    return xent_forward_backward(
+        dx, tensor_ptr(&m->spec, m->weights.grads, m->spec.tok_emb), model_hidden(m, p),
+        tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets, (size_t)p->B * p->T,
+        m->spec.C, m->spec.V, scale, m->state.a.logits);
 }
 
 static double full_flops(const Config *cfg, int V) {
@@ -606,54 +629,59 @@ static const OutputLayer output_full = {
 /* ---- adaptive input and tied adaptive softmax (ops/adaptive.c) ---- */
 /* the clusters' logits; per-row losses for the backward and the dropped hidden state (training
  * only); the rows grouped by cluster */
-static void adaptive_scratch(const Model *m, size_t N, size_t sizes[4]) {
-    sizes[0] = adaptive_scratch_floats(&m->ad);
-    sizes[1] = m->training ? N : 0;
-    sizes[2] = m->training && m->cfg->model.output.dropout > 0 ? mul_sat(N, (size_t)m->C) : 0;
+static void adaptive_scratch(const ModelSpec *s, int training, size_t N, size_t sizes[4]) {
+    sizes[0] = adaptive_scratch_floats(&s->ad);
+    sizes[1] = training ? N : 0;
+    sizes[2] = training && s->cfg->model.output.dropout > 0 ? mul_sat(N, (size_t)s->C) : 0;
     sizes[3] = N;
 }
 
 static void adaptive_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
-    Adaptive w = adaptive_view(m, m->params);
-    adaptive_input_forward(x, tokens, &w, N, sqrtf((float)m->C), m->a.rows, m->a.logits);
+    Adaptive w = adaptive_view(&m->spec, m->weights.params);
+    adaptive_input_forward(x, tokens, &w, N, sqrtf((float)m->spec.C), m->state.a.rows,
+                           m->state.a.logits);
 }
 
 static void adaptive_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
-    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
-    adaptive_input_backward(&g, dx, tokens, &w, N, sqrtf((float)m->C), m->a.rows, m->a.logits);
+    Adaptive w = adaptive_view(&m->spec, m->weights.params),
+             g = adaptive_view(&m->spec, m->weights.grads);
+    adaptive_input_backward(&g, dx, tokens, &w, N, sqrtf((float)m->spec.C), m->state.a.rows,
+                            m->state.a.logits);
 }
 
 /* The adaptive softmax's input: the final hidden state, after its dropout in training. */
 static const float *softmax_input(Model *m, const Pass *p) {
-    float drop = (float)m->cfg->model.output.dropout;
+    float drop = (float)m->spec.cfg->model.output.dropout;
     if (!p->train || drop <= 0.0f) return model_hidden(m, p);
-    size_t NC = (size_t)p->B * p->T * m->C;
-    dropout_forward(m->a.outx, model_hidden(m, p), NC, drop, site_key(p->key, m->L, SITE_OUT));
-    return m->a.outx;
+    size_t NC = (size_t)p->B * p->T * m->spec.C;
+    dropout_forward(m->state.a.outx, model_hidden(m, p), NC, drop,
+                    site_key(p->key, m->spec.L, SITE_OUT));
+    return m->state.a.outx;
 }
 
 static AdaptiveDrop tail_dropout(const Model *m, const Pass *p) {
-    return (AdaptiveDrop){p->train ? (float)m->cfg->model.output.dropout : 0.0f,
-                          site_key(p->key, m->L, SITE_TAIL)};
+    return (AdaptiveDrop){p->train ? (float)m->spec.cfg->model.output.dropout : 0.0f,
+                          site_key(p->key, m->spec.L, SITE_TAIL)};
 }
 
 static void adaptive_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
-    Adaptive w = adaptive_view(m, m->params);
+    Adaptive w = adaptive_view(&m->spec, m->weights.params);
     AdaptiveDrop drop = tail_dropout(m, p);
     adaptive_softmax_forward(losses, softmax_input(m, p), &w, targets, (size_t)p->B * p->T, &drop,
-                             m->a.rows, m->a.logits);
+                             m->state.a.rows, m->state.a.logits);
 }
 
 static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
                                      float scale) {
     const size_t N = (size_t)p->B * p->T;
-    Adaptive w = adaptive_view(m, m->params), g = adaptive_view(m, m->grads);
+    Adaptive w = adaptive_view(&m->spec, m->weights.params),
+             g = adaptive_view(&m->spec, m->weights.grads);
     AdaptiveDrop drop = tail_dropout(m, p);
-    double loss =
-        adaptive_softmax_forward_backward(dx, &g, m->a.losses, softmax_input(m, p), &w, targets, N,
-                                          scale, &drop, m->a.rows, m->a.logits);
-    dropout_backward(dx, dx, N * m->C, (float)m->cfg->model.output.dropout,
-                     site_key(p->key, m->L, SITE_OUT));
+    double loss = adaptive_softmax_forward_backward(dx, &g, m->state.a.losses, softmax_input(m, p),
+                                                    &w, targets, N, scale, &drop, m->state.a.rows,
+                                                    m->state.a.logits);
+    dropout_backward(dx, dx, N * m->spec.C, (float)m->spec.cfg->model.output.dropout,
+                     site_key(p->key, m->spec.L, SITE_OUT));
     return loss;
 }
 
@@ -685,5 +713,5 @@ double model_flops_per_token(const Config *cfg, int V, int T) {
 }
 
 size_t model_param_bytes(const Model *m) {
-    return 4 * m->pt.total * sizeof(float);
+    return 4 * m->spec.pt.total * sizeof(float);
 }

@@ -61,9 +61,12 @@ typedef struct {
 
 typedef struct OutputLayer OutputLayer; /* full or adaptive softmax: model.c's one seam */
 
+/* What the model is: the shape and every variant, resolved once from the config, and the tensor
+ * table with the indices of every tensor. Nothing here changes after model_spec_init. */
 typedef struct {
     const Config *cfg;
     const OutputLayer *out;
+    const PosMethod *pos;
     int L, C, H, F, V;
     Activation act;
     int swiglu, final_norm;
@@ -72,16 +75,30 @@ typedef struct {
     /* adaptive output: tensor indices (-1: absent) and the cluster layout */
     int ad_emb[ADAPT_MAX], ad_proj[ADAPT_MAX], ad_out_emb[ADAPT_MAX], ad_out_proj[ADAPT_MAX];
     int ad_cluster;
-    Adaptive ad;           /* layout only (K, C, start, dim); pointers come from adaptive_view() */
-    LayerIdx *layer;       /* L entries */
-    float *params, *grads; /* pt.total floats each; grads NULL when not training */
-    Pos pos;
-    /* capacity: sequences of up to max_T tokens, max_B at a time; training: activations of
-     * every layer and gradients exist */
+    Adaptive ad;     /* layout only (K, C, start, dim); pointers come from adaptive_view() */
+    LayerIdx *layer; /* L entries */
+} ModelSpec;
+
+/* The numbers: parameters and their gradients, each pt.total floats in the table's layout. */
+typedef struct {
+    float *params, *grads; /* grads NULL when not training */
+} Weights;
+
+/* What running the model needs: activations and scratch for sequences of up to max_T tokens,
+ * max_B at a time (training: every layer's activations and the gradient scratch), the position
+ * method's precomputed state, and the profiler. Allocated once; passes only reuse it. */
+typedef struct {
     int max_B, max_T, training;
     Activations a;
     size_t act_bytes;
+    Pos pos;
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
+} RunState;
+
+typedef struct {
+    ModelSpec spec;
+    Weights weights;
+    RunState state;
 } Model;
 
 /* What one forward (and the backward, loss and hidden state of that forward) does; the model
@@ -97,21 +114,30 @@ typedef struct {
 /* 0 if the config's output layer fits a vocabulary of V words (adaptive cutoffs below V),
  * else -1 with a one-line message naming the key. */
 int model_check_vocab(const Config *cfg, int V, char *err, size_t n);
-/* The tensor table for a config (no parameter buffers): names, shapes, decay flags. pt is
- * overwritten; release it with param_free. */
-void model_declare(const Config *cfg, ParamTable *pt, int V);
-/* Allocates parameters (and gradients if training) and activations for max_B x max_T.
- * An evaluation model (training = 0) keeps one layer's activations and uses the tiled
- * attention, so its activations grow as O(max_B * max_T * (C + F)), with no T x T term; it
- * runs with at most the omp_get_max_threads() current at creation. */
+/* The spec of a (validated) config for a vocabulary of V words: its choices resolved and its
+ * tensor table (names, shapes, decay flags, init kinds), no buffers. s keeps cfg. */
+void model_spec_init(ModelSpec *s, const Config *cfg, int V);
+void model_spec_free(ModelSpec *s);
+/* Parameters (and, with grads, gradients) for the spec's table, zeroed. */
+void weights_alloc(Weights *w, const ModelSpec *s, int grads);
+void weights_free(Weights *w);
+/* Activations for max_B x max_T and the position method's state, reading w's buffers. An
+ * evaluation state (training = 0) keeps one layer's activations and uses the tiled attention,
+ * so it grows as O(max_B * max_T * (C + F)), with no T x T term; it runs with at most the
+ * omp_get_max_threads() current at creation. s and w must outlive it. */
+void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_B, int max_T,
+                     int training);
+void run_state_free(RunState *r);
+/* All three parts at once (training: with gradients and a training state). m must not move
+ * afterwards: the state points into the spec and the weights. */
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training);
 void model_free(Model *m);
 /* Random initialization from the seed (see docs in model.c). */
 void model_init(Model *m, uint64_t seed);
-LayerView layer_view(const Model *m, float *base, int l);
+LayerView layer_view(const ModelSpec *s, float *base, int l);
 /* The adaptive input/softmax tensors inside base (params or grads); tied views share them. */
-Adaptive adaptive_view(const Model *m, float *base);
-float *tensor_ptr(const Model *m, float *base, int idx);
+Adaptive adaptive_view(const ModelSpec *s, float *base);
+float *tensor_ptr(const ModelSpec *s, float *base, int idx);
 
 /* Forward of inputs (B*T tokens) through all layers to the final hidden state. */
 void model_forward(Model *m, const Pass *p, const int32_t *inputs);

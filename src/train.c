@@ -355,10 +355,10 @@ static void restore_checkpoint(Trainer *tr) {
         user_error("%s: model.safetensors (step %ld) and optim.safetensors (step %ld) are from "
                    "different steps",
                    tr->dir, step, tr->ts.step);
-    if (tr->ts.tokens != step * ckpt_tokens_per_step(tr->m.cfg))
+    if (tr->ts.tokens != step * ckpt_tokens_per_step(tr->m.spec.cfg))
         user_error("%s: metadata 'tokens' is %lld, but %ld steps of %lld tokens read %lld", optim,
-                   tr->ts.tokens, step, ckpt_tokens_per_step(tr->m.cfg),
-                   step * ckpt_tokens_per_step(tr->m.cfg));
+                   tr->ts.tokens, step, ckpt_tokens_per_step(tr->m.spec.cfg),
+                   step * ckpt_tokens_per_step(tr->m.spec.cfg));
     tr->saved_step = step;
 }
 
@@ -411,24 +411,24 @@ static void log_row(RunLog *log, cJSON *o) {
 
 /* "output     adaptive: clusters 20000 | 40000 | 207735 words of 256 | 64 | 16 dims, tied" */
 static void print_output_layer(const Model *m) {
-    if (!m->ad.K) {
-        printf("  output     full softmax over %d words, tied to the input embedding\n", m->V);
+    if (!m->spec.ad.K) {
+        printf("  output     full softmax over %d words, tied to the input embedding\n", m->spec.V);
         return;
     }
     char sizes[256] = "", dims[256] = "";
-    for (int k = 0; k < m->ad.K; k++) {
+    for (int k = 0; k < m->spec.ad.K; k++) {
         size_t a = strlen(sizes), b = strlen(dims);
         snprintf(sizes + a, sizeof sizes - a, "%s%d", k ? " | " : "",
-                 m->ad.start[k + 1] - m->ad.start[k]);
-        snprintf(dims + b, sizeof dims - b, "%s%d", k ? " | " : "", m->ad.dim[k]);
+                 m->spec.ad.start[k + 1] - m->spec.ad.start[k]);
+        snprintf(dims + b, sizeof dims - b, "%s%d", k ? " | " : "", m->spec.ad.dim[k]);
     }
     printf("  output     adaptive: clusters of %s words in %s dims, %s, dropout %g\n", sizes, dims,
-           m->cfg->model.output.tie ? "tied" : "untied", m->cfg->model.output.dropout);
+           m->spec.cfg->model.output.tie ? "tied" : "untied", m->spec.cfg->model.output.dropout);
 }
 
 static void print_summary(const Trainer *tr, const RunData *d, int threads) {
-    const Config *c = tr->m.cfg;
-    double fpt = model_flops_per_token(c, tr->m.V, c->train.seq_len);
+    const Config *c = tr->m.spec.cfg;
+    double fpt = model_flops_per_token(c, tr->m.spec.V, c->train.seq_len);
     size_t data_bytes = (d->train.n + d->valid.n) * sizeof(int32_t);
     printf("trainshort: %s\n", tr->dir);
     printf(
@@ -436,7 +436,8 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
         c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff, c->model.activation,
         c->model.position, c->model.final_norm ? "on" : "off");
     print_output_layer(&tr->m);
-    printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.pt), param_count(&tr->m.pt) / 1e6);
+    printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.spec.pt),
+           param_count(&tr->m.spec.pt) / 1e6);
     printf("  data       %s: vocab %d, train %zu tokens, valid %zu tokens\n", c->data.dir,
            d->vocab.n, d->train.n, d->valid.n);
     printf("  batch      %d x %d tokens x %d accum = %lld tokens/step, %d steps\n", c->train.batch,
@@ -445,8 +446,8 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
            3 * fpt / 1e6);
     printf("  memory     %.0f MB estimated (parameters+grads+Adam %.0f MB, activations %.0f MB, "
            "data %.0f MB)\n",
-           (model_param_bytes(&tr->m) + tr->m.act_bytes + data_bytes) / 1e6,
-           model_param_bytes(&tr->m) / 1e6, tr->m.act_bytes / 1e6, data_bytes / 1e6);
+           (model_param_bytes(&tr->m) + tr->m.state.act_bytes + data_bytes) / 1e6,
+           model_param_bytes(&tr->m) / 1e6, tr->m.state.act_bytes / 1e6, data_bytes / 1e6);
     printf("  threads    %d, BLAS kernel %s\n", threads, blas_kernel_name());
     if (d->valid.n_unk)
         printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
@@ -458,9 +459,9 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
 static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, double lr,
                          double *norm) {
     Model *m = &tr->m;
-    const Config *c = m->cfg;
+    const Config *c = m->spec.cfg;
     const int B = c->train.batch, T = c->train.seq_len, A = c->train.accum;
-    memset(m->grads, 0, m->pt.total * sizeof(float));
+    memset(m->weights.grads, 0, m->spec.pt.total * sizeof(float));
     double loss = 0.0;
     for (int k = 0; k < A; k++) {
         uint64_t micro = (uint64_t)tr->ts.step * A + k;
@@ -470,25 +471,26 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
         loss += model_backward(m, &p, in, tg, 1.0f / ((float)B * T * A));
     }
     loss /= (double)B * T * A;
-    *norm = grad_norm(m->grads, &m->pt);
+    *norm = grad_norm(m->weights.grads, &m->spec.pt);
     if (!isfinite(loss) || !isfinite(*norm)) return loss;
     if (c->train.clip > 0 && *norm > c->train.clip)
-        grad_scale(m->grads, &m->pt, (float)(c->train.clip / *norm));
+        grad_scale(m->weights.grads, &m->spec.pt, (float)(c->train.clip / *norm));
     AdamW opt = {lr, c->train.beta1, c->train.beta2, c->train.eps, c->train.weight_decay};
-    adamw_step(m->params, m->grads, tr->adam_m, tr->adam_v, &m->pt, &opt, tr->ts.step + 1);
+    adamw_step(m->weights.params, m->weights.grads, tr->adam_m, tr->adam_v, &m->spec.pt, &opt,
+               tr->ts.step + 1);
     return loss;
 }
 
 static void validate(Trainer *tr, const RunData *d, RunLog *log, Progress *pg) {
-    const Config *c = tr->m.cfg;
+    const Config *c = tr->m.spec.cfg;
     size_t n = c->train.eval_tokens > 0 && (size_t)c->train.eval_tokens < d->valid.n
                    ? (size_t)c->train.eval_tokens
                    : d->valid.n;
     double prof[2][PF_N]; /* --profile reports training time only */
-    memcpy(prof, tr->m.prof, sizeof prof);
+    memcpy(prof, tr->m.state.prof, sizeof prof);
     EvalResult r =
         eval_nonoverlap(&tr->m, d->valid.ids, n, c->train.seq_len, d->vocab.eos, NULL, NULL);
-    memcpy(tr->m.prof, prof, sizeof prof);
+    memcpy(tr->m.state.prof, prof, sizeof prof);
     double loss = r.nll / (double)r.tokens;
     progress_say(pg, "step %6ld | valid loss %.4f | ppl %.2f | %zu tokens at L=%d", tr->ts.step,
                  loss, exp(loss), r.tokens, c->train.seq_len);
@@ -519,7 +521,7 @@ static void log_step(RunLog *log, const TrainState *ts, double loss, double lr, 
  * so that a log read later says which build, machine, threads and BLAS kernel produced its
  * speeds (a run resumed elsewhere has a row per machine). */
 static void log_start(RunLog *log, const Trainer *tr, int threads, int resumed) {
-    const Config *c = tr->m.cfg;
+    const Config *c = tr->m.spec.cfg;
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     cJSON *o = cJSON_CreateObject();
@@ -531,9 +533,9 @@ static void log_start(RunLog *log, const Trainer *tr, int threads, int resumed) 
     cJSON_AddStringToObject(o, "blas", blas_kernel_name());
     cJSON_AddNumberToObject(o, "cores", omp_get_num_procs()); /* what threads default to */
     cJSON_AddStringToObject(o, "cpu", cpu);
-    cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.pt));
+    cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.spec.pt));
     cJSON_AddNumberToObject(o, "train_flops_per_token",
-                            3 * model_flops_per_token(c, tr->m.V, c->train.seq_len));
+                            3 * model_flops_per_token(c, tr->m.spec.V, c->train.seq_len));
     log_row(log, o);
 }
 
@@ -563,12 +565,13 @@ static void print_profile(const Model *m, double total) {
     printf("profile (seconds, share of training time %.1f s):\n", total);
     printf("  %-18s %10s %10s %7s\n", "op", "forward", "backward", "share");
     for (int i = 0; i < PF_N; i++)
-        printf("  %-18s %10.2f %10.2f %6.1f%%\n", names[i], m->prof[0][i], m->prof[1][i],
-               100.0 * (m->prof[0][i] + m->prof[1][i]) / (total > 0 ? total : 1));
+        printf("  %-18s %10.2f %10.2f %6.1f%%\n", names[i], m->state.prof[0][i],
+               m->state.prof[1][i],
+               100.0 * (m->state.prof[0][i] + m->state.prof[1][i]) / (total > 0 ? total : 1));
 }
 
 static void train_loop(Trainer *tr, const RunData *d, RunLog *log, const Args *a) {
-    const Config *c = tr->m.cfg;
+    const Config *c = tr->m.spec.cfg;
     const int B = c->train.batch, T = c->train.seq_len;
     const long long tokens_per_step = ckpt_tokens_per_step(c);
     const Schedule sched = schedule_parse(c->train.schedule);
@@ -646,8 +649,8 @@ int main(int argc, char **argv) {
     RunData d = {0};
     load_data(&d, &cfg, a.resume ? vocab_txt : a.init ? src.vocab : NULL);
     model_create(&tr.m, &cfg, d.vocab.n, cfg.train.batch, cfg.train.seq_len, 1);
-    tr.adam_m = xcalloc(tr.m.pt.total, sizeof(float));
-    tr.adam_v = xcalloc(tr.m.pt.total, sizeof(float));
+    tr.adam_m = xcalloc(tr.m.spec.pt.total, sizeof(float));
+    tr.adam_v = xcalloc(tr.m.spec.pt.total, sizeof(float));
     if (a.resume)
         restore_checkpoint(&tr);
     else if (a.init)

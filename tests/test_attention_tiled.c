@@ -34,9 +34,10 @@ static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, i
 
 /* Every learnable position tensor random, so biases differ per head, layer and distance. */
 static void randomize_pos(Model *m, unsigned long long seed) {
-    for (int k = 0; k < m->pt.n; k++)
-        if (m->pt.t[k].init.kind == INIT_POS)
-            fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.5f, seed + k);
+    for (int k = 0; k < m->spec.pt.n; k++)
+        if (m->spec.pt.t[k].init.kind == INIT_POS)
+            fill_random(m->weights.params + m->spec.pt.t[k].offset, m->spec.pt.t[k].numel, 0.5f,
+                        seed + k);
 }
 
 /* The definition, in double: s_ij = q_i.k_j / sqrt(D) + bias(i, j) for j <= i, the bias from
@@ -83,7 +84,7 @@ static void check_tiled(const char *method, int T, int D) {
     Config cfg;
     if (!tiny_model(&m, &cfg, method, H, D, B, T, 0)) return;
     randomize_pos(&m, 11);
-    if (m.pos.m->prepare) m.pos.m->prepare(&m.pos, T);
+    if (m.state.pos.m->prepare) m.state.pos.m->prepare(&m.state.pos, T);
     const size_t N = (size_t)B * T;
     float *qkv = xcalloc(N * 3 * C, sizeof *qkv), *out = xcalloc(N * C, sizeof *out);
     float *out1 = xcalloc(N * C, sizeof *out1);
@@ -91,17 +92,17 @@ static void check_tiled(const char *method, int T, int D) {
     /* amplitude 1.5: scores spread over several units, so softmax rows are far from uniform
      * and the running maximum changes from tile to tile */
     fill_random(qkv, N * 3 * C, 1.5f, 1000 + T);
-    if (m.pos.m->rotate_forward)
-        m.pos.m->rotate_forward(&m.pos, qkv, qkv + C, 3 * (size_t)C, layer, B, T, 0);
+    if (m.state.pos.m->rotate_forward)
+        m.state.pos.m->rotate_forward(&m.state.pos, qkv, qkv + C, 3 * (size_t)C, layer, B, T, 0);
 
     int nt = omp_get_max_threads();
     float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
     AttnShape s = {
-        .B = B, .T = T, .C = C, .H = H, .layer = layer, .pos = &m.pos, .tile_threads = nt};
+        .B = B, .T = T, .C = C, .H = H, .layer = layer, .pos = &m.state.pos, .tile_threads = nt};
     attention_forward_tiled(out, qkv, &s, scratch);
     s.tile_threads = 1;
     attention_forward_tiled(out1, qkv, &s, scratch);
-    naive_attention(ref, qkv, &m.pos, layer, B, T, C, H);
+    naive_attention(ref, qkv, &m.state.pos, layer, B, T, C, H);
 
     double worst = 0.0;
     size_t at = 0, differ = 0;
@@ -160,8 +161,8 @@ TEST(test_attention_tiled_model_matches_training_model) {
         if (!tiny_model(&tr, &cfg, method, 4, 4, B, T, 1)) continue;
         model_create(&ev, &cfg, V, B, T, 0);
         randomize_pos(&tr, 5);
-        memcpy(ev.params, tr.params, sizeof(float) * tr.pt.total);
-        CHECK(ev.a.probs == NULL && ev.a.bh_tt == NULL && ev.a.att_tiles != NULL,
+        memcpy(ev.weights.params, tr.weights.params, sizeof(float) * tr.spec.pt.total);
+        CHECK(ev.state.a.probs == NULL && ev.state.a.bh_tt == NULL && ev.state.a.att_tiles != NULL,
               "%s: the evaluation model allocates (B, H, T, T) buffers", method);
         const Pass p = {.B = B, .T = T};
         model_forward(&ev, &p, in);
@@ -189,7 +190,7 @@ static size_t eval_act_bytes(int T) {
     Model m;
     Config cfg;
     if (!tiny_model(&m, &cfg, "alibi", 8, 32, 1, T, 0)) return 0;
-    size_t bytes = m.act_bytes;
+    size_t bytes = m.state.act_bytes;
     model_free(&m);
     config_free(&cfg);
     return bytes;

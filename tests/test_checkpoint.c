@@ -25,9 +25,9 @@ TEST(test_checkpoint_round_trip) {
     Model a, b;
     model_create(&a, &cfg, V, B, T, 1);
     model_init(&a, 9);
-    float *m = xcalloc(a.pt.total, 4), *v = xcalloc(a.pt.total, 4);
-    fill_random(m, a.pt.total, 1, 1), fill_random(v, a.pt.total, 1, 2);
-    for (size_t i = 0; i < a.pt.total; i++) v[i] = fabsf(v[i]); /* second moments are >= 0 */
+    float *m = xcalloc(a.spec.pt.total, 4), *v = xcalloc(a.spec.pt.total, 4);
+    fill_random(m, a.spec.pt.total, 1, 1), fill_random(v, a.spec.pt.total, 1, 2);
+    for (size_t i = 0; i < a.spec.pt.total; i++) v[i] = fabsf(v[i]); /* second moments are >= 0 */
     TrainState ts = {.step = 42, .tokens = 4242, .elapsed = 1.5};
     CHECK(ckpt_save_model(model_path, &a, &ts, err, sizeof err) == 0, "%s", err);
     CHECK(ckpt_save_optim(optim_path, &a, m, v, &ts, err, sizeof err) == 0, "%s", err);
@@ -54,12 +54,12 @@ TEST(test_checkpoint_round_trip) {
     model_loss(&b, &p, tg, lb);
     CHECK(memcmp(la, lb, sizeof la) == 0, "losses after save/load differ");
 
-    float *m2 = xcalloc(a.pt.total, 4), *v2 = xcalloc(a.pt.total, 4);
+    float *m2 = xcalloc(a.spec.pt.total, 4), *v2 = xcalloc(a.spec.pt.total, 4);
     TrainState ts2 = {0};
     CHECK(ckpt_load_optim(optim_path, &a, m2, v2, &ts2, err, sizeof err) == 0, "%s", err);
     int same = ts2.step == 42 && ts2.tokens == 4242;
-    for (int k = 0; k < a.pt.n; k++) {
-        size_t o = a.pt.t[k].offset, bytes = a.pt.t[k].numel * 4;
+    for (int k = 0; k < a.spec.pt.n; k++) {
+        size_t o = a.spec.pt.t[k].offset, bytes = a.spec.pt.t[k].numel * 4;
         same = same && !memcmp(m + o, m2 + o, bytes) && !memcmp(v + o, v2 + o, bytes);
     }
     CHECK(same, "optimizer state differs after save/load");

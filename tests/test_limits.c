@@ -31,8 +31,9 @@ TEST(test_limits_max_layers_table) {
     int rc = config_from_text(&c, text, "test", err, sizeof err);
     CHECK(rc == 0, "%s", err);
     if (rc) return;
-    ParamTable pt;
-    model_declare(&c, &pt, 11);
+    ModelSpec spec;
+    model_spec_init(&spec, &c, 11);
+    const ParamTable pt = spec.pt;
     /* 14 tensors per SwiGLU layer, the embedding, ln_f (2) and the per-layer T5 table */
     CHECK(pt.n == 14 * (int)hi + 4, "%d layers: %d tensors, expected %d", (int)hi, pt.n,
           14 * (int)hi + 4);
@@ -40,7 +41,7 @@ TEST(test_limits_max_layers_table) {
     int k = param_find(&pt, last);
     CHECK(k >= 0 && pt.t[k].numel == 8 && pt.t[k].offset + 16 <= pt.total,
           "%s: missing or outside the buffers", last);
-    param_free(&pt);
+    model_spec_free(&spec);
     config_free(&c);
 }
 

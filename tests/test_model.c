@@ -38,9 +38,9 @@ static void load_config(Config *cfg, const char *text) {
  * method's tensors away from their initial values, so every term shows. */
 static void randomize(Model *m, unsigned long long seed) {
     model_init(m, seed);
-    for (int k = 0; k < m->pt.n; k++) {
-        const TensorSpec *t = &m->pt.t[k];
-        float *p = m->params + t->offset;
+    for (int k = 0; k < m->spec.pt.n; k++) {
+        const TensorSpec *t = &m->spec.pt.t[k];
+        float *p = m->weights.params + t->offset;
         InitKind kind = t->init.kind;
         if (kind == INIT_ZEROS || kind == INIT_ONES || kind == INIT_POS) {
             fill_random(p, t->numel, 0.3f, seed + 100 + k);
@@ -64,18 +64,18 @@ static void gradcheck_model(const char *text, int B, int T, float h, int samples
     for (int i = 0; i < N; i++)
         c.in[i] = (int32_t)(hash64(i) % V), c.tg[i] = (int32_t)(hash64(i + 50) % V);
     int hits[ADAPT_MAX] = {0}, missed = 0;
-    for (int i = 0; i < N && c.m.ad.K; i++) hits[adaptive_cluster(&c.m.ad, c.tg[i])]++;
-    for (int k = 0; k < c.m.ad.K; k++) missed += hits[k] == 0;
+    for (int i = 0; i < N && c.m.spec.ad.K; i++) hits[adaptive_cluster(&c.m.spec.ad, c.tg[i])]++;
+    for (int k = 0; k < c.m.spec.ad.K; k++) missed += hits[k] == 0;
     CHECK(missed == 0, "%s: the targets miss %d of the adaptive clusters", label, missed);
     const Pass pass = {.B = c.B, .T = c.T, .train = 1, .key = 5};
     model_forward(&c.m, &pass, c.in);
     model_backward(&c.m, &pass, c.in, c.tg, 1.0f / N);
-    for (int k = 0; k < c.m.pt.n; k++) {
-        const TensorSpec *t = &c.m.pt.t[k];
+    for (int k = 0; k < c.m.spec.pt.n; k++) {
+        const TensorSpec *t = &c.m.spec.pt.t[k];
         char what[700];
         snprintf(what, sizeof what, "%s: %s", label, t->name);
-        gradcheck_h(what, c.m.params + t->offset, t->numel, c.m.grads + t->offset, model_f, &c,
-                    samples, h);
+        gradcheck_h(what, c.m.weights.params + t->offset, t->numel, c.m.weights.grads + t->offset,
+                    model_f, &c, samples, h);
     }
     free(c.in), free(c.tg), free(c.losses);
     model_free(&c.m);
@@ -172,9 +172,9 @@ static void check_init_kinds(const char *model_json) {
     Model m;
     model_create(&m, &cfg, 300, 1, 8, 0);
     model_init(&m, 5);
-    for (int k = 0; k < m.pt.n; k++) {
-        const TensorSpec *t = &m.pt.t[k];
-        const float *p = m.params + t->offset;
+    for (int k = 0; k < m.spec.pt.n; k++) {
+        const TensorSpec *t = &m.spec.pt.t[k];
+        const float *p = m.weights.params + t->offset;
         CHECK(t->init.kind == expected_kind(t->name), "%s: declared with init kind %d, expected %d",
               t->name, (int)t->init.kind, (int)expected_kind(t->name));
         double sum2 = 0.0, maxdev = 0.0, want = t->init.kind == INIT_ONES ? 1.0 : 0.0;
@@ -210,11 +210,12 @@ TEST(test_model_init_follows_the_kinds_in_the_table) {
 
 /* Copies every tensor of src into dst by name (tensors dst lacks are skipped). */
 static void copy_by_name(Model *dst, const Model *src) {
-    for (int k = 0; k < src->pt.n; k++) {
-        int j = param_find(&dst->pt, src->pt.t[k].name);
+    for (int k = 0; k < src->spec.pt.n; k++) {
+        int j = param_find(&dst->spec.pt, src->spec.pt.t[k].name);
         if (j >= 0)
-            memcpy(dst->params + dst->pt.t[j].offset, src->params + src->pt.t[k].offset,
-                   src->pt.t[k].numel * sizeof(float));
+            memcpy(dst->weights.params + dst->spec.pt.t[j].offset,
+                   src->weights.params + src->spec.pt.t[k].offset,
+                   src->spec.pt.t[k].numel * sizeof(float));
     }
 }
 
@@ -233,9 +234,9 @@ TEST(test_model_adaptive_without_cutoffs_is_full) {
     model_create(&ad, &ad_cfg, 11, 2, 6, 0);
     randomize(&full, 9);
     copy_by_name(&ad, &full);
-    memcpy(ad.params + ad.pt.t[ad.ad_emb[0]].offset, full.params + full.pt.t[full.tok_emb].offset,
-           11 * 8 * sizeof(float));
-    float *proj = ad.params + ad.pt.t[ad.ad_proj[0]].offset;
+    memcpy(ad.weights.params + ad.spec.pt.t[ad.spec.ad_emb[0]].offset,
+           full.weights.params + full.spec.pt.t[full.spec.tok_emb].offset, 11 * 8 * sizeof(float));
+    float *proj = ad.weights.params + ad.spec.pt.t[ad.spec.ad_proj[0]].offset;
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 8; j++) proj[i * 8 + j] = i == j;
     int32_t in[12], tg[12];
@@ -267,11 +268,12 @@ TEST(test_model_gradcheck_dropout) {
     const Pass pass = {.B = 2, .T = 6, .train = 1, .key = 5};
     model_forward(&c.m, &pass, c.in);
     model_backward(&c.m, &pass, c.in, c.tg, 1.0f / 12);
-    for (int k = 0; k < c.m.pt.n; k++) {
-        const TensorSpec *t = &c.m.pt.t[k];
+    for (int k = 0; k < c.m.spec.pt.n; k++) {
+        const TensorSpec *t = &c.m.spec.pt.t[k];
         char what[128];
         snprintf(what, sizeof what, "dropout model: %s", t->name);
-        gradcheck(what, c.m.params + t->offset, t->numel, c.m.grads + t->offset, model_f, &c, 12);
+        gradcheck(what, c.m.weights.params + t->offset, t->numel, c.m.weights.grads + t->offset,
+                  model_f, &c, 12);
     }
     free(c.in), free(c.tg), free(c.losses);
     model_free(&c.m);
@@ -300,14 +302,15 @@ TEST(test_model_nan_weights_give_nan_loss) {
             Model m;
             model_create(&m, &cfg, V, B, T, 1);
             model_init(&m, 1);
-            for (size_t i = 0; i < m.pt.total; i++) m.params[i] = NAN;
+            for (size_t i = 0; i < m.spec.pt.total; i++) m.weights.params[i] = NAN;
             const Pass p = {.B = B, .T = T, .train = 1, .key = 1};
             model_forward(&m, &p, in);
             double loss = model_backward(&m, &p, in, tg, 1.0f);
             size_t finite = 0;
-            for (size_t i = 0; i < m.pt.total; i++) finite += isfinite(m.grads[i]) != 0;
+            for (size_t i = 0; i < m.spec.pt.total; i++)
+                finite += isfinite(m.weights.grads[i]) != 0;
             CHECK(isnan(loss), "%s, %s: loss %g from NaN weights", pos_at(k)->name, ffns[a], loss);
-            CHECK(finite < m.pt.total, "%s, %s: every gradient finite from NaN weights",
+            CHECK(finite < m.spec.pt.total, "%s, %s: every gradient finite from NaN weights",
                   pos_at(k)->name, ffns[a]);
             model_free(&m);
             config_free(&cfg);

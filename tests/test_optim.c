@@ -125,20 +125,20 @@ TEST(test_optim_overfit_tiny_corpus) {
     Model m;
     model_create(&m, &cfg, V, 1, T, 1);
     model_init(&m, 1);
-    float *am = xcalloc(m.pt.total, 4), *av = xcalloc(m.pt.total, 4);
+    float *am = xcalloc(m.spec.pt.total, 4), *av = xcalloc(m.spec.pt.total, 4);
     int32_t seq[65];
     for (int i = 0; i < 65; i++) seq[i] = (int32_t)(hash64(i + 1000) % V);
     AdamW o = {.beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0};
     double first = 0, loss = 0, worst_late = 0;
     for (int step = 0; step < steps; step++) {
-        memset(m.grads, 0, m.pt.total * 4);
+        memset(m.weights.grads, 0, m.spec.pt.total * 4);
         const Pass p = {.B = 1, .T = T, .train = 1, .key = (uint64_t)step};
         model_forward(&m, &p, seq);
         loss = model_backward(&m, &p, seq, seq + 1, 1.0f / T) / T;
         if (step == 0) first = loss;
         if (step >= steps * 3 / 4) worst_late = fmax(worst_late, loss);
         o.lr = lr_at(SCHED_COSINE, step, steps, warmup, 3e-3, 0);
-        adamw_step(m.params, m.grads, am, av, &m.pt, &o, step + 1);
+        adamw_step(m.weights.params, m.weights.grads, am, av, &m.spec.pt, &o, step + 1);
     }
     printf("  overfit: loss %.3f at step 0, %.5f at the end\n", first, loss);
     CHECK(first > log(V) - 0.5, "initial loss %.3f should be no better than chance, log V = %.3f",

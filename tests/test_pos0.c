@@ -34,9 +34,10 @@ static int tiny_model(Model *m, Config *cfg, const char *position) {
     }
     model_create(m, cfg, V, 1, ALL, 1);
     model_init(m, 3);
-    for (int k = 0; k < m->pt.n; k++) /* the method's tensors away from their init */
-        if (m->pt.t[k].init.kind == INIT_POS)
-            fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.5f, 40 + k);
+    for (int k = 0; k < m->spec.pt.n; k++) /* the method's tensors away from their init */
+        if (m->spec.pt.t[k].init.kind == INIT_POS)
+            fill_random(m->weights.params + m->spec.pt.t[k].offset, m->spec.pt.t[k].numel, 0.5f,
+                        40 + k);
     return 1;
 }
 
@@ -49,25 +50,25 @@ static double max_diff(const float *a, const float *b, size_t rows, size_t cols,
 
 /* embed and rotate: the model's activations of the pass from p against rows p.. from 0. */
 static void check_model_rows(Model *m, const char *label) {
-    const PosMethod *pm = m->pos.m;
-    const size_t C = (size_t)m->C;
+    const PosMethod *pm = m->state.pos.m;
+    const size_t C = (size_t)m->spec.C;
     int32_t in[ALL];
     for (int i = 0; i < ALL; i++) in[i] = (int32_t)(hash64(i + 5) % V);
     const Pass whole = {.B = 1, .T = ALL, .train = 1},
                seg = {.B = 1, .T = SEG, .pos0 = P0, .train = 1};
     float *emb = xcalloc(ALL * C, sizeof *emb), *qkv = xcalloc(ALL * 3 * C, sizeof *qkv);
     model_forward(m, &whole, in);
-    memcpy(emb, m->a.res, ALL * C * sizeof *emb);
-    memcpy(qkv, m->a.qkv, ALL * 3 * C * sizeof *qkv);
+    memcpy(emb, m->state.a.res, ALL * C * sizeof *emb);
+    memcpy(qkv, m->state.a.qkv, ALL * 3 * C * sizeof *qkv);
     model_forward(m, &seg, in + P0);
     if (pm->embed_forward) {
-        double d = max_diff(m->a.res, emb + P0 * C, SEG, C, C);
+        double d = max_diff(m->state.a.res, emb + P0 * C, SEG, C, C);
         CHECK(d == 0.0, "%s: embedding rows from pos0 %d differ from rows %d.. from 0 by %g", label,
               P0, P0, d);
     }
     if (pm->rotate_forward) {
         /* the same inputs through different-sized products: equal up to rounding */
-        double d = max_diff(m->a.qkv, qkv + P0 * 3 * C, SEG, 2 * C, 3 * C);
+        double d = max_diff(m->state.a.qkv, qkv + P0 * 3 * C, SEG, 2 * C, 3 * C);
         CHECK(d <= 1e-6, "%s: rotated q, k rows from pos0 %d differ from rows %d.. from 0 by %g",
               label, P0, P0, d);
     }
@@ -77,13 +78,13 @@ static void check_model_rows(Model *m, const char *label) {
 /* The definition for the segment, in double: s_ij = q_i.k_j / sqrt(D) + whole[P0 + i][P0 + j],
  * j <= i, whole = the bias matrix of positions 0 .. ALL-1; out_i = softmax(s_i) V. */
 static void reference_attention(double *out, const float *qkv, const Model *m, int layer) {
-    const int C = m->C, H = m->H, D = C / H;
+    const int C = m->spec.C, H = m->spec.H, D = C / H;
     const size_t ld = 3 * (size_t)C;
     float *whole = xcalloc((size_t)ALL * ALL, sizeof *whole);
     double s[SEG];
     for (int h = 0; h < H; h++) {
         memset(whole, 0, sizeof(float) * ALL * ALL);
-        m->pos.m->bias_forward(&m->pos, whole, ALL, layer, h, 0, ALL, 0, ALL);
+        m->state.pos.m->bias_forward(&m->state.pos, whole, ALL, layer, h, 0, ALL, 0, ALL);
         for (int i = 0; i < SEG; i++) {
             double mx = -1e300, sum = 0.0;
             for (int j = 0; j <= i; j++) {
@@ -105,19 +106,19 @@ static void reference_attention(double *out, const float *qkv, const Model *m, i
 }
 
 static void check_bias(Model *m, const char *label) {
-    const int C = m->C, H = m->H, layer = 1, nt = omp_get_max_threads();
+    const int C = m->spec.C, H = m->spec.H, layer = 1, nt = omp_get_max_threads();
     float *qkv = xcalloc((size_t)SEG * 3 * C, sizeof *qkv), *out = xcalloc((size_t)SEG * C, 4);
     float *tiled = xcalloc((size_t)SEG * C, 4), *probs = xcalloc((size_t)H * SEG * SEG, 4);
     float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
     double *ref = xcalloc((size_t)SEG * C, sizeof *ref);
     fill_random(qkv, (size_t)SEG * 3 * C, 1.5f, 77);
-    m->pos.m->prepare(&m->pos, ALL);
+    m->state.pos.m->prepare(&m->state.pos, ALL);
     AttnShape s = {.B = 1,
                    .T = SEG,
                    .C = C,
                    .H = H,
                    .layer = layer,
-                   .pos = &m->pos,
+                   .pos = &m->state.pos,
                    .pos0 = P0,
                    .tile_threads = nt};
     attention_forward(out, probs, qkv, &s);
@@ -139,7 +140,7 @@ static void check_method(const char *position) {
     Model m;
     Config cfg;
     if (!tiny_model(&m, &cfg, position)) return;
-    const PosMethod *pm = m.pos.m;
+    const PosMethod *pm = m.state.pos.m;
     if (pm->embed_forward || pm->rotate_forward) check_model_rows(&m, position);
     if (pm->bias_forward) check_bias(&m, position);
     model_free(&m);

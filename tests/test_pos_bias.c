@@ -37,7 +37,7 @@ static void free_model(Model *m, Config *cfg) {
 /* The bias of head h of layer l as a T x T matrix (entries j > i left at 0). */
 static void bias_matrix(const Model *m, int l, int h, int T, float *out) {
     memset(out, 0, sizeof(float) * T * T);
-    m->pos.m->bias_forward(&m->pos, out, (size_t)T, l, h, 0, T, 0, T);
+    m->state.pos.m->bias_forward(&m->state.pos, out, (size_t)T, l, h, 0, T, 0, T);
 }
 
 TEST(test_pos_bias_t5_buckets) {
@@ -67,13 +67,14 @@ TEST(test_pos_bias_t5_shares_table) {
     if (!tiny_model(&m, &cfg, 2, "{\"type\": \"t5\", \"num_buckets\": 4, \"max_distance\": 5}", T,
                     0))
         return;
-    CHECK(m.pt.t[param_find(&m.pt, "pos.rel_bias")].ndim == 2, "shared table is (buckets, H)");
-    m.pos.m->prepare(&m.pos, T);
+    CHECK(m.spec.pt.t[param_find(&m.spec.pt, "pos.rel_bias")].ndim == 2,
+          "shared table is (buckets, H)");
+    m.state.pos.m->prepare(&m.state.pos, T);
     bias_matrix(&m, 0, 1, T, a);
     bias_matrix(&m, 1, 1, T, b);
     CHECK(!memcmp(a, b, sizeof a), "shared table: layers 0 and 1 differ");
     /* entry (i, j) is rel_bias[bucket(i - j)][h]: buckets 0, 1, then 2 for 2..3, 3 beyond */
-    const float *w = m.params + m.pt.t[param_find(&m.pt, "pos.rel_bias")].offset;
+    const float *w = m.weights.params + m.spec.pt.t[param_find(&m.spec.pt, "pos.rel_bias")].offset;
     const int bk[] = {0, 1, 2, 2, 3, 3, 3};
     for (int i = 0; i < T; i++)
         for (int j = 0; j <= i; j++)
@@ -81,8 +82,9 @@ TEST(test_pos_bias_t5_shares_table) {
     free_model(&m, &cfg);
 
     if (!tiny_model(&m, &cfg, 2, "{\"type\": \"t5\", \"per_layer\": true}", T, 0)) return;
-    CHECK(m.pt.t[param_find(&m.pt, "pos.rel_bias")].ndim == 3, "per-layer table is (L, B, H)");
-    m.pos.m->prepare(&m.pos, T);
+    CHECK(m.spec.pt.t[param_find(&m.spec.pt, "pos.rel_bias")].ndim == 3,
+          "per-layer table is (L, B, H)");
+    m.state.pos.m->prepare(&m.state.pos, T);
     bias_matrix(&m, 0, 0, T, a);
     bias_matrix(&m, 1, 0, T, b);
     CHECK(memcmp(a, b, sizeof a) != 0, "per-layer tables: layers 0 and 1 are equal");
@@ -135,11 +137,14 @@ TEST(test_pos_bias_alibi_trainable_starts_fixed) {
         if (!tiny_model(&m[k], &cfg[k], 3, pos[k], 6, 1)) return;
         model_forward(&m[k], &p, in);
     }
-    int idx = param_find(&m[1].pt, "pos.slopes");
-    CHECK(param_find(&m[0].pt, "pos.slopes") < 0 && idx >= 0, "pos.slopes only when trainable");
-    CHECK(m[1].params[m[1].pt.t[idx].offset + 2] == 0.7f, "pos.slopes starts at the override");
-    CHECK(!memcmp(model_hidden(&m[0], &p), model_hidden(&m[1], &p), sizeof(float) * 12 * m[0].C),
-          "trainable slopes change the initial network");
+    int idx = param_find(&m[1].spec.pt, "pos.slopes");
+    CHECK(param_find(&m[0].spec.pt, "pos.slopes") < 0 && idx >= 0,
+          "pos.slopes only when trainable");
+    CHECK(m[1].weights.params[m[1].spec.pt.t[idx].offset + 2] == 0.7f,
+          "pos.slopes starts at the override");
+    CHECK(
+        !memcmp(model_hidden(&m[0], &p), model_hidden(&m[1], &p), sizeof(float) * 12 * m[0].spec.C),
+        "trainable slopes change the initial network");
     for (int k = 0; k < 2; k++) free_model(&m[k], &cfg[k]);
 }
 
@@ -175,9 +180,10 @@ TEST(test_pos_bias_config_errors) {
 
 /* Randomizes the method's tensors (as the gradient check does) so every term shows. */
 static void randomize_pos(Model *m) {
-    for (int k = 0; k < m->pt.n; k++)
-        if (m->pt.t[k].init.kind == INIT_POS)
-            fill_random(m->params + m->pt.t[k].offset, m->pt.t[k].numel, 0.3f, 11 + k);
+    for (int k = 0; k < m->spec.pt.n; k++)
+        if (m->spec.pt.t[k].init.kind == INIT_POS)
+            fill_random(m->weights.params + m->spec.pt.t[k].offset, m->spec.pt.t[k].numel, 0.3f,
+                        11 + k);
 }
 
 TEST(test_pos_bias_tiles_equal_whole) {
@@ -206,10 +212,10 @@ TEST(test_pos_bias_tiles_equal_whole) {
         Config cfg;
         if (!tiny_model(&m, &cfg, 3, cases[k], T, 1)) continue;
         randomize_pos(&m);
-        int lm = param_find(&m.pt, "pos.fire.L_mult");
+        int lm = param_find(&m.spec.pt, "pos.fire.L_mult");
         if (lm >= 0 && strstr(cases[k], "init_L")) /* thr = 0.3 * 20 = 6: rows 7.. per pair */
-            for (int l = 0; l < 2; l++) m.params[m.pt.t[lm].offset + l] = 0.3f;
-        if (m.pos.m->prepare) m.pos.m->prepare(&m.pos, T);
+            for (int l = 0; l < 2; l++) m.weights.params[m.spec.pt.t[lm].offset + l] = 0.3f;
+        if (m.state.pos.m->prepare) m.state.pos.m->prepare(&m.state.pos, T);
         for (int l = 0; l < 2; l++) {
             int nonzero = 0; /* in some head of the layer (ALiBi may leave heads unbiased) */
             for (int h = 0; h < 3; h++) {
@@ -218,8 +224,8 @@ TEST(test_pos_bias_tiles_equal_whole) {
                 for (int a = 0; a + 1 < 6; a++)
                     for (int b = 0; b + 1 < 6 && cuts[b] <= cuts[a + 1] - 1; b++) {
                         int i0 = cuts[a], j0 = cuts[b];
-                        m.pos.m->bias_forward(&m.pos, tiled + i0 * T + j0, T, l, h, i0,
-                                              cuts[a + 1] - i0, j0, cuts[b + 1] - j0);
+                        m.state.pos.m->bias_forward(&m.state.pos, tiled + i0 * T + j0, T, l, h, i0,
+                                                    cuts[a + 1] - i0, j0, cuts[b + 1] - j0);
                     }
                 int same = 1;
                 for (int i = 0; i < T; i++)

@@ -70,13 +70,14 @@ TEST(test_pos_learned_table_shape) {
         }
         CHECK(rc == 0, "%s: %s", text, err);
         if (rc) continue;
-        ParamTable pt;
-        model_declare(&c, &pt, 11);
+        ModelSpec spec;
+        model_spec_init(&spec, &c, 11);
+        const ParamTable pt = spec.pt;
         int k = param_find(&pt, "pos.weight");
         CHECK(k >= 0 && pt.t[k].ndim == 2 && pt.t[k].shape[0] == cases[i].rows &&
                   pt.t[k].shape[1] == 8 && !pt.t[k].decay,
               "%s: pos.weight should be (%zu, 8) without weight decay", text, cases[i].rows);
-        param_free(&pt);
+        model_spec_free(&spec);
         config_free(&c);
     }
 }
@@ -95,8 +96,8 @@ TEST(test_pos_learned_adds_row_t) {
     Model m;
     model_create(&m, &c, 11, 2, 5, 1); /* training: a.res keeps the embedding output */
     model_init(&m, 1);
-    const float *P = m.params + m.pt.t[param_find(&m.pt, "pos.weight")].offset;
-    const float *E = m.params + m.pt.t[m.tok_emb].offset;
+    const float *P = m.weights.params + m.spec.pt.t[param_find(&m.spec.pt, "pos.weight")].offset;
+    const float *E = m.weights.params + m.spec.pt.t[m.spec.tok_emb].offset;
     double sum2 = 0;
     for (int i = 0; i < 7 * 8; i++) sum2 += (double)P[i] * P[i];
     CHECK_CLOSE(sqrt(sum2 / 56), 1 / sqrt(8.0), 0.35, "pos.weight init std ~ C^-1/2");
@@ -107,7 +108,7 @@ TEST(test_pos_learned_adds_row_t) {
         for (int t = 0; t < 5; t++)
             for (int k = 0; k < 8; k++) {
                 double want = E[in[b * 5 + t] * 8 + k] * sqrt(8.0) + P[t * 8 + k];
-                maxdiff = fmax(maxdiff, fabs(m.a.res[(b * 5 + t) * 8 + k] - want));
+                maxdiff = fmax(maxdiff, fabs(m.state.a.res[(b * 5 + t) * 8 + k] - want));
             }
     CHECK(maxdiff < 1e-5, "embedding differs from E*sqrt(C) + P[t] by %g", maxdiff);
     model_free(&m);

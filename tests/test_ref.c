@@ -59,45 +59,48 @@ static int check_case(const char *file) {
     int B = (int)in->shape[0], T = (int)in->shape[1], V = atoi(vocab);
     Model m;
     model_create(&m, &cfg, V, B, T, 1);
-    for (int k = 0; k < m.pt.n; k++) {
-        const StTensor *t = st_get(f, m.pt.t[k].name);
-        CHECK(t && st_numel(t) == m.pt.t[k].numel, "%s: tensor %s", file, m.pt.t[k].name);
-        if (t) memcpy(m.params + m.pt.t[k].offset, t->data, m.pt.t[k].numel * sizeof(float));
+    for (int k = 0; k < m.spec.pt.n; k++) {
+        const StTensor *t = st_get(f, m.spec.pt.t[k].name);
+        CHECK(t && st_numel(t) == m.spec.pt.t[k].numel, "%s: tensor %s", file, m.spec.pt.t[k].name);
+        if (t)
+            memcpy(m.weights.params + m.spec.pt.t[k].offset, t->data,
+                   m.spec.pt.t[k].numel * sizeof(float));
     }
     const Pass p = {.B = B, .T = T, .train = 1};
     model_forward(&m, &p, in->data);
     const float *final = model_hidden(&m, &p);
-    size_t N = (size_t)B * T, NC = N * m.C;
-    compare(file, "embedding", m.a.res, st_get(f, "expect.embed"));
+    size_t N = (size_t)B * T, NC = N * m.spec.C;
+    compare(file, "embedding", m.state.a.res, st_get(f, "expect.embed"));
     int n_fixture = 0;
     for (int k = 0; k < st_count(f); k++)
         n_fixture += strncmp(st_at(f, k)->name, "expect.", 7) != 0;
-    CHECK(n_fixture == m.pt.n + 2, "%s: %d tensors besides inputs/targets, the model has %d", file,
-          n_fixture - 2, m.pt.n);
-    for (int l = 0; l < m.L; l++) {
+    CHECK(n_fixture == m.spec.pt.n + 2, "%s: %d tensors besides inputs/targets, the model has %d",
+          file, n_fixture - 2, m.spec.pt.n);
+    for (int l = 0; l < m.spec.L; l++) {
         char name[64];
         snprintf(name, sizeof name, "expect.hidden.%d", l);
-        compare(file, name, m.a.res + (size_t)(l + 1) * NC, st_get(f, name));
+        compare(file, name, m.state.a.res + (size_t)(l + 1) * NC, st_get(f, name));
     }
     compare(file, "final hidden", final, st_get(f, "expect.final"));
     float *logits = xcalloc(N * V, sizeof(float));
-    if (m.ad.K) { /* adaptive: the normalized log-probabilities of every word */
-        Adaptive w = adaptive_view(&m, m.params);
+    if (m.spec.ad.K) { /* adaptive: the normalized log-probabilities of every word */
+        Adaptive w = adaptive_view(&m.spec, m.weights.params);
         float *scratch = xcalloc(adaptive_scratch_floats(&w), sizeof(float));
         for (size_t r = 0; r < N; r++)
-            adaptive_logprobs(logits + r * V, final + r * m.C, &w, scratch);
+            adaptive_logprobs(logits + r * V, final + r * m.spec.C, &w, scratch);
         free(scratch);
         compare(file, "log-probabilities", logits, st_get(f, "expect.logprobs"));
     } else {
-        matmul_forward(logits, final, m.params + m.pt.t[m.tok_emb].offset, NULL, N, m.C, V);
+        matmul_forward(logits, final, m.weights.params + m.spec.pt.t[m.spec.tok_emb].offset, NULL,
+                       N, m.spec.C, V);
         compare(file, "logits", logits, st_get(f, "expect.logits"));
     }
     double loss = model_backward(&m, &p, in->data, tg->data, 1.0f / (float)N) / (double)N;
     CHECK_CLOSE(loss, *(const float *)st_get(f, "expect.loss")->data, 2e-6, file);
-    for (int k = 0; k < m.pt.n; k++) {
+    for (int k = 0; k < m.spec.pt.n; k++) {
         char name[96];
-        snprintf(name, sizeof name, "expect.grad.%s", m.pt.t[k].name);
-        compare(file, name, m.grads + m.pt.t[k].offset, st_get(f, name));
+        snprintf(name, sizeof name, "expect.grad.%s", m.spec.pt.t[k].name);
+        compare(file, name, m.weights.grads + m.spec.pt.t[k].offset, st_get(f, name));
     }
     free(logits);
     model_free(&m);
