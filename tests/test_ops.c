@@ -54,7 +54,7 @@ typedef struct {
 } LnCtx;
 static double ln_f(void *p) {
     LnCtx *c = p;
-    layernorm_forward(c->y, c->mean, c->rstd, c->x, c->g, c->b, c->N, c->C);
+    layernorm_forward(c->y, c->mean, c->rstd, c->x, c->g, c->b, c->N, c->C, 1e-5f);
     return wsum(c->y, c->w, c->N * c->C);
 }
 TEST(test_ops_layernorm_grad) {
@@ -74,57 +74,148 @@ TEST(test_ops_layernorm_grad) {
     /* forward: each output row has mean 0 and variance 1 before the affine map */
     float ones[70], zeros[70] = {0};
     for (int i = 0; i < 70; i++) ones[i] = 1.0f;
-    layernorm_forward(c.y, c.mean, c.rstd, c.x, ones, zeros, c.N, c.C);
+    layernorm_forward(c.y, c.mean, c.rstd, c.x, ones, zeros, c.N, c.C, 1e-5f);
     double m = 0, v = 0;
     for (int i = 0; i < c.C; i++) m += c.y[i];
     for (int i = 0; i < c.C; i++) v += (c.y[i] - m / c.C) * (c.y[i] - m / c.C);
     CHECK_CLOSE(m / c.C, 0.0, 1e-6, "layernorm row mean");
     CHECK_CLOSE(v / c.C, 1.0, 1e-4, "layernorm row variance (eps 1e-5)");
+    /* eps is inside the square root: the variance becomes var / (var + eps) */
+    double xm = 0, xv = 0;
+    for (int i = 0; i < c.C; i++) xm += c.x[i];
+    for (int i = 0; i < c.C; i++) xv += (c.x[i] - xm / c.C) * (c.x[i] - xm / c.C);
+    xv /= c.C;
+    layernorm_forward(c.y, c.mean, c.rstd, c.x, ones, zeros, c.N, c.C, 0.5f);
+    v = 0;
+    for (int i = 0; i < c.C; i++) v += c.y[i] * c.y[i];
+    CHECK_CLOSE(v / c.C, xv / (xv + 0.5), 1e-5, "layernorm row variance (eps 0.5)");
     free(c.x), free(c.y), free(c.w), free(c.g), free(c.b), free(c.mean), free(c.rstd), free(dx),
         free(dg), free(db);
+}
+
+/* ---- rmsnorm ---- */
+typedef struct {
+    float *x, *g, *y, *rstd, *w;
+    size_t N;
+    int C;
+    float eps;
+} RmsCtx;
+static double rms_f(void *p) {
+    RmsCtx *c = p;
+    rmsnorm_forward(c->y, c->rstd, c->x, c->g, c->N, c->C, c->eps);
+    return wsum(c->y, c->w, c->N * c->C);
+}
+/* RMSNorm (Zhang & Sennrich 2019, eq. 4): y = x / sqrt(mean(x^2) + eps) * g, against that
+ * formula in double and by finite differences, for an eps too small to matter and one that
+ * does (x of amplitude 0.5: mean(x^2) is about 0.08). dinp and dweight accumulate. */
+TEST(test_ops_rmsnorm_grad) {
+    const float eps[] = {1e-5f, 0.1f};
+    for (int e = 0; e < 2; e++) {
+        RmsCtx c = {.N = 5, .C = 70, .eps = eps[e]}; /* C > 32: two column blocks in dweight */
+        size_t n = c.N * c.C;
+        c.x = xcalloc(n, 4), c.y = xcalloc(n, 4), c.w = xcalloc(n, 4), c.g = xcalloc(c.C, 4);
+        c.rstd = xcalloc(c.N, 4);
+        fill_random(c.x, n, 0.5f, 40 + e), fill_random(c.w, n, 1, 42), fill_random(c.g, c.C, 1, 43);
+        rms_f(&c);
+        double worst = 0;
+        for (size_t r = 0; r < c.N; r++) {
+            double ms = 0;
+            for (int i = 0; i < c.C; i++) ms += (double)c.x[r * c.C + i] * c.x[r * c.C + i];
+            double s = 1.0 / sqrt(ms / c.C + eps[e]);
+            for (int i = 0; i < c.C; i++)
+                worst = fmax(worst, fabs(c.y[r * c.C + i] - c.x[r * c.C + i] * s * c.g[i]));
+        }
+        CHECK(worst < 1e-5, "rmsnorm eps %g: forward vs formula, max diff %.3g", eps[e], worst);
+        float *dx = xcalloc(n, 4), *dg = xcalloc(c.C, 4);
+        rmsnorm_backward(dx, dg, c.w, c.x, c.g, c.rstd, c.N, c.C);
+        char what[64];
+        snprintf(what, sizeof what, "rmsnorm dx (eps %g)", eps[e]);
+        gradcheck(what, c.x, n, dx, rms_f, &c, 100);
+        snprintf(what, sizeof what, "rmsnorm dweight (eps %g)", eps[e]);
+        gradcheck(what, c.g, c.C, dg, rms_f, &c, 100);
+        /* a second backward adds the same again */
+        float dx0 = dx[7], dg0 = dg[40];
+        rmsnorm_backward(dx, dg, c.w, c.x, c.g, c.rstd, c.N, c.C);
+        CHECK(dx[7] == 2 * dx0 && dg[40] == 2 * dg0, "rmsnorm backward does not accumulate");
+        free(c.x), free(c.y), free(c.w), free(c.g), free(c.rstd), free(dx), free(dg);
+    }
 }
 
 /* ---- activations ---- */
 typedef struct {
     float *x, *u, *y, *w;
     size_t n;
-    int kind; /* Activation; ACT_SWIGLU uses x as gate and u as up */
+    Activation kind; /* a gated kind uses x as gate and u as up */
 } ActCtx;
 static double act_f(void *p) {
     ActCtx *c = p;
-    if (c->kind == ACT_SWIGLU)
-        swiglu_forward(c->y, c->x, c->u, c->n);
+    if (act_gated(c->kind))
+        glu_forward(c->y, c->x, c->u, c->n, c->kind);
     else
-        act_forward(c->y, c->x, c->n, (Activation)c->kind);
+        act_forward(c->y, c->x, c->n, c->kind);
     return wsum(c->y, c->w, c->n);
 }
 TEST(test_ops_activation_grad) {
-    const char *names[] = {"relu", "gelu", "swiglu"};
-    for (int kind = ACT_RELU; kind <= ACT_SWIGLU; kind++) {
-        ActCtx c = {.n = 50, .kind = kind};
+    const char *names[] = {"relu", "gelu"};
+    for (int kind = ACT_RELU; kind <= ACT_GELU; kind++) {
+        ActCtx c = {.n = 50, .kind = (Activation)kind};
         c.x = xcalloc(50, 4), c.u = xcalloc(50, 4), c.y = xcalloc(50, 4), c.w = xcalloc(50, 4);
         fill_random(c.x, 50, 3, 9 + kind), fill_random(c.u, 50, 2, 10), fill_random(c.w, 50, 1, 11);
         /* keep ReLU inputs away from the kink, where the difference quotient is meaningless */
         for (int i = 0; i < 50; i++)
             if (fabsf(c.x[i]) < 0.05f) c.x[i] = 0.5f;
-        float *dx = xcalloc(50, 4), *du = xcalloc(50, 4);
+        float *dx = xcalloc(50, 4);
         char what[64];
-        if (kind == ACT_SWIGLU) {
-            swiglu_backward(dx, du, c.w, c.x, c.u, 50);
-            gradcheck("swiglu dgate", c.x, 50, dx, act_f, &c, 50);
-            gradcheck("swiglu dup", c.u, 50, du, act_f, &c, 50);
-        } else {
-            act_backward(dx, c.w, c.x, 50, (Activation)kind);
-            snprintf(what, sizeof what, "%s dinp", names[kind]);
-            gradcheck(what, c.x, 50, dx, act_f, &c, 50);
-        }
-        free(c.x), free(c.u), free(c.y), free(c.w), free(dx), free(du);
+        act_backward(dx, c.w, c.x, 50, (Activation)kind);
+        snprintf(what, sizeof what, "%s dinp", names[kind]);
+        gradcheck(what, c.x, 50, dx, act_f, &c, 50);
+        CHECK(!act_gated((Activation)kind), "%s counted as gated", names[kind]);
+        free(c.x), free(c.u), free(c.y), free(c.w), free(dx);
     }
     /* GELU forward equals the exact erf form */
     float x[5] = {-3, -0.5f, 0, 0.7f, 4}, y[5];
     act_forward(y, x, 5, ACT_GELU);
     for (int i = 0; i < 5; i++)
         CHECK_CLOSE(y[i], 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0))), 1e-6, "gelu value");
+}
+
+/* phi(g) in double: the definitions of Shazeer 2020, eqs. 5-6. */
+static double gate_phi(Activation a, double g) {
+    double sig = 1.0 / (1.0 + exp(-g));
+    return a == ACT_GLU ? sig : a == ACT_GEGLU ? 0.5 * g * (1 + erf(g / sqrt(2.0))) : g * sig;
+}
+
+/* The gated units GLU (sigmoid), GEGLU (GELU) and SwiGLU (silu): out = phi(gate) * up against
+ * the formula, both gradients by finite differences, and the backward called as the model
+ * calls it, with dup aliasing dout. */
+TEST(test_ops_glu_grad) {
+    const Activation kinds[] = {ACT_GLU, ACT_GEGLU, ACT_SWIGLU};
+    const char *names[] = {"glu", "geglu", "swiglu"};
+    for (int k = 0; k < 3; k++) {
+        const Activation a = kinds[k];
+        ActCtx c = {.n = 60, .kind = a};
+        c.x = xcalloc(60, 4), c.u = xcalloc(60, 4), c.y = xcalloc(60, 4), c.w = xcalloc(60, 4);
+        fill_random(c.x, 60, 4, 50 + k), fill_random(c.u, 60, 2, 53), fill_random(c.w, 60, 1, 54);
+        CHECK(act_gated(a), "%s is not counted as gated", names[k]);
+        act_f(&c);
+        double worst = 0;
+        for (int i = 0; i < 60; i++)
+            worst = fmax(worst, fabs(c.y[i] - gate_phi(a, c.x[i]) * c.u[i]));
+        CHECK(worst < 1e-5, "%s forward vs phi(gate) * up: max diff %.3g", names[k], worst);
+        float *dg = xcalloc(60, 4), *du = xcalloc(60, 4), *dg2 = xcalloc(60, 4);
+        glu_backward(dg, du, c.w, c.x, c.u, 60, a);
+        char what[64];
+        snprintf(what, sizeof what, "%s dgate", names[k]);
+        gradcheck(what, c.x, 60, dg, act_f, &c, 60);
+        snprintf(what, sizeof what, "%s dup", names[k]);
+        gradcheck(what, c.u, 60, du, act_f, &c, 60);
+        float *d = xcalloc(60, 4); /* dout, overwritten by dup */
+        memcpy(d, c.w, 60 * 4);
+        glu_backward(dg2, d, d, c.x, c.u, 60, a);
+        CHECK(!memcmp(dg2, dg, 60 * 4) && !memcmp(d, du, 60 * 4),
+              "%s backward with dup aliasing dout differs", names[k]);
+        free(c.x), free(c.u), free(c.y), free(c.w), free(dg), free(du), free(dg2), free(d);
+    }
 }
 
 TEST(test_ops_fastmath_matches_libm) {

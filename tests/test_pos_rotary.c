@@ -37,6 +37,7 @@ static Pos make_pos(Config *cfg, const char *position, int seq_len, int T) {
              .n_layers = 1,
              .C = C_,
              .H = H_,
+             .Hkv = H_,
              .D = C_ / H_,
              .max_T = T_};
     p.m->setup(&p, cfg);
