@@ -10,6 +10,7 @@
 #define INV_SQRT_2PI 0.39894228040143268f
 
 void act_forward(float *out, const float *inp, size_t n, Activation a) {
+    assert(!act_gated(a)); /* a gated unit has two inputs: glu_forward */
     if (a == ACT_RELU) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
@@ -21,6 +22,7 @@ void act_forward(float *out, const float *inp, size_t n, Activation a) {
 }
 
 void act_backward(float *dinp, const float *dout, const float *inp, size_t n, Activation a) {
+    assert(!act_gated(a));
     if (a == ACT_RELU) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0.0f ? dout[i] : 0.0f;

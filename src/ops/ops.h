@@ -2,8 +2,8 @@
  *
  * Conventions (as llm.c): outputs first, then inputs, then dimensions. Shapes use one set of
  * names: B batch, T sequence, C model width, H heads, D = C/H head width, F FFN width,
- * V vocabulary, N = B*T rows, Hkv key/value heads (attention). Activations are row-major (N,
- * width). Backward functions say per argument whether they overwrite (=) or accumulate (+=).
+ * V vocabulary, N = B*T rows; Hkv key/value heads (attention). Activations are row-major
+ * (N, width). Backward functions say per argument whether they overwrite (=) or accumulate (+=).
  * Parameter gradients always accumulate, so micro-batches add up without extra copies. */
 #ifndef OPS_H
 #define OPS_H
@@ -22,7 +22,7 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, size_t N, int IC, int OC, int accumulate);
 
-/* ---- norm.c: LayerNorm and RMSNorm ------------------------------------------------- */
+/* ---- norm.c: LayerNorm and RMSNorm ----------------------------------------------------- */
 /* out (N, C) = (inp - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps); saves mean,
  * rstd (N). */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
@@ -69,7 +69,7 @@ void embedding_forward(float *out, const int32_t *tokens, const float *weight, s
 void embedding_backward(float *dweight, const float *dout, const int32_t *tokens, size_t N, int C,
                         float scale);
 
-/* ---- attention.c: causal multi-head self-attention, grouped-query kv heads ---------- */
+/* ---- attention.c: causal self-attention, grouped-query kv heads ---------------------- */
 typedef struct {
     int B, T, C, H;
     int Hkv; /* key/value heads, a divisor of H (Ainslie et al. 2023, GQA): query head h reads
