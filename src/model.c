@@ -311,6 +311,7 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
                    .n_layers = s->L,
                    .C = s->C,
                    .H = s->H,
+                   .Hkv = s->H,
                    .D = s->C / s->H,
                    .max_T = max_T,
                    .pt = &s->pt,
@@ -368,7 +369,7 @@ void model_init(Model *m, uint64_t seed) {
  * the backward. LayerNorm is the only model.norm yet; another (RMSNorm) is a case here. */
 static void norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x,
                          const float *g, const float *b, size_t N) {
-    layernorm_forward(out, mean, rstd, x, g, b, N, m->spec.C);
+    layernorm_forward(out, mean, rstd, x, g, b, N, m->spec.C, 1e-5f);
 }
 
 /* dx += ; dg, db += (layernorm_backward's contract) */
@@ -394,6 +395,7 @@ static AttnShape attn_shape(const Model *m, const Pass *p, int l) {
                        .T = p->T,
                        .C = m->spec.C,
                        .H = m->spec.H,
+                       .Hkv = m->spec.H,
                        .layer = l,
                        .pos = &m->state.pos,
                        .pos0 = p->pos0,
@@ -438,7 +440,7 @@ static void block_forward(Model *m, const Pass *p, int l, float drop) {
     TIMED(PF_FFN_MM, 0, matmul_forward(fc1, ln2, w.fc1_w, w.fc1_b, N, C, F));
     if (m->spec.swiglu) {
         TIMED(PF_FFN_MM, 0, matmul_forward(gate, ln2, w.gate_w, w.gate_b, N, C, F));
-        TIMED(PF_ACT, 0, swiglu_forward(act, gate, fc1, NF));
+        TIMED(PF_ACT, 0, glu_forward(act, gate, fc1, NF, m->spec.act));
     } else {
         TIMED(PF_ACT, 0, act_forward(act, fc1, NF, m->spec.act));
     }
@@ -516,7 +518,7 @@ static void block_backward(Model *m, const Pass *p, int l, float drop) {
     TIMED(PF_ACT, 1,
           dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
     if (m->spec.swiglu) {
-        TIMED(PF_ACT, 1, swiglu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF));
+        TIMED(PF_ACT, 1, glu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF, m->spec.act));
         TIMED(PF_FFN_MM, 1, {
             matmul_backward(a->dln, g.gate_w, g.gate_b, a->dff2, ln2, w.gate_w, N, C, F, 0);
             matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 1);

@@ -1,6 +1,7 @@
 /* test_attention_tiled.c — the evaluation attention (attention_forward_tiled, online softmax
  * over tiles) against a plain reference that materializes the scores, for every registered
- * position method, at odd lengths and at the tile boundaries; an evaluation model against a
+ * position method, at odd lengths and at the tile boundaries; with grouped kv heads against the
+ * training kernel; an evaluation model against a
  * training model with the same weights; and the evaluation model's memory: linear in T. */
 #include <omp.h>
 #include <stdlib.h>
@@ -144,6 +145,65 @@ TEST(test_attention_tiled_head_width_32) {
     for (int i = 0; i < pos_count(); i++)
         for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++)
             check_tiled(pos_at(i)->name, Ts[t], 32);
+}
+
+/* Grouped-query attention: the tiled kernel against the training kernel (attention_forward,
+ * itself checked by finite differences and against repeated-head MHA in test_ops.c) for H = 4
+ * and Hkv kv heads, q and k rotated by the method with Hkv key heads; and the tiled result on
+ * 1 thread vs all. */
+static void check_tiled_gqa(const char *method, int Hkv, int T) {
+    const int B = 2, H = 4, D = 8, C = H * D, layer = 1;
+    Model m;
+    Config cfg;
+    if (!tiny_model(&m, &cfg, method, H, D, B, T, 0)) return;
+    randomize_pos(&m, 13);
+    if (m.state.pos.m->prepare) m.state.pos.m->prepare(&m.state.pos, T);
+    Pos pos = m.state.pos;
+    pos.Hkv = Hkv;
+    const size_t N = (size_t)B * T, ld = (size_t)(H + 2 * Hkv) * D;
+    float *qkv = xcalloc(N * ld, sizeof *qkv), *out = xcalloc(N * C, sizeof *out);
+    float *out1 = xcalloc(N * C, sizeof *out1), *ref = xcalloc(N * C, sizeof *ref);
+    float *probs = xcalloc((size_t)B * H * T * T, sizeof *probs);
+    fill_random(qkv, N * ld, 1.5f, 2000 + Hkv);
+    if (pos.m->rotate_forward) pos.m->rotate_forward(&pos, qkv, qkv + C, ld, layer, B, T, 0);
+    int nt = omp_get_max_threads();
+    float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
+    AttnShape s = {.B = B,
+                   .T = T,
+                   .C = C,
+                   .H = H,
+                   .Hkv = Hkv,
+                   .layer = layer,
+                   .pos = &pos,
+                   .tile_threads = nt};
+    attention_forward_tiled(out, qkv, &s, scratch);
+    s.tile_threads = 1;
+    attention_forward_tiled(out1, qkv, &s, scratch);
+    attention_forward(ref, probs, qkv, &s);
+    double worst = 0.0;
+    size_t at = 0, differ = 0;
+    for (size_t e = 0; e < N * C; e++) {
+        double err = fabs(out[e] - ref[e]) / (fabs(ref[e]) > 1.0 ? fabs(ref[e]) : 1.0);
+        if (err > worst || err != err) worst = err, at = e;
+        differ += out[e] != out1[e];
+    }
+    CHECK(worst <= 1e-5,
+          "%s Hkv %d T=%d: tiled vs training kernel, max relative error %.3g at b=%zu i=%zu "
+          "col %zu",
+          method, Hkv, T, worst, at / C / T, at / C % T, at % C);
+    CHECK(differ == 0, "%s Hkv %d T=%d: %zu outputs differ between 1 and %d threads", method, Hkv,
+          T, differ, nt);
+    free(qkv), free(out), free(out1), free(ref), free(probs), free(scratch);
+    model_free(&m);
+    config_free(&cfg);
+}
+
+/* T = 600: five query tiles of ATT_TILE_Q = 128 and three key tiles of ATT_TILE_K = 256, the
+ * last ones partial; Hkv = 1 (multi-query), 2, 4 (multi-head). */
+TEST(test_attention_tiled_gqa_every_method) {
+    const int Hkvs[] = {1, 2, 4};
+    for (int i = 0; i < pos_count(); i++)
+        for (int k = 0; k < 3; k++) check_tiled_gqa(pos_at(i)->name, Hkvs[k], 600);
 }
 
 /* Per-token losses of an evaluation model (tiled attention) and a training model (the

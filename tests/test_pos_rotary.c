@@ -3,7 +3,8 @@
  * factor s is RoPE at position t/s; dynamic NTK is NTK with s = T/orig_len above orig_len and
  * nothing below; YaRN keeps the fastest pair and interpolates the slowest; dims past
  * rotary_dim (and v) are untouched; half pairing is interleaved pairing up to a permutation;
- * the backward is the transpose of the forward. Then the check hook's errors, and ./eval's
+ * the backward is the transpose of the forward; with fewer key heads than query heads (GQA)
+ * the hooks rotate each as the formula says. Then the check hook's errors, and ./eval's
  * --rope-* flags. Forward values and gradients against the PyTorch reference are in
  * test_ref.c (fixtures rotary_*, xpos_*), the whole-model gradient check in test_model.c. */
 #include <stdarg.h>
@@ -21,27 +22,34 @@
 #define H_ 2
 #define T_ 24
 
-/* A rotary-family Pos for `position` (the model.position JSON object), train.seq_len = seq_len,
- * prepared for segments of length T. */
-static Pos make_pos(Config *cfg, const char *position, int seq_len, int T) {
+/* A rotary-family Pos for `position` (the model.position JSON object) of width C, H query heads
+ * and Hkv key heads, train.seq_len = seq_len, prepared for segments of length T. */
+static Pos make_pos_shape(Config *cfg, const char *position, int seq_len, int T, int C, int H,
+                          int Hkv) {
     char text[1024], err[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 1, \"d_model\": %d, \"n_heads\": %d, \"d_ff\": 8, "
              "\"position\": %s}, \"train\": {\"seq_len\": %d}}",
-             C_, H_, position, seq_len);
+             C, H, position, seq_len);
     if (config_from_text(cfg, text, "test", err, sizeof err)) {
         fprintf(stderr, "test config %s: %s\n", position, err);
         abort();
     }
     Pos p = {.m = pos_find(cfg->model.position),
              .n_layers = 1,
-             .C = C_,
-             .H = H_,
-             .D = C_ / H_,
+             .C = C,
+             .H = H,
+             .Hkv = Hkv,
+             .D = C / H,
              .max_T = T_};
     p.m->setup(&p, cfg);
     if (p.m->prepare) p.m->prepare(&p, T);
     return p;
+}
+
+/* The unit tests' Pos: width C_, H_ heads, multi-head. */
+static Pos make_pos(Config *cfg, const char *position, int seq_len, int T) {
+    return make_pos_shape(cfg, position, seq_len, T, C_, H_, H_);
 }
 
 static void free_pos(Pos *p, Config *cfg) {
@@ -292,6 +300,69 @@ TEST(test_pos_rotary_backward_is_transpose) {
               SHIFT_CASES[c], a, b);
         free_pos(&p, &cfg);
     }
+}
+
+/* One head x (width D) at position t, rotated by the definitions in double: RoFormer eq. 34
+ * with theta_k = base^(-2k/d_rot), pairs (2k, 2k+1) or (k, k + d_rot/2); xPos (sec. 3.2)
+ * also scales pair k by zeta_k^(sign (t - T/2) / 512), sign +1 for q and -1 for k. */
+static void rotate_ref(double *y, const float *x, int t, int D, int d_rot, int half, int xpos,
+                       int sign, int T) {
+    for (int d = 0; d < D; d++) y[d] = x[d];
+    for (int k = 0; k < d_rot / 2; k++) {
+        const int i0 = half ? k : 2 * k, i1 = half ? k + d_rot / 2 : 2 * k + 1;
+        double a = t * pow(10000.0, -2.0 * k / d_rot), z = 1.0;
+        if (xpos) z = pow((2.0 * k / D + 0.4) / 1.4, sign * (double)(t - T / 2) / 512.0);
+        y[i0] = z * (x[i0] * cos(a) - x[i1] * sin(a));
+        y[i1] = z * (x[i0] * sin(a) + x[i1] * cos(a));
+    }
+}
+
+/* Grouped-query rows: q holds H = 4 heads and k only Hkv, so a row is (H + 2 Hkv) D floats.
+ * The hooks rotate the 4 query heads and the Hkv key heads of every row (B = 2) as the
+ * formula says, leave v untouched, and their backward is still the transpose. */
+TEST(test_pos_rotary_grouped_kv_heads) {
+    enum { H = 4, D = 8, C = H * D, B = 2 };
+    const struct {
+        const char *position;
+        int d_rot, half, xpos;
+    } cases[] = {
+        {"{\"type\": \"rotary\"}", D, 0, 0},
+        {"{\"type\": \"rotary\", \"rotary_dim\": 4, \"rotary_pairing\": \"half\"}", 4, 1, 0},
+        {"{\"type\": \"xpos\"}", D, 0, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int Hkv = 1; Hkv <= 2; Hkv++) {
+            Config cfg;
+            Pos p = make_pos_shape(&cfg, cases[c].position, 16, T_, C, H, Hkv);
+            const size_t ld = (size_t)(H + 2 * Hkv) * D, n = B * T_ * ld;
+            float *x = xcalloc(n, 4), *rx = xcalloc(n, 4), *y = xcalloc(n, 4), *ry = xcalloc(n, 4);
+            for (size_t i = 0; i < n; i++) x[i] = (float)sin(1.0 + 0.37 * i), y[i] = cosf(0.5f * i);
+            memcpy(rx, x, n * 4), memcpy(ry, y, n * 4);
+            p.m->rotate_forward(&p, rx, rx + C, ld, 0, B, T_, 0);
+            p.m->rotate_backward(&p, ry, ry + C, ld, 0, B, T_, 0);
+            double worst = 0, v_moved = 0, a = 0, b = 0;
+            for (int r = 0; r < B * T_; r++) {
+                for (int h = 0; h < H + Hkv; h++) { /* q heads, then k heads */
+                    double ref[D];
+                    const size_t o = (size_t)r * ld + (size_t)h * D;
+                    rotate_ref(ref, x + o, r % T_, D, cases[c].d_rot, cases[c].half, cases[c].xpos,
+                               h < H ? 1 : -1, T_);
+                    for (int d = 0; d < D; d++)
+                        worst = fmax(worst, fabs(rx[o + d] - ref[d]) / fmax(1.0, fabs(ref[d])));
+                }
+                for (size_t e = (size_t)(H + Hkv) * D; e < ld; e++)
+                    v_moved = fmax(v_moved, fabs(rx[r * ld + e] - x[r * ld + e]) +
+                                                fabs(ry[r * ld + e] - y[r * ld + e]));
+            }
+            for (size_t i = 0; i < n; i++) a += (double)rx[i] * y[i], b += (double)x[i] * ry[i];
+            CHECK(worst < 1e-5, "%s, Hkv %d: rotated q, k vs the formula: max error %.3g",
+                  cases[c].position, Hkv, worst);
+            CHECK(v_moved == 0, "%s, Hkv %d: v changed by %.3g", cases[c].position, Hkv, v_moved);
+            CHECK(fabs(a - b) < 1e-4 * fmax(1.0, fabs(a)),
+                  "%s, Hkv %d: <Rx,y> %.9g vs <x,R^T y> %.9g", cases[c].position, Hkv, a, b);
+            free(x), free(rx), free(y), free(ry);
+            free_pos(&p, &cfg);
+        }
 }
 
 TEST(test_pos_rotary_check_errors) {

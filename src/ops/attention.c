@@ -3,13 +3,20 @@
  *   s_ij = q_i . k_j / sqrt(D) + bias_h(i, j)   (j <= i; bias from the position method)
  *   p_i  = softmax_j(s_i),   o_i = sum_j dropout(p)_ij v_j
  *
+ * Grouped-query attention (Ainslie et al. 2023, "GQA", sec. 2.2): the H query heads share
+ * Hkv key/value heads in groups of G = H / Hkv consecutive heads (query head h reads kv head
+ * h / G); Hkv = H is multi-head attention, Hkv = 1 multi-query (Shazeer 2019).
+ *
  * One (batch, head) pair per OpenMP iteration, each product a single-threaded cblas_sgemm
  * (the OpenMP build of OpenBLAS runs serially inside a parallel region). Queries go in blocks
  * of ATT_BLOCK rows and each block only meets the keys up to its last row, so the products
  * cover the causal triangle plus half a block instead of the whole T x T square. The
  * probabilities (B, H, T, T) are kept for backward (only j <= i and the zeros up to each block's
  * end are written: the triangle above is never read); the bias hook fills the scores in place,
- * so no bias matrix is ever stored. */
+ * so no bias matrix is ever stored. The backward goes by (batch, kv head) instead: the group's
+ * query heads all add into the same dK and dV, so one thread takes them in order, and the
+ * result does not depend on the thread count. */
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -67,16 +74,35 @@ static void zero_rows(float *x, int T, int D, size_t ld) {
     for (int t = 0; t < T; t++) memset(x + (size_t)t * ld, 0, sizeof(float) * (size_t)D);
 }
 
+/* Where a head lives in a qkv row: q heads at h*D, k heads at k0 + g*D, v heads at v0 + g*D
+ * (ops.h). For MHA ld = 3C, k0 = C, v0 = 2C, exactly the offsets of the layout before GQA. */
+typedef struct {
+    int D, G;          /* head width, query heads per kv head */
+    size_t ld, k0, v0; /* row stride; offsets of the first k and v head */
+} QkvLayout;
+
+static QkvLayout qkv_layout(const AttnShape *s) {
+    const int H = s->H, Hkv = s->Hkv > 0 ? s->Hkv : H, D = s->C / H;
+    assert(H % Hkv == 0);
+    return (QkvLayout){.D = D,
+                       .G = H / Hkv,
+                       .ld = (size_t)(H + 2 * Hkv) * D,
+                       .k0 = (size_t)H * D,
+                       .v0 = (size_t)(H + Hkv) * D};
+}
+
 void attention_forward(float *out, float *probs, const float *qkv, const AttnShape *s) {
-    const int T = s->T, C = s->C, H = s->H, D = C / H;
-    const size_t ld = 3 * (size_t)C, TT = (size_t)T * T;
+    const QkvLayout L = qkv_layout(s);
+    const int T = s->T, C = s->C, H = s->H, D = L.D;
+    const size_t ld = L.ld, TT = (size_t)T * T;
     const float scale = 1.0f / sqrtf((float)D);
     const PosMethod *m = s->pos ? s->pos->m : NULL;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < s->B; b++)
         for (int h = 0; h < H; h++) {
-            const size_t bh = (size_t)b * H + h;
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+            const size_t bh = (size_t)b * H + h, kv = (size_t)(h / L.G) * D;
+            const float *row = qkv + (size_t)b * T * ld, *q = row + (size_t)h * D;
+            const float *k = row + L.k0 + kv, *v = row + L.v0 + kv;
             float *P = probs + bh * TT, *o = out + (size_t)b * T * C + (size_t)h * D;
             for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
                 const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, nr = r1 - r0, kend = r1;
@@ -114,45 +140,58 @@ static void softmax_backward_rows(float *dS, const float *P, int T, int r0, int 
     }
 }
 
+/* The backward of query head h of batch b: dQ of the head (=), dK and dV of its kv head (+=),
+ * dS of the pair. qkv, dqkv point at the batch's first row. */
+static void backward_head(float *dqkv, float *dscores, const float *dout, const float *qkv,
+                          const float *probs, const AttnShape *s, const QkvLayout *L, int b,
+                          int h) {
+    const int T = s->T, C = s->C, D = L->D;
+    const size_t ld = L->ld, TT = (size_t)T * T, bh = (size_t)b * s->H + h;
+    const size_t kv = (size_t)(h / L->G) * D;
+    const float scale = 1.0f / sqrtf((float)D), p = s->attn_dropout;
+    const float *q = qkv + (size_t)h * D, *k = qkv + L->k0 + kv, *v = qkv + L->v0 + kv;
+    const float *P = probs + bh * TT, *dO = dout + (size_t)b * T * C + (size_t)h * D;
+    float *dS = dscores + bh * TT;
+    float *dq = dqkv + (size_t)h * D, *dk = dqkv + L->k0 + kv, *dv = dqkv + L->v0 + kv;
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, nr = r1 - r0, kend = r1;
+        const float *dOr = dO + (size_t)r0 * C;
+        float *dSr = dS + (size_t)r0 * T;
+        /* dV += dropout(P)^T dO; dropout(P) is rebuilt in dS, free until dP */
+        const float *Pd = P;
+        if (p > 0.0f) {
+            dropout_block(dS, P, T, r0, r1, kend, p, s->key, bh * TT);
+            Pd = dS;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, D, nr, 1.0f, Pd + (size_t)r0 * T,
+                    T, dOr, C, 1.0f, dv, (int)ld);
+        /* dP = dO V^T, through the dropout mask */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, kend, D, 1.0f, dOr, C, v, (int)ld,
+                    0.0f, dSr, T);
+        if (p > 0.0f) dropout_block(dS, dS, T, r0, r1, kend, p, s->key, bh * TT);
+        softmax_backward_rows(dS, P, T, r0, r1);
+        /* dQ = dS K / sqrt(D), dK += dS^T Q / sqrt(D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, kend, scale, dSr, T, k,
+                    (int)ld, 0.0f, dq + (size_t)r0 * ld, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, D, nr, scale, dSr, T,
+                    q + (size_t)r0 * ld, (int)ld, 1.0f, dk, (int)ld);
+    }
+}
+
 void attention_backward(float *dqkv, float *dscores, const float *dout, const float *qkv,
                         const float *probs, const AttnShape *s) {
-    const int T = s->T, C = s->C, H = s->H, D = C / H;
-    const size_t ld = 3 * (size_t)C, TT = (size_t)T * T;
-    const float scale = 1.0f / sqrtf((float)D), p = s->attn_dropout;
+    const QkvLayout L = qkv_layout(s);
+    const int T = s->T, Hkv = s->H / L.G;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < H; h++) {
-            const size_t bh = (size_t)b * H + h;
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-            const float *P = probs + bh * TT, *dO = dout + (size_t)b * T * C + (size_t)h * D;
-            float *dS = dscores + bh * TT;
-            float *dq = dqkv + (size_t)b * T * ld + (size_t)h * D, *dk = dq + C, *dv = dq + 2 * C;
-            /* dK and dV collect contributions from every query block */
-            zero_rows(dk, T, D, ld);
-            zero_rows(dv, T, D, ld);
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                const int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, nr = r1 - r0, kend = r1;
-                const float *dOr = dO + (size_t)r0 * C;
-                float *dSr = dS + (size_t)r0 * T;
-                /* dV += dropout(P)^T dO; dropout(P) is rebuilt in dS, free until dP */
-                const float *Pd = P;
-                if (p > 0.0f) {
-                    dropout_block(dS, P, T, r0, r1, kend, p, s->key, bh * TT);
-                    Pd = dS;
-                }
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, D, nr, 1.0f,
-                            Pd + (size_t)r0 * T, T, dOr, C, 1.0f, dv, (int)ld);
-                /* dP = dO V^T, through the dropout mask */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, kend, D, 1.0f, dOr, C, v,
-                            (int)ld, 0.0f, dSr, T);
-                if (p > 0.0f) dropout_block(dS, dS, T, r0, r1, kend, p, s->key, bh * TT);
-                softmax_backward_rows(dS, P, T, r0, r1);
-                /* dQ = dS K / sqrt(D), dK += dS^T Q / sqrt(D) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, D, kend, scale, dSr, T,
-                            k, (int)ld, 0.0f, dq + (size_t)r0 * ld, (int)ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, D, nr, scale, dSr, T,
-                            q + (size_t)r0 * ld, (int)ld, 1.0f, dk, (int)ld);
-            }
+        for (int g = 0; g < Hkv; g++) {
+            const size_t row = (size_t)b * T * L.ld, kv = (size_t)g * L.D;
+            /* dK and dV collect contributions from every query block of every head of the
+             * group, always in the order h = g G, g G + 1, ... */
+            zero_rows(dqkv + row + L.k0 + kv, T, L.D, L.ld);
+            zero_rows(dqkv + row + L.v0 + kv, T, L.D, L.ld);
+            for (int h = g * L.G; h < (g + 1) * L.G; h++)
+                backward_head(dqkv + row, dscores, dout, qkv + row, probs, s, &L, b, h);
         }
 }
 
@@ -168,9 +207,9 @@ void attention_backward(float *dqkv, float *dscores, const float *dout, const fl
  *   o' = o e^(m - m') + sum_j e^(s_j - m') v_j,                 and at the end o / l.
  *
  * Memory per thread is the key tile transposed, one score strip and one output tile, whatever
- * T is; only the caller's qkv (B, T, 3C) grows with T. Sizes (measured with the reference
- * model, D = 32, on 2 AVX-512 cores): the transposed key tile is 32 x 256 floats = 32 KB, the
- * score strip 16 x 256 = 16 KB, the output tile 128 x 32 = 16 KB. The products are plain C
+ * T is; only the caller's qkv (B, T, (H + 2 Hkv) D) grows with T. Sizes (measured with the
+ * reference model, D = 32, on 2 AVX-512 cores): the transposed key tile is 32 x 256 floats = 32 KB,
+ * the score strip 16 x 256 = 16 KB, the output tile 128 x 32 = 16 KB. The products are plain C
  * loops blocked for registers (strip_scores, strip_pv) rather than cblas_sgemm calls, whose
  * per-call cost is large next to products with an inner dimension of 32: the kernel went
  * from ~95 GFLOP/s at T = 16k with sgemm on 64 x 256 tiles to ~100 with these loops, ~127
@@ -300,11 +339,13 @@ static void online_softmax_tile(float *S, float *o, float *mx, float *l, int i0,
 /* One work item: query rows i0..i0+ni-1 of (batch b, head h); out rows get o / l. */
 static void attention_query_tile(float *out, const float *qkv, const AttnShape *s, int b, int h,
                                  int i0, int ni, float *tiles) {
-    const int T = s->T, C = s->C, D = C / s->H;
-    const size_t ld = 3 * (size_t)C;
+    const QkvLayout L = qkv_layout(s);
+    const int T = s->T, C = s->C, D = L.D;
+    const size_t ld = L.ld, kv = (size_t)(h / L.G) * D;
     const float scale = 1.0f / sqrtf((float)D);
     const PosMethod *m = s->pos ? s->pos->m : NULL;
-    const float *q = qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const float *row = qkv + (size_t)b * T * ld, *q = row + (size_t)h * D;
+    const float *k = row + L.k0 + kv, *v = row + L.v0 + kv;
     float *KT = tiles, *S = KT + ((size_t)D * ATT_TILE_K + 15) / 16 * 16;
     float *o = S + ((size_t)ATT_STRIP * ATT_TILE_K + 15) / 16 * 16;
     float *mx = o + ((size_t)ATT_TILE_Q * D + 15) / 16 * 16, *l = mx + (ATT_TILE_Q + 15) / 16 * 16;

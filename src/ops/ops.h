@@ -2,8 +2,8 @@
  *
  * Conventions (as llm.c): outputs first, then inputs, then dimensions. Shapes use one set of
  * names: B batch, T sequence, C model width, H heads, D = C/H head width, F FFN width,
- * V vocabulary, N = B*T rows. Activations are row-major (N, width).
- * Backward functions say per argument whether they overwrite (=) or accumulate (+=).
+ * V vocabulary, N = B*T rows; Hkv key/value heads (attention). Activations are row-major
+ * (N, width). Backward functions say per argument whether they overwrite (=) or accumulate (+=).
  * Parameter gradients always accumulate, so micro-batches add up without extra copies. */
 #ifndef OPS_H
 #define OPS_H
@@ -22,26 +22,37 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, size_t N, int IC, int OC, int accumulate);
 
-/* ---- layernorm.c ----------------------------------------------------------------------- */
-/* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean, rstd (N). */
+/* ---- norm.c: LayerNorm and RMSNorm ----------------------------------------------------- */
+/* out (N, C) = (inp - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps); saves mean,
+ * rstd (N). */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, size_t N, int C);
+                       const float *bias, size_t N, int C, float eps);
 /* dinp += ; dweight, dbias += */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         size_t N, int C);
+/* out (N, C) = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps) (no mean, no bias);
+ * saves rstd (N). */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, size_t N,
+                     int C, float eps);
+/* dinp += ; dweight += */
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, size_t N, int C);
 
 /* ---- activation.c: FFN nonlinearities ------------------------------------------------ */
-typedef enum { ACT_RELU, ACT_GELU, ACT_SWIGLU } Activation;
-/* out = act(inp), n elements. GELU is the exact erf form. */
+typedef enum { ACT_RELU, ACT_GELU, ACT_SWIGLU, ACT_GLU, ACT_GEGLU } Activation;
+/* out = act(inp), n elements, for the ungated kinds (RELU, GELU). GELU is the exact erf form. */
 void act_forward(float *out, const float *inp, size_t n, Activation a);
 /* dinp = dout * act'(inp) (overwrite; dinp may alias dout) */
 void act_backward(float *dinp, const float *dout, const float *inp, size_t n, Activation a);
-/* SwiGLU: out = silu(gate) * up */
-void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
-/* dgate = dout * up * silu'(gate), dup = dout * silu(gate) (overwrite) */
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                     const float *up, size_t n);
+/* 1 for the gated kinds (GLU, GEGLU, SWIGLU), which take two inputs and glu_*; 0 otherwise. */
+int act_gated(Activation a);
+/* Gated units: out = phi(gate) * up, n elements; phi = sigmoid (GLU), GELU (GEGLU, exact erf),
+ * silu (SWIGLU). */
+void glu_forward(float *out, const float *gate, const float *up, size_t n, Activation a);
+/* dgate = dout * up * phi'(gate), dup = dout * phi(gate) (overwrite; dup may alias dout) */
+void glu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                  size_t n, Activation a);
 
 /* ---- dropout.c: inverted dropout with a stateless mask -------------------------------- */
 /* The keep decision for element i is hash(key, i) >= p, so backward recomputes the mask
@@ -58,35 +69,42 @@ void embedding_forward(float *out, const int32_t *tokens, const float *weight, s
 void embedding_backward(float *dweight, const float *dout, const int32_t *tokens, size_t N, int C,
                         float scale);
 
-/* ---- attention.c: causal multi-head self-attention ------------------------------------ */
+/* ---- attention.c: causal self-attention, grouped-query kv heads ---------------------- */
 typedef struct {
     int B, T, C, H;
+    int Hkv; /* key/value heads, a divisor of H (Ainslie et al. 2023, GQA): query head h reads
+              * kv head h / (H / Hkv); H is multi-head, 1 multi-query. 0 means H, so a shape
+              * written before kv heads existed keeps its meaning. */
     int layer;
-    const Pos *pos;     /* bias hook source; q,k are rotated by the caller */
+    const Pos *pos;     /* bias hook source (per query head); q,k are rotated by the caller */
     int pos0;           /* position of row 0: the bias hooks get positions pos0 + row */
     float attn_dropout; /* 0 in evaluation */
     uint64_t key;       /* dropout key for this layer and step */
     float *scratch;     /* (B, H, T, T), needed in forward when attn_dropout > 0 */
     int tile_threads;   /* attention_forward_tiled: threads its scratch was sized for */
 } AttnShape;
-/* qkv (B, T, 3C): q | k | v, heads contiguous inside each. out (B, T, C): concatenated heads.
- * probs (B, H, T, T): softmax probabilities (before dropout), saved for backward; row i holds
- * j <= i, zeros up to the end of its 64-row query block, and is not written beyond. */
+/* qkv (B, T, (H + 2 Hkv) D), row stride ld = (H + 2 Hkv) D (3C for MHA): q (H heads), then k
+ * (Hkv heads), then v (Hkv heads), heads contiguous inside each. out (B, T, C): concatenated
+ * query heads. probs (B, H, T, T): softmax probabilities (before dropout), saved for backward;
+ * row i holds j <= i, zeros up to the end of its 64-row query block, and is not written
+ * beyond. */
 void attention_forward(float *out, float *probs, const float *qkv, const AttnShape *s);
-/* dqkv (B, T, 3C) = d loss / d qkv (overwritten); dscores (B, H, T, T) = gradient w.r.t. the
- * biased, scaled scores for j <= i, written like probs (scratch, also handed to the position
- * method's bias_backward by the caller, which reads j <= i only). */
+/* dqkv (B, T, (H + 2 Hkv) D) = d loss / d qkv (overwritten; a kv head's dk, dv sum over its
+ * group of query heads); dscores (B, H, T, T) = gradient w.r.t. the biased, scaled scores for
+ * j <= i, written like probs (scratch, also handed to the position method's bias_backward by
+ * the caller, which reads j <= i only). Deterministic: independent of the thread count. */
 void attention_backward(float *dqkv, float *dscores, const float *dout, const float *qkv,
                         const float *probs, const AttnShape *s);
 
 /* Evaluation attention in memory independent of T (the same maths as attention_forward, no
  * dropout, nothing saved): query tiles of ATT_TILE_Q rows meet key tiles of ATT_TILE_K keys
  * with an online softmax, so no (T, T) matrix exists. scratch: attention_tiled_scratch_floats
- * (C, H, s->tile_threads) floats; at most s->tile_threads OpenMP threads are used. */
+ * (C, H, s->tile_threads) floats (independent of Hkv); at most s->tile_threads OpenMP threads
+ * are used. */
 #define ATT_TILE_Q 128
 #define ATT_TILE_K 256
 size_t attention_tiled_scratch_floats(int C, int H, int nthreads);
-/* qkv (B, T, 3C) as above; out (B, T, C) = . */
+/* qkv (B, T, (H + 2 Hkv) D) as above; out (B, T, C) = . */
 void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, float *scratch);
 
 /* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */

@@ -57,8 +57,8 @@ typedef struct {
     void (*embed_forward)(const Pos *p, float *x, int B, int T, int pos0);
     void (*embed_backward)(Pos *p, const float *dx, int B, int T, int pos0);
 
-    /* q, k: B*T rows of H*D floats, row stride ld; row t of each sequence is at position
-     * pos0 + t; rotated in place for layer l. */
+    /* q: B*T rows of H*D floats, k: B*T rows of Hkv*D floats, both of row stride ld; row t of
+     * each sequence is at position pos0 + t; rotated in place for layer l. */
     void (*rotate_forward)(const Pos *p, float *q, float *k, size_t ld, int layer, int B, int T,
                            int pos0);
     void (*rotate_backward)(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T,
@@ -81,6 +81,7 @@ typedef struct {
 struct Pos {
     const PosMethod *m;
     int n_layers, C, H, D; /* model shape */
+    int Hkv;               /* key/value heads (a divisor of H): rotate hooks see Hkv k heads */
     int max_T;             /* longest sequence setup() prepared for */
     const ParamTable *pt;  /* the model's tensor table: find "pos.*" tensors with param_find */
     float *params, *grads; /* the model's whole buffers (grads NULL when not training) */

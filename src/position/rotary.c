@@ -30,6 +30,7 @@
  *                the paper's form.
  * Angles are computed in double (at positions in the tens of thousands float angles lose
  * digits) and stored as per-position cos/sin tables of (max_T, d_rot/2) floats. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,9 +173,12 @@ static void prepare(Pos *p, int n) {
 
 /* x: B*T rows of H*D floats, row stride ld. Rotates pair k of every head of the row at
  * position t by the table entry (cos, sin)[t*P + k]; sign -1 applies the transpose (the
- * backward). Shared with xpos.c, which passes its own (magnitude-scaled) tables. */
+ * backward). Shared with xpos.c, which passes its own (magnitude-scaled) tables. The hooks pass
+ * H = Pos.H for q and Pos.Hkv for k; H = 0 (a Pos built without Hkv) would leave k unrotated
+ * without a sound, hence the assert. */
 void rope_apply(float *x, size_t ld, const float *cos_t, const float *sin_t, float sign, int B,
                 int T, int H, int D, int d_rot, int half) {
+    assert(H > 0);
     const int P = d_rot / 2;
     const int stride = half ? 1 : 2, other = half ? P : 1; /* pair k: dims k*stride, +other */
 #pragma omp parallel for schedule(static)
@@ -198,7 +202,7 @@ static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int laye
     const Rotary *r = p->state;
     const size_t at = (size_t)pos0 * (r->d_rot / 2);
     rope_apply(q, ld, r->cos + at, r->sin + at, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
-    rope_apply(k, ld, r->cos + at, r->sin + at, 1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    rope_apply(k, ld, r->cos + at, r->sin + at, 1.0f, B, T, p->Hkv, p->D, r->d_rot, r->half);
 }
 
 static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, int B, int T,
@@ -207,7 +211,7 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
     const Rotary *r = p->state;
     const size_t at = (size_t)pos0 * (r->d_rot / 2);
     rope_apply(dq, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
-    rope_apply(dk, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->H, p->D, r->d_rot, r->half);
+    rope_apply(dk, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->Hkv, p->D, r->d_rot, r->half);
 }
 
 const PosMethod pos_rotary = {

@@ -131,7 +131,7 @@ static void rotate_forward(const Pos *p, float *q, float *k, size_t ld, int laye
     const Xpos *x = p->state;
     const size_t at = (size_t)pos0 * (p->D / 2);
     rope_apply(q, ld, x->cq + at, x->sq + at, 1.0f, B, T, p->H, p->D, p->D, 0);
-    rope_apply(k, ld, x->ck + at, x->sk + at, 1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(k, ld, x->ck + at, x->sk + at, 1.0f, B, T, p->Hkv, p->D, p->D, 0);
 }
 
 /* The forward is a rotation times a diagonal scale per pair: its transpose is the same table
@@ -142,7 +142,7 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
     const Xpos *x = p->state;
     const size_t at = (size_t)pos0 * (p->D / 2);
     rope_apply(dq, ld, x->cq + at, x->sq + at, -1.0f, B, T, p->H, p->D, p->D, 0);
-    rope_apply(dk, ld, x->ck + at, x->sk + at, -1.0f, B, T, p->H, p->D, p->D, 0);
+    rope_apply(dk, ld, x->ck + at, x->sk + at, -1.0f, B, T, p->Hkv, p->D, p->D, 0);
 }
 
 const PosMethod pos_xpos = {
