@@ -29,6 +29,7 @@
 typedef struct {
     int heads;      /* heads with a bias: alibi_heads, or H */
     int slopes_idx; /* pos.slopes, or -1 when the slopes are fixed */
+    int listed;     /* the slopes come from the `slopes` key, not the paper's rule */
     double *sums;   /* (H, max_T) backward scratch: dscores summed per distance, or NULL */
     float m[];      /* (H) slopes in use; refreshed from pos.slopes by prepare() */
 } Alibi;
@@ -95,6 +96,7 @@ static void setup(Pos *p, const Config *c) {
     Alibi *a = xcalloc(1, head + sizeof(double) * n_sums); /* one block: freed with free() */
     a->heads = k ? k : H;
     a->slopes_idx = slopes_idx;
+    a->listed = config_pos_list(c, "slopes", NULL, 0) == H;
     a->sums = n_sums ? (double *)((char *)a + head) : NULL;
     initial_slopes(c, H, a->m);
     p->state = a;
@@ -131,6 +133,28 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     }
 }
 
+/* The official get_slopes, written the way it computes them rather than as alibi_slopes() does:
+ * n a power of two starts at 2^(-2^-(log2(n) - 3)) and multiplies by that ratio; otherwise the
+ * c-head list (c the largest power of two below n), then entries 0, 2, 4, ... of the 2c-head
+ * list. */
+static double paper_slope(int h, int n) {
+    int c = 1;
+    while (2 * c <= n) c *= 2;
+    if (h >= c) return paper_slope(2 * (h - c), 2 * c);
+    double start = pow(2.0, -pow(2.0, -(log2((double)c) - 3)));
+    return pow(start, h + 1);
+}
+
+static double bias_reference(const Pos *p, int layer, int h, int i, int j) {
+    (void)layer;
+    const Alibi *a = p->state;
+    if (h >= a->heads) return 0.0;
+    double m = a->slopes_idx >= 0 ? p->params[p->pt->t[a->slopes_idx].offset + h]
+               : a->listed        ? a->m[h]
+                                  : paper_slope(h, p->H);
+    return -m * (i - j);
+}
+
 static float linear_slope(const Pos *p, int layer, int h) {
     (void)layer;
     const Alibi *a = p->state;
@@ -154,6 +178,8 @@ static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T)
 const PosMethod pos_alibi = {
     .name = "alibi",
     .summary = "linear distance penalty -m_h*(i-j) on attention scores, fixed geometric slopes",
+    .label = "ALiBi",
+    .color = "#d62728",
     .keys = keys,
     .n_keys = sizeof keys / sizeof keys[0],
     .check = check,
@@ -164,4 +190,5 @@ const PosMethod pos_alibi = {
     .bias_forward = bias_forward,
     .linear_slope = linear_slope,
     .bias_backward = bias_backward,
+    .bias_reference = bias_reference,
 };

@@ -155,6 +155,20 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     }
 }
 
+/* Eq. 3.4 for one pair, in double, as the listing computes it: no table, and the normalizer
+ * psi(max(i, thr)) of every row from the parameters. */
+static double bias_reference(const Pos *p, int layer, int h, int i, int j) {
+    const Fire *f = p->state;
+    const double c = fabs(tensor(p, p->params, P_C, layer)[0]);
+    const double thr = fabs(tensor(p, p->params, P_LMULT, layer)[0] * f->init_L);
+    const double x = log(c * (i - j) + 1) / (log(c * fmax(i, thr) + 1) + FIRE_EPS);
+    const float *w1 = tensor(p, p->params, P_W1, layer), *b1 = tensor(p, p->params, P_B1, layer);
+    const float *w2 = tensor(p, p->params, P_W2, layer) + (size_t)h * f->W;
+    double y = tensor(p, p->params, P_B2, layer)[h];
+    for (int k = 0; k < f->W; k++) y += w2[k] * fmax(w1[k] * x + b1[k], 0.0);
+    return y;
+}
+
 /* Backward of the layer's MLP at input x with output gradient g (H): accumulates into f->acc
  * (dW1, db1, dW2, db2) and returns dL/dx. */
 static double mlp_backward(const Pos *p, int layer, double x, const double *g) {
@@ -236,6 +250,8 @@ static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T)
 const PosMethod pos_fire = {
     .name = "fire",
     .summary = "FIRE: per-layer MLP of the log-transformed, progressively normalized distance",
+    .label = "FIRE",
+    .color = "#17becf",
     .keys = keys,
     .n_keys = sizeof keys / sizeof keys[0],
     .declare = declare,
@@ -244,4 +260,5 @@ const PosMethod pos_fire = {
     .prepare = prepare,
     .bias_forward = bias_forward,
     .bias_backward = bias_backward,
+    .bias_reference = bias_reference,
 };

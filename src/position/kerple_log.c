@@ -85,6 +85,15 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     for (int r = 0; r < ni; r++) pos_add_distance_bias(scores + (size_t)r * ld, b, i0 + r, j0, nj);
 }
 
+/* The kernel's bias, from the raw parameters. */
+static double bias_reference(const Pos *p, int layer, int h, int i, int j) {
+    const Kerple *k = p->state;
+    const size_t lh = (size_t)layer * p->H + h;
+    double r1 = softplus(p->params[p->pt->t[k->r1_idx].offset + lh]);
+    double r2 = softplus(p->params[p->pt->t[k->r2_idx].offset + lh]);
+    return -r1 * log(1.0 + r2 * (i - j));
+}
+
 static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T) {
     Kerple *k = p->state;
     size_t lh0 = (size_t)layer * p->H;
@@ -108,10 +117,13 @@ static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T)
 const PosMethod pos_kerple_log = {
     .name = "kerple_log",
     .summary = "KERPLE log bias -r1*log(1+r2*(i-j)) on the scores, r1, r2 learned per layer, head",
+    .label = "KERPLE-log",
+    .color = "#e377c2",
     .declare = declare,
     .setup = setup,
     .init = init,
     .prepare = prepare,
     .bias_forward = bias_forward,
     .bias_backward = bias_backward,
+    .bias_reference = bias_reference,
 };

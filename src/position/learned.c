@@ -85,6 +85,12 @@ static void embed_forward(const Pos *p, float *x, int B, int T, int pos0) {
         }
 }
 
+/* Row t of pos.weight, the definition: catches an embed_forward that reads the wrong row. */
+static void embed_reference(const Pos *p, int t, float *out) {
+    const Learned *s = p->state;
+    for (int k = 0; k < p->C; k++) out[k] = p->params[s->offset + (size_t)t * p->C + k];
+}
+
 /* dP[pos0 + t] += sum_b dx[b][t]; each thread owns whole rows t and sums b in order, so the result
  * does not depend on the thread count. */
 static void embed_backward(Pos *p, const float *dx, int B, int T, int pos0) {
@@ -104,6 +110,8 @@ static void embed_backward(Pos *p, const float *dx, int B, int T, int pos0) {
 const PosMethod pos_learned = {
     .name = "learned",
     .summary = "a trained vector per position added to the token embeddings (max_positions rows)",
+    .label = "Learned",
+    .color = "#9467bd",
     .keys = keys,
     .n_keys = 1,
     .check = check,
@@ -114,4 +122,5 @@ const PosMethod pos_learned = {
     .init = init,
     .embed_forward = embed_forward,
     .embed_backward = embed_backward,
+    .embed_reference = embed_reference,
 };

@@ -6,4 +6,6 @@
 const PosMethod pos_none = {
     .name = "none",
     .summary = "no position information (causal masking only)",
+    .label = "No position",
+    .color = "#7f7f7f",
 };

@@ -17,7 +17,9 @@
  * the positions of the pass, and a segment starting at pos0 sees exactly the values that rows
  * pos0.. of a segment starting at 0 see. pos0 + T never exceeds Pos.max_T.
  * Head h of layer l is addressed explicitly so methods may have per-layer or per-head
- * parameters. */
+ * parameters.
+ * label and color are how scripts/results.py names and draws the method; it reads them through
+ * ./train --list-positions, so a new method needs no edit in the scripts. */
 #ifndef POSITION_H
 #define POSITION_H
 
@@ -28,9 +30,11 @@
 
 typedef struct Pos Pos;
 
-typedef struct {
+typedef struct PosMethod {
     const char *name;
     const char *summary;   /* one line for --help and docs */
+    const char *label;     /* its name in tables and figures, e.g. "ALiBi", "T5 bias" */
+    const char *color;     /* matplotlib colour of its curves and bars, "#rrggbb" */
     const ConfigKey *keys; /* keys under model.position (besides "type"); may be NULL */
     int n_keys;
 
@@ -76,6 +80,16 @@ typedef struct {
     /* dscores: (B, H, T, T), defined for j <= i only; accumulate parameter gradients. Only
      * training calls it, and training starts every segment at position 0. */
     void (*bias_backward)(Pos *p, const float *dscores, int layer, int B, int T);
+
+    /* Optional slow references, straight from the paper's formula: no table that setup() or
+     * prepare() filled, only p's shape, the method's config values in p->state and the
+     * parameters in p->params. tests/test_pos_reference.c compares every registered method's
+     * forward hooks with them, at positions away from 0; they catch a formula that is wrong in
+     * forward and backward alike, which the gradient checks cannot. */
+    /* The bias bias_forward adds to score (i, j), j <= i, of head h in layer l. */
+    double (*bias_reference)(const Pos *p, int layer, int h, int i, int j);
+    /* out (C) = the vector embed_forward adds at absolute position t. */
+    void (*embed_reference)(const Pos *p, int t, float *out);
 } PosMethod;
 
 struct Pos {

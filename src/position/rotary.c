@@ -217,6 +217,8 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
 const PosMethod pos_rotary = {
     .name = "rotary",
     .summary = "rotate q and k by position (RoPE), with PI/NTK/dynamic-NTK/YaRN extension",
+    .label = "Rotary",
+    .color = "#2ca02c",
     .keys = keys,
     .n_keys = N_KEYS,
     .check = check,

@@ -63,12 +63,26 @@ static void embed_forward(const Pos *p, float *x, int B, int T, int pos0) {
         }
 }
 
+/* pe at position t + offset in double: frequency k is 10000^(-k / (half - 1)). */
+static void embed_reference(const Pos *p, int t, float *out) {
+    const Sinusoidal *s = p->state;
+    const int half = p->C / 2;
+    for (int k = 0; k < half; k++) {
+        double a = (double)(t + s->offset) * pow(10000.0, -(double)k / (half - 1));
+        out[k] = (float)sin(a);
+        out[half + k] = (float)cos(a);
+    }
+}
+
 const PosMethod pos_sinusoidal = {
     .name = "sinusoidal",
     .summary = "fixed sin/cos embeddings added to the token embeddings (fairseq layout)",
+    .label = "Sinusoidal",
+    .color = "#1f77b4",
     .keys = keys,
     .n_keys = 1,
     .check = check,
     .setup = setup,
     .embed_forward = embed_forward,
+    .embed_reference = embed_reference,
 };

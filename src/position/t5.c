@@ -31,6 +31,7 @@
 
 typedef struct {
     int n_buckets, n_tables; /* n_tables: 1 (shared) or n_layers */
+    int max_distance;        /* for bias_reference; the buckets are in `bucket` */
     int idx;                 /* pos.rel_bias */
     int *bucket;             /* (max_T) bucket of distance n */
     float *bias;             /* (n_tables, H, max_T) bias by distance, filled by prepare() */
@@ -90,6 +91,7 @@ static void setup(Pos *p, const Config *c) {
                            sizeof(int) * T);
     s->n_buckets = nb;
     s->n_tables = tables;
+    s->max_distance = md;
     s->idx = param_find(p->pt, "pos.rel_bias");
     s->sums = n_sums ? (double *)((char *)s + head) : NULL;
     s->bias = (float *)((char *)s + head + sizeof(double) * n_sums);
@@ -126,6 +128,24 @@ static void bias_forward(const Pos *p, float *scores, size_t ld, int layer, int 
     for (int r = 0; r < ni; r++) pos_add_distance_bias(scores + (size_t)r * ld, b, i0 + r, j0, nj);
 }
 
+/* HF's _relative_position_bucket (bidirectional=False) as torch evaluates it — float32 log,
+ * truncated to an integer, then E added and capped at the last bucket — and that bucket's entry
+ * of the table in p->params. */
+static double bias_reference(const Pos *p, int layer, int h, int i, int j) {
+    const T5 *s = p->state;
+    const int n = i - j, nb = s->n_buckets, E = nb / 2;
+    int bucket = n;
+    if (n >= E) {
+        float scaled =
+            logf((float)n / (float)E) / (float)log((double)s->max_distance / E) * (float)(nb - E);
+        bucket = E + (int)scaled;
+        if (bucket > nb - 1) bucket = nb - 1;
+    }
+    const float *w = p->params + p->pt->t[s->idx].offset;
+    const size_t table = s->n_tables > 1 ? (size_t)layer : 0;
+    return w[(table * nb + bucket) * p->H + h];
+}
+
 /* d rel_bias[t][bucket][h] += sum of dscores over the distances in the bucket. */
 static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T) {
     T5 *s = p->state;
@@ -148,6 +168,8 @@ static void bias_backward(Pos *p, const float *dscores, int layer, int B, int T)
 const PosMethod pos_t5 = {
     .name = "t5",
     .summary = "T5 relative bias: a learned scalar per head and distance bucket on the scores",
+    .label = "T5 bias",
+    .color = "#ff7f0e",
     .keys = keys,
     .n_keys = sizeof keys / sizeof keys[0],
     .check = check,
@@ -157,4 +179,5 @@ const PosMethod pos_t5 = {
     .prepare = prepare,
     .bias_forward = bias_forward,
     .bias_backward = bias_backward,
+    .bias_reference = bias_reference,
 };

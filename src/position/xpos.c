@@ -148,6 +148,8 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
 const PosMethod pos_xpos = {
     .name = "xpos",
     .summary = "rotary with a per-pair decay zeta^((i-j)/scale_base) of q.k (Sun et al. 2022)",
+    .label = "xPos",
+    .color = "#8c564b",
     .keys = keys,
     .n_keys = (int)(sizeof keys / sizeof keys[0]),
     .check = check,
