@@ -175,7 +175,7 @@ static void resolve_paths(const char *ckpt, char *model, char *dir, size_t n) {
 }
 
 static int has_pos_key(const Config *cfg, const char *key) {
-    const PosMethod *pm = pos_find(cfg->model.position);
+    const PosMethod *pm = cfg->model.pos_method;
     for (int k = 0; k < pm->n_keys; k++)
         if (!strcmp(pm->keys[k].name, key)) return 1;
     return 0;
@@ -373,7 +373,7 @@ static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
     if (a->lvalid &&
         (n = lengths_parse(a->lvalid, cfg->train.seq_len, lengths, err, sizeof err)) < 0)
         user_error("--lvalid: %s", err);
-    const PosMethod *pm = pos_find(cfg->model.position);
+    const PosMethod *pm = cfg->model.pos_method;
     int longest = pos_max_positions(pm, cfg);
     for (int i = 0; i < n; i++) {
         if (a->sliding && a->stride > lengths[i])

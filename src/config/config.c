@@ -473,7 +473,7 @@ static int from_tree(Config *c, const cJSON *in, const char *origin, char *err, 
     tmp.json = cJSON_CreateObject();
     if (resolve_keys(&e, in, tmp.json, "", keys, nk)) goto fail;
     fill_mirrors(&tmp);
-    const PosMethod *m = pos_find(tmp.model.position);
+    const PosMethod *m = tmp.model.pos_method = pos_find(tmp.model.position);
     assert(m && "model.position.type passed its enum check");
     if (resolve_keys(&e, in, tmp.json, POS_PREFIX, m->keys, m->n_keys)) goto fail;
     if (check_unknown(&e, in, "", m) || check_cross(&e, &tmp)) goto fail;
@@ -537,7 +537,7 @@ int config_from_file(Config *c, const char *path, char *err, size_t n) {
 static const ConfigKey *key_at(const Config *c, const char *path) {
     for (int i = 0; i < N_CORE; i++)
         if (!strcmp(core_keys[i].name, path)) return &core_keys[i];
-    const PosMethod *m = pos_find(c->model.position);
+    const PosMethod *m = c->model.pos_method;
     size_t np = strlen(POS_PREFIX);
     for (int i = 0; m && !strncmp(path, POS_PREFIX, np) && i < m->n_keys; i++)
         if (!strcmp(m->keys[i].name, path + np)) return &m->keys[i];

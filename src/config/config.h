@@ -15,6 +15,8 @@
 #include <stdio.h>
 
 typedef struct cJSON cJSON;
+/* position.h includes this file, so the method is only declared here */
+struct PosMethod;
 
 typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STRING, KEY_ENUM, KEY_FLOAT_LIST } KeyType;
 
@@ -45,6 +47,8 @@ typedef struct {
         double act_dropout;  /* FFN activation */
         double init_std;
         char position[32]; /* model.position.type */
+        /* its registry entry, resolved once when the config is read or --set */
+        const struct PosMethod *pos_method;
         struct {
             char type[16];                   /* full | adaptive */
             int cutoffs[CONFIG_MAX_CUTOFFS]; /* adaptive: cluster boundaries, increasing */
