@@ -342,6 +342,7 @@ TEST(test_config_position_methods) {
         Config c;
         if (!parse_ok(&c, text)) continue;
         CHECK(!strcmp(c.model.position, m->name), "%s: mirror %s", m->name, c.model.position);
+        CHECK(c.model.pos_method == m, "%s: model.pos_method is not its registry entry", m->name);
         const cJSON *pos = cJSON_GetObjectItem(cJSON_GetObjectItem(c.json, "model"), "position");
         CHECK(cJSON_GetArraySize(pos) >= 1, "%s: position object", m->name);
         for (int j = 0; j < m->n_keys; j++) {
@@ -374,6 +375,8 @@ TEST(test_config_position_methods) {
         snprintf(text, sizeof text, "model.position.type=%s", other->name);
         CHECK(config_set(&c, text, err, sizeof err) == 0, "%s: %s", text, err);
         CHECK(!strcmp(c.model.position, other->name), "switched to %s", c.model.position);
+        CHECK(c.model.pos_method == other, "switched to %s: model.pos_method not updated",
+              other->name);
         pos = cJSON_GetObjectItem(cJSON_GetObjectItem(c.json, "model"), "position");
         int n_def = 1;
         for (int j = 0; j < other->n_keys; j++) n_def += other->keys[j].def != NULL;
