@@ -47,16 +47,49 @@ CLOSE = 0.05          # "close": at most 5% above
 MIN_TOKENS = 1000     # per-position profiles: fewer tokens per point would plot noise
 
 ORDER = ["sinusoidal", "rotary", "t5", "alibi"]
-LABELS = {"sinusoidal": "Sinusoidal", "rotary": "Rotary", "t5": "T5 bias", "alibi": "ALiBi",
-          "none": "No position", "learned": "Learned", "xpos": "xPos", "kerple_log": "KERPLE-log",
-          "fire": "FIRE"}
-COLORS = {"sinusoidal": "#1f77b4", "rotary": "#2ca02c", "t5": "#ff7f0e", "alibi": "#d62728",
-          "none": "#7f7f7f", "learned": "#9467bd", "xpos": "#8c564b", "kerple_log": "#e377c2",
-          "fire": "#17becf"}
+
+# ---- how each method is named and drawn: the registry's label and color fields ----
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STYLES = None  # method name -> its ./train --list-positions object, read once
+
+
+def load_styles():
+    """Every registered method's label and colour, from `./train --list-positions` (or
+    $TRAINSHORT_BIN/train), read once. There is no built-in copy to fall back on: a copy would
+    drift from the registry, and a missing binary is reported instead of guessed around."""
+    global STYLES
+    if STYLES is not None:
+        return STYLES
+    train = os.path.join(os.environ.get("TRAINSHORT_BIN") or ROOT, "train")
+    try:
+        out = subprocess.run([train, "--list-positions"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, check=True).stdout
+        STYLES = {o["name"]: o for o in (json.loads(line) for line in out.splitlines())}
+    except OSError as e:
+        die("%s: %s; results.py reads the methods' labels and colours from it: build it with "
+            "`make` first" % (train, e.strerror))
+    except subprocess.CalledProcessError as e:
+        die("%s --list-positions failed (status %d); rebuild it with `make`" % (train, e.returncode))
+    except (ValueError, TypeError, KeyError):
+        die("%s --list-positions did not print JSON objects with a name; rebuild it with `make`"
+            % train)
+    return STYLES
+
+
+def die(msg):
+    print("error: " + msg, file=sys.stderr)
+    sys.exit(2)
 
 
 def label(method):
-    return LABELS.get(method, method)
+    """The method's display label; a method this build does not register keeps its name."""
+    return load_styles().get(method, {}).get("label", method)
+
+
+def color(method):
+    """The method's colour, or None (matplotlib's next colour) for a method not registered."""
+    return load_styles().get(method, {}).get("color")
 
 
 def method_rank(method):
@@ -706,7 +739,7 @@ def figures(runs, out, fig4_names):
             if not c:
                 continue
             ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3.5, lw=1.6,
-                    color=COLORS.get(r.method), label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
+                    color=color(r.method), label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
             ys += [y for _, y in c]
         mark_train_length(ax, L)
         ppl_axes(ax, ys, "trained at L = %d" % L)
@@ -727,14 +760,14 @@ def figures(runs, out, fig4_names):
             values = [(m, f(r)) for m in methods for r in [pick(runs, m, L)] if r]
             bars = [(m, v) for m, v in values if v]
             for k, (m, v) in enumerate(bars):
-                ax.bar(i + (k - (len(bars) - 1) / 2.0) * width, v, width * 0.95, color=COLORS.get(m))
+                ax.bar(i + (k - (len(bars) - 1) / 2.0) * width, v, width * 0.95, color=color(m))
         ax.set_xticks(range(len(Ls)))
         ax.set_xticklabels(["L = %d" % L for L in Ls])
         ax.set_xlabel("training length")
         ax.set_ylabel(unit)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS.get(m)) for m in methods]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=color(m)) for m in methods]
     fig.legend(handles, [label(m) for m in methods], loc="lower center", ncol=max(1, len(methods)),
                fontsize=9)
     fig.suptitle("Figure 2: speed and memory by position method (%d cores)" % (os.cpu_count() or 0))
@@ -755,7 +788,7 @@ def figures(runs, out, fig4_names):
             ys += [y for _, y in c]
     sin = sorted([(r.L, r.ppl(r.L)) for r in chosen if r.method == "sinusoidal" and r.ppl(r.L)])
     if sin:
-        ax.plot([x for x, _ in sin], [y for _, y in sin], "s--", color=COLORS["sinusoidal"], ms=6,
+        ax.plot([x for x, _ in sin], [y for _, y in sin], "s--", color=color("sinusoidal"), ms=6,
                 label="Sinusoidal trained at L, L_valid = L")
         ys += [y for _, y in sin]
     ppl_axes(ax, ys, "Figure 4: ALiBi trained at several L, %s (nonoverlapping)" % data)
@@ -768,7 +801,7 @@ def figures(runs, out, fig4_names):
         for ax, (L, P, cols) in zip(axes[0], panels):
             for r, prof in cols:
                 ax.plot([(a + b) / 2.0 for a, b, _, _ in prof], [l for _, _, l, _ in prof], lw=1.6,
-                        marker="o", ms=2.5, color=COLORS.get(r.method), label=label(r.method))
+                        marker="o", ms=2.5, color=color(r.method), label=label(r.method))
             mark_train_length(ax, L)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(plain)
@@ -934,6 +967,7 @@ def main(argv=None):
     ap.add_argument("--split", default="valid")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args(argv)
+    load_styles()  # before anything is written: without ./train, no half-made results
     manifest_path = os.path.join(args.runs, "manifest.json")
     manifest = {}
     if os.path.isfile(manifest_path):

@@ -49,6 +49,8 @@ static const char *USAGE =
     "resume)\n"
     "  --profile         print time per op family at the end\n"
     "  --help-config     print every config key with type, default and meaning (markdown)\n"
+    "  --list-positions  print the registered position methods, one JSON object a line:\n"
+    "                    {\"name\", \"label\", \"color\", \"summary\"} (for scripts/results.py)\n"
     "  --help            this text\n"
     "Ctrl-C writes a checkpoint and exits; ./train --resume DIR continues it.\n";
 
@@ -81,6 +83,24 @@ static long parse_positive(const char *flag, const char *v) {
     return x;
 }
 
+/* One JSON object per registered method, so scripts label and colour methods from the registry
+ * instead of keeping a copy of it. */
+static void list_positions(FILE *f) {
+    for (int i = 0; i < pos_count(); i++) {
+        const PosMethod *m = pos_at(i);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", m->name);
+        cJSON_AddStringToObject(o, "label", m->label);
+        cJSON_AddStringToObject(o, "color", m->color);
+        cJSON_AddStringToObject(o, "summary", m->summary);
+        char *line = cJSON_PrintUnformatted(o);
+        if (!line) sys_error("out of memory listing the position methods");
+        fprintf(f, "%s\n", line);
+        cJSON_free(line);
+        cJSON_Delete(o);
+    }
+}
+
 static Args parse_args(int argc, char **argv) {
     Args a = {.stop_at = -1};
     for (int i = 1; i < argc; i++) {
@@ -89,6 +109,8 @@ static Args parse_args(int argc, char **argv) {
             fputs(USAGE, stdout), exit_flushed();
         else if (!strcmp(o, "--help-config"))
             config_write_docs(stdout), exit_flushed();
+        else if (!strcmp(o, "--list-positions"))
+            list_positions(stdout), exit_flushed();
         else if (!strcmp(o, "--profile"))
             a.profile = 1;
         else if (!takes_value(o))

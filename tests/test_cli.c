@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "../src/config/config.h"
+#include "../src/position/position.h"
 #include "../src/util/util.h"
 #include "cli_util.h"
 
@@ -195,6 +196,35 @@ TEST(test_cli_help) {
         char cell[300];
         snprintf(cell, sizeof cell, "| `%s` |", keys[i].name);
         CHECK(strstr(out, cell) != NULL, "--help-config lacks %s", keys[i].name);
+    }
+}
+
+/* --list-positions: one JSON object per registered method, in registry order, with the fields
+ * scripts/results.py labels and colours the methods by. */
+TEST(test_cli_list_positions) {
+    char out[OUT_LEN];
+    int rc = run_cmd("./train --list-positions 2>/dev/null", out, sizeof out);
+    CHECK(rc == 0 && count_lines(out) == pos_count(),
+          "./train --list-positions: status %d, %d "
+          "lines for %d methods: %.300s",
+          rc, count_lines(out), pos_count(), out);
+    char *line = out;
+    for (int i = 0; i < pos_count() && line && *line; i++) {
+        const PosMethod *m = pos_at(i);
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        cJSON *o = cJSON_Parse(line);
+        const char *fields[][2] = {
+            {"name", m->name}, {"label", m->label}, {"color", m->color}, {"summary", m->summary}};
+        CHECK(cJSON_IsObject(o) && cJSON_GetArraySize(o) == 4,
+              "line %d is not a 4-field object: %s", i + 1, line);
+        for (int f = 0; f < 4; f++) {
+            const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, fields[f][0]));
+            CHECK(v && fields[f][1] && !strcmp(v, fields[f][1]), "line %d: %s is %s, expected %s",
+                  i + 1, fields[f][0], v ? v : "(absent)", fields[f][1] ? fields[f][1] : "(NULL)");
+        }
+        cJSON_Delete(o);
+        line = end ? end + 1 : NULL;
     }
 }
 

@@ -505,7 +505,8 @@ TEST(test_crash_token_count_beyond_2_53) {
 
 /* Output that goes to a full disk is an error, not a truncated file with status 0. */
 TEST(test_crash_stdout_to_a_full_disk) {
-    const char *cmds[] = {"./train --help-config", "./train --help", "./eval --help"};
+    const char *cmds[] = {"./train --help-config", "./train --list-positions", "./train --help",
+                          "./eval --help"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char out[OUT_LEN];
         int rc = sh(out, "(%s >/dev/full)", cmds[i]);

@@ -516,4 +516,10 @@ TEST(test_reproduce_errors) {
 
     rc = sh(out, "%s scripts/results.py --runs %s/nothing --out %s/res", g_py, dir, dir);
     expect_user_error(rc, out, "no run directories", NULL, NULL, "results.py without runs");
+
+    /* the labels and colours come from ./train --list-positions: no binary, no guessed labels */
+    snprintf(path, sizeof path, "%s/res-no-bin", dir);
+    rc = sh(out, "TRAINSHORT_BIN=%s/no-bin %s scripts/results.py --runs %s/paper --out %s", dir,
+            g_py, FIXTURES, path);
+    expect_user_error(rc, out, "no-bin/train", "`make`", path, "results.py without ./train");
 }
