@@ -112,7 +112,8 @@ static void check_bias(Model *m, const char *label) {
     float *scratch = xcalloc(attention_tiled_scratch_floats(C, H, nt), sizeof *scratch);
     double *ref = xcalloc((size_t)SEG * C, sizeof *ref);
     fill_random(qkv, (size_t)SEG * 3 * C, 1.5f, 77);
-    m->state.pos.m->prepare(&m->state.pos, ALL);
+    if (m->state.pos.m->prepare) /* a parameter-free bias may have none */
+        m->state.pos.m->prepare(&m->state.pos, ALL);
     AttnShape s = {.B = 1,
                    .T = SEG,
                    .C = C,
