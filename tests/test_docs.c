@@ -36,6 +36,6 @@ TEST(test_docs_position_guide_quotes_the_sources) {
         *stop = '`';
         quotes++;
     }
-    CHECK(quotes == 5, "docs/positions.md: %d quoted code blocks, expected the guide's 5", quotes);
+    CHECK(quotes == 6, "docs/positions.md: %d quoted code blocks, expected the guide's 6", quotes);
     free(doc);
 }
