@@ -6,8 +6,10 @@
  *     uniformly with that variance); the head's projected input then again has unit variance;
  *   other matrices ~ normal(0, init_std); the two matrices that write into the residual stream
  *     (attn.proj, ffn.fc2) use init_std / sqrt(2 N), GPT-2's rule that keeps the stream's
- *     variance from growing with depth;
- *   biases 0, LayerNorm gains 1; position parameters by their method.
+ *     variance from growing with depth; under deepnorm instead the v rows of qkv, attn.proj,
+ *     ffn.fc1, ffn.gate and ffn.fc2 use init_std * beta, beta = (8 N)^(-1/4) (DeepNet's rule,
+ *     with its residual weight alpha bounding the update of each layer);
+ *   biases 0, norm gains 1; position parameters by their method.
  * Each rule is the init kind of the tensor's row (params.h), set where the tensor is declared. */
 #include "model.h"
 
@@ -32,30 +34,60 @@ static uint64_t site_key(uint64_t key, int layer, int site) {
     return rng_key(key, (uint64_t)layer * 8 + (uint64_t)site + 1);
 }
 
-static void declare_layer(ParamTable *pt, LayerIdx *li, int l, int C, int F, int swiglu,
-                          double std) {
+/* Gain (all ones) and, for LayerNorm, bias of the norm layers.<i>.<name>. */
+static void declare_norm(ParamTable *pt, const ModelSpec *s, int l, const char *name, int *w,
+                         int *b) {
+    char n[64];
+    snprintf(n, sizeof n, "layers.%d.%s.weight", l, name);
+    *w = param_add(pt, n, 0, PARAM_ONES, 1, (size_t)s->C);
+    *b = -1;
+    if (s->rms) return;
+    snprintf(n, sizeof n, "layers.%d.%s.bias", l, name);
+    *b = param_add(pt, n, 0, PARAM_ZEROS, 1, (size_t)s->C);
+}
+
+/* The init of the fused qkv matrix and of the matrices that end a sub-block (attn.proj,
+ * ffn.fc2) or start the FFN (fc1, gate). DeepNorm scales v, proj, fc1, gate and fc2 by
+ * beta = (8L)^(-1/4) (Wang et al. 2022; q and k keep gain 1); otherwise proj and fc2 take
+ * GPT-2's residual rule. */
+typedef struct {
+    ParamInit qkv, in, out;
+} LayerInit;
+
+static LayerInit layer_init(const ModelSpec *s, double std) {
+    if (s->place != NORM_DEEPNORM)
+        return (LayerInit){PARAM_NORMAL(std), PARAM_NORMAL(std), PARAM_RESIDUAL(std)};
+    double beta = pow(8.0 * s->L, -0.25);
+    size_t v_row = (size_t)(s->H + s->Hkv) * s->D;
+    return (LayerInit){PARAM_SCALED(std, beta, v_row), PARAM_SCALED(std, beta, 0),
+                       PARAM_SCALED(std, beta, 0)};
+}
+
+static void declare_layer(ParamTable *pt, const ModelSpec *s, LayerIdx *li, int l, double std) {
     char n[64];
 #define ADD(field, suffix, decay, init, ...)                                                       \
     (snprintf(n, sizeof n, "layers.%d.%s", l, suffix),                                             \
      li->field = param_add(pt, n, decay, init, __VA_ARGS__))
-    size_t c = (size_t)C, f = (size_t)F;
-    ADD(ln1_w, "ln1.weight", 0, PARAM_ONES, 1, c);
-    ADD(ln1_b, "ln1.bias", 0, PARAM_ZEROS, 1, c);
-    ADD(qkv_w, "attn.qkv.weight", 1, PARAM_NORMAL(std), 2, 3 * c, c);
-    ADD(qkv_b, "attn.qkv.bias", 0, PARAM_ZEROS, 1, 3 * c);
-    ADD(proj_w, "attn.proj.weight", 1, PARAM_RESIDUAL(std), 2, c, c);
+    const size_t c = (size_t)s->C, f = (size_t)s->F, q = (size_t)s->Q;
+    const LayerInit in = layer_init(s, std);
+    for (int j = 0; j < 2; j++) li->lnp_w[j] = li->lnp_b[j] = -1;
+    declare_norm(pt, s, l, "ln1", &li->ln_w[0], &li->ln_b[0]);
+    ADD(qkv_w, "attn.qkv.weight", 1, in.qkv, 2, q, c);
+    ADD(qkv_b, "attn.qkv.bias", 0, PARAM_ZEROS, 1, q);
+    ADD(proj_w, "attn.proj.weight", 1, in.out, 2, c, c);
     ADD(proj_b, "attn.proj.bias", 0, PARAM_ZEROS, 1, c);
-    ADD(ln2_w, "ln2.weight", 0, PARAM_ONES, 1, c);
-    ADD(ln2_b, "ln2.bias", 0, PARAM_ZEROS, 1, c);
-    ADD(fc1_w, "ffn.fc1.weight", 1, PARAM_NORMAL(std), 2, f, c);
+    if (s->place == NORM_SANDWICH) declare_norm(pt, s, l, "ln1_post", &li->lnp_w[0], &li->lnp_b[0]);
+    declare_norm(pt, s, l, "ln2", &li->ln_w[1], &li->ln_b[1]);
+    ADD(fc1_w, "ffn.fc1.weight", 1, in.in, 2, f, c);
     ADD(fc1_b, "ffn.fc1.bias", 0, PARAM_ZEROS, 1, f);
     li->gate_w = li->gate_b = -1;
-    if (swiglu) {
-        ADD(gate_w, "ffn.gate.weight", 1, PARAM_NORMAL(std), 2, f, c);
+    if (s->gated) {
+        ADD(gate_w, "ffn.gate.weight", 1, in.in, 2, f, c);
         ADD(gate_b, "ffn.gate.bias", 0, PARAM_ZEROS, 1, f);
     }
-    ADD(fc2_w, "ffn.fc2.weight", 1, PARAM_RESIDUAL(std), 2, c, f);
+    ADD(fc2_w, "ffn.fc2.weight", 1, in.out, 2, c, f);
     ADD(fc2_b, "ffn.fc2.bias", 0, PARAM_ZEROS, 1, c);
+    if (s->place == NORM_SANDWICH) declare_norm(pt, s, l, "ln2_post", &li->lnp_w[1], &li->lnp_b[1]);
 #undef ADD
 }
 
@@ -139,6 +171,28 @@ static const OutputLayer *output_of(const Config *cfg) {
     return strcmp(cfg->model.output.type, "adaptive") ? &output_full : &output_adaptive;
 }
 
+/* The config's names of the choices (validated: an unknown name cannot reach here). */
+static Activation activation_of(const char *name) {
+    static const char *const names[] = {[ACT_RELU] = "relu",
+                                        [ACT_GELU] = "gelu",
+                                        [ACT_SWIGLU] = "swiglu",
+                                        [ACT_GLU] = "glu",
+                                        [ACT_GEGLU] = "geglu"};
+    for (int a = 0; a < (int)(sizeof names / sizeof names[0]); a++)
+        if (!strcmp(names[a], name)) return (Activation)a;
+    sys_error("internal: activation '%s' passed the config check", name);
+}
+
+static NormPlace place_of(const char *name) {
+    static const char *const names[] = {[NORM_PRE] = "pre",
+                                        [NORM_POST] = "post",
+                                        [NORM_SANDWICH] = "sandwich",
+                                        [NORM_DEEPNORM] = "deepnorm"};
+    for (int p = 0; p < (int)(sizeof names / sizeof names[0]); p++)
+        if (!strcmp(names[p], name)) return (NormPlace)p;
+    sys_error("internal: norm position '%s' passed the config check", name);
+}
+
 /* Resolves every choice of cfg and declares the tensor table; s is overwritten. */
 void model_spec_init(ModelSpec *s, const Config *cfg, int V) {
     memset(s, 0, sizeof *s);
@@ -148,22 +202,26 @@ void model_spec_init(ModelSpec *s, const Config *cfg, int V) {
     s->H = cfg->model.n_heads;
     s->F = cfg->model.d_ff;
     s->V = V;
-    s->swiglu = strcmp(cfg->model.activation, "swiglu") == 0;
-    s->act = s->swiglu                                    ? ACT_SWIGLU
-             : strcmp(cfg->model.activation, "relu") == 0 ? ACT_RELU
-                                                          : ACT_GELU;
+    s->Hkv = cfg->model.n_kv_heads;
+    s->D = s->C / s->H;
+    s->Q = (s->H + 2 * s->Hkv) * s->D;
+    s->act = activation_of(cfg->model.activation);
+    s->gated = act_gated(s->act);
+    s->rms = !strcmp(cfg->model.norm, "rmsnorm");
+    s->place = place_of(cfg->model.norm_position);
+    s->eps = (float)cfg->model.norm_eps;
+    s->alpha = s->place == NORM_DEEPNORM ? (float)pow(2.0 * s->L, 0.25) : 1.0f;
     s->final_norm = cfg->model.final_norm;
-    s->pos = pos_find(cfg->model.position);
+    s->pos = cfg->model.pos_method;
     s->out = output_of(cfg);
     s->layer = xcalloc((size_t)s->L, sizeof *s->layer);
     s->tok_emb = -1;
     s->out->declare(s, cfg, V);
-    for (int l = 0; l < s->L; l++)
-        declare_layer(&s->pt, &s->layer[l], l, s->C, s->F, s->swiglu, cfg->model.init_std);
+    for (int l = 0; l < s->L; l++) declare_layer(&s->pt, s, &s->layer[l], l, cfg->model.init_std);
     s->lnf_w = s->lnf_b = -1;
     if (s->final_norm) {
         s->lnf_w = param_add(&s->pt, "ln_f.weight", 0, PARAM_ONES, 1, (size_t)s->C);
-        s->lnf_b = param_add(&s->pt, "ln_f.bias", 0, PARAM_ZEROS, 1, (size_t)s->C);
+        if (!s->rms) s->lnf_b = param_add(&s->pt, "ln_f.bias", 0, PARAM_ZEROS, 1, (size_t)s->C);
     }
     if (s->pos->declare) s->pos->declare(cfg, &s->pt);
 }
@@ -192,11 +250,18 @@ float *tensor_ptr(const ModelSpec *s, float *base, int idx) {
 
 LayerView layer_view(const ModelSpec *s, float *base, int l) {
     const LayerIdx *i = &s->layer[l];
-#define V_(f) .f = tensor_ptr(s, base, i->f)
-    return (LayerView){V_(ln1_w),  V_(ln1_b),  V_(qkv_w), V_(qkv_b), V_(proj_w),
-                       V_(proj_b), V_(ln2_w),  V_(ln2_b), V_(fc1_w), V_(fc1_b),
-                       V_(gate_w), V_(gate_b), V_(fc2_w), V_(fc2_b)};
+    LayerView v;
+    for (int j = 0; j < 2; j++) {
+        v.ln_w[j] = tensor_ptr(s, base, i->ln_w[j]);
+        v.ln_b[j] = tensor_ptr(s, base, i->ln_b[j]);
+        v.lnp_w[j] = tensor_ptr(s, base, i->lnp_w[j]);
+        v.lnp_b[j] = tensor_ptr(s, base, i->lnp_b[j]);
+    }
+#define V_(f) v.f = tensor_ptr(s, base, i->f)
+    V_(qkv_w), V_(qkv_b), V_(proj_w), V_(proj_b), V_(fc1_w), V_(fc1_b);
+    V_(gate_w), V_(gate_b), V_(fc2_w), V_(fc2_b);
 #undef V_
+    return v;
 }
 
 Adaptive adaptive_view(const ModelSpec *s, float *base) {
@@ -228,10 +293,15 @@ static size_t mul_sat(size_t a, size_t b) {
  * would be 8 GB per buffer for the reference model's 8 heads. */
 static void alloc_activations(RunState *r, const ModelSpec *s) {
     Activations *a = &r->a;
-    size_t N = (size_t)r->max_B * r->max_T, C = s->C, F = s->F, H = s->H;
+    size_t N = (size_t)r->max_B * r->max_T, C = s->C, F = s->F, H = s->H, Q = (size_t)s->Q;
     size_t TT = r->training ? (size_t)r->max_T * r->max_T : 0;
     size_t S = r->training ? (size_t)s->L : 1;
     size_t NC = mul_sat(N, C), NF = mul_sat(N, F), SNC = mul_sat(S, NC), SNF = mul_sat(S, NF);
+    size_t NQ = mul_sat(N, Q);
+    /* which norms have saved inputs and outputs (sub-block j = 0, 1 alike) */
+    size_t nin = s->place == NORM_PRE || s->place == NORM_SANDWICH ? SNC : 0;
+    size_t nout = s->place == NORM_PRE ? 0 : SNC;
+    size_t sin = nin ? S * N : 0, sout = nout ? S * N : 0;
     size_t BHTT = mul_sat(mul_sat((size_t)r->max_B, H), TT);
     a->att_threads = r->training ? 0 : omp_get_max_threads();
     size_t out[4];
@@ -242,17 +312,23 @@ static void alloc_activations(RunState *r, const ModelSpec *s) {
     } plan[] = {
         {&a->res, mul_sat(S + 1, NC)},
         {&a->mid, SNC},
-        {&a->ln1, SNC},
-        {&a->ln1_mean, S * N},
-        {&a->ln1_rstd, S * N},
-        {&a->ln2, SNC},
-        {&a->ln2_mean, S * N},
-        {&a->ln2_rstd, S * N},
-        {&a->qkv, mul_sat(3, SNC)},
+        {&a->nin[0], nin},
+        {&a->nin_mean[0], sin},
+        {&a->nin_rstd[0], sin},
+        {&a->nin[1], nin},
+        {&a->nin_mean[1], sin},
+        {&a->nin_rstd[1], sin},
+        {&a->nout[0], nout},
+        {&a->nout_mean[0], sout},
+        {&a->nout_rstd[0], sout},
+        {&a->nout[1], nout},
+        {&a->nout_mean[1], sout},
+        {&a->nout_rstd[1], sout},
+        {&a->qkv, mul_sat(S, NQ)},
         {&a->probs, mul_sat(S, BHTT)},
         {&a->att, SNC},
         {&a->fc1, SNF},
-        {&a->gate, s->swiglu ? SNF : 0},
+        {&a->gate, s->gated ? SNF : 0},
         {&a->act, SNF},
         {&a->lnf, NC},
         {&a->lnf_mean, N},
@@ -268,7 +344,7 @@ static void alloc_activations(RunState *r, const ModelSpec *s) {
         {&a->dtmp, r->training ? NC : 0},
         {&a->dln, r->training ? NC : 0},
         {&a->datt, r->training ? NC : 0},
-        {&a->dqkv, r->training ? mul_sat(3, NC) : 0},
+        {&a->dqkv, r->training ? NQ : 0},
         {&a->dff1, r->training ? NF : 0},
         {&a->dff2, r->training ? NF : 0},
     };
@@ -311,8 +387,8 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
                    .n_layers = s->L,
                    .C = s->C,
                    .H = s->H,
-                   .Hkv = s->H,
-                   .D = s->C / s->H,
+                   .Hkv = s->Hkv,
+                   .D = s->D,
                    .max_T = max_T,
                    .pt = &s->pt,
                    .params = w->params,
@@ -339,44 +415,59 @@ void model_free(Model *m) {
     model_spec_free(&m->spec);
 }
 
+/* Fills n floats of tensor t (key: its draws) by its init kind. */
+static void init_tensor(float *p, const TensorSpec *t, uint64_t key, int n_layers) {
+    double s = t->init.std;
+    size_t cols = t->ndim > 1 ? t->numel / t->shape[0] : 1;
+    switch (t->init.kind) {
+    case INIT_ZEROS:
+    case INIT_ONES:
+        for (size_t i = 0; i < t->numel; i++) p[i] = t->init.kind == INIT_ONES ? 1.0f : 0.0f;
+        break;
+    case INIT_RESIDUAL:
+        s /= sqrt(2.0 * n_layers);
+        /* fall through */
+    case INIT_NORMAL:
+        for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
+        break;
+    case INIT_SCALED:
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = (float)((i / cols >= t->init.row ? s * t->init.gain : s) * rng_normal(key, i));
+        break;
+    case INIT_POS: /* by the method */
+        break;
+    }
+}
+
 /* Tensor k draws from rng_key(seed, k), so a tensor's values depend on its place in the table
  * only, not on the thread count or on the other tensors. */
 void model_init(Model *m, uint64_t seed) {
     for (int k = 0; k < m->spec.pt.n; k++) {
         const TensorSpec *t = &m->spec.pt.t[k];
-        float *p = m->weights.params + t->offset;
-        uint64_t key = rng_key(seed, (uint64_t)k);
-        double s = t->init.std;
-        switch (t->init.kind) {
-        case INIT_ZEROS:
-        case INIT_ONES:
-            for (size_t i = 0; i < t->numel; i++) p[i] = t->init.kind == INIT_ONES ? 1.0f : 0.0f;
-            break;
-        case INIT_RESIDUAL:
-            s /= sqrt(2.0 * m->spec.L);
-            /* fall through */
-        case INIT_NORMAL:
-            for (size_t i = 0; i < t->numel; i++) p[i] = (float)(s * rng_normal(key, i));
-            break;
-        case INIT_POS: /* below, by the method */
-            break;
-        }
+        init_tensor(m->weights.params + t->offset, t, rng_key(seed, (uint64_t)k), m->spec.L);
     }
     if (m->state.pos.m->init) m->state.pos.m->init(&m->state.pos, rng_key(seed, 0x706f73ull));
 }
 
-/* The one place a norm is applied: out (N, C) = norm(x) * g + b, mean and rstd (N) saved for
- * the backward. LayerNorm is the only model.norm yet; another (RMSNorm) is a case here. */
+/* The one place a norm is applied: out (N, C) = norm(x) * g (+ b), its statistics saved for
+ * the backward (mean: LayerNorm only). */
 static void norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x,
                          const float *g, const float *b, size_t N) {
-    layernorm_forward(out, mean, rstd, x, g, b, N, m->spec.C, 1e-5f);
+    const ModelSpec *s = &m->spec;
+    if (s->rms)
+        rmsnorm_forward(out, rstd, x, g, N, s->C, s->eps);
+    else
+        layernorm_forward(out, mean, rstd, x, g, b, N, s->C, s->eps);
 }
 
-/* dx += ; dg, db += (layernorm_backward's contract) */
+/* dx += ; dg, db += */
 static void norm_backward(const Model *m, float *dx, float *dg, float *db, const float *dout,
                           const float *x, const float *g, const float *mean, const float *rstd,
                           size_t N) {
-    layernorm_backward(dx, dg, db, dout, x, g, mean, rstd, N, m->spec.C);
+    if (m->spec.rms)
+        rmsnorm_backward(dx, dg, dout, x, g, rstd, N, m->spec.C);
+    else
+        layernorm_backward(dx, dg, db, dout, x, g, mean, rstd, N, m->spec.C);
 }
 
 /* Per-layer activation slot: every layer in a training pass, one shared slot otherwise. */
@@ -384,9 +475,15 @@ static size_t slot(const Pass *p, int l) {
     return p->train ? (size_t)l : 0;
 }
 
-static void add_into(float *out, const float *a, const float *b, size_t n) {
+/* out = alpha * x + y (alpha 1: the plain residual sum, exactly x + y) */
+static void residual_add(float *out, float alpha, const float *x, const float *y, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++) out[i] = alpha * x[i] + y[i];
+}
+
+static void scale_into(float *out, float alpha, const float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = alpha * x[i];
 }
 
 /* The attention shape of layer l in pass p. */
@@ -395,7 +492,7 @@ static AttnShape attn_shape(const Model *m, const Pass *p, int l) {
                        .T = p->T,
                        .C = m->spec.C,
                        .H = m->spec.H,
-                       .Hkv = m->spec.H,
+                       .Hkv = m->spec.Hkv,
                        .layer = l,
                        .pos = &m->state.pos,
                        .pos0 = p->pos0,
@@ -405,52 +502,246 @@ static AttnShape attn_shape(const Model *m, const Pass *p, int l) {
                        .tile_threads = m->state.a.att_threads};
 }
 
-static void block_forward(Model *m, const Pass *p, int l, float drop) {
-    Activations *a = &m->state.a;
-    const int C = m->spec.C, F = m->spec.F;
-    const size_t N = (size_t)p->B * p->T, s = slot(p, l), NC = N * C, NF = N * F;
-    const size_t BHTT = (size_t)p->B * m->spec.H * p->T * p->T;
-    const AttnShape as = attn_shape(m, p, l);
-    LayerView w = layer_view(&m->spec, m->weights.params, l);
-    float *xin = a->res + s * NC, *mid = a->mid + s * NC, *xout = a->res + (s + 1) * NC;
-    if (!p->train) xout = xin; /* evaluation: the stream is updated in place */
-    float *ln1 = a->ln1 + s * NC, *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC;
-    float *ln2 = a->ln2 + s * NC, *fc1 = a->fc1 + s * NF, *act = a->act + s * NF;
-    float *gate = m->spec.swiglu ? a->gate + s * NF : NULL;
-    const PosMethod *pm = m->state.pos.m;
+/* ---- the sub-blocks: f is attention (j = 0) or the FFN (j = 1); the norms around f are the
+ * placement's (NormPlace) and only branch_in/branch_out and their backwards know it ---- */
 
-    TIMED(PF_LN, 0,
-          norm_forward(m, ln1, a->ln1_mean + s * N, a->ln1_rstd + s * N, xin, w.ln1_w, w.ln1_b, N));
-    TIMED(PF_QKV, 0, matmul_forward(qkv, ln1, w.qkv_w, w.qkv_b, N, C, 3 * C));
+/* The saved statistics of one norm at slot s of a pass with N rows. */
+typedef struct {
+    float *mean, *rstd;
+} NormStats;
+static NormStats stats_at(float *const mean[2], float *const rstd[2], int j, size_t s, size_t N) {
+    return (NormStats){mean[j] + s * N, rstd[j] + s * N};
+}
+
+/* f's input for sub-block j of layer l whose stream input is x: N(x) for pre and sandwich
+ * (computed when compute is set, else the saved one), x itself for post and deepnorm. */
+static const float *branch_in(Model *m, const Pass *p, int l, int j, const float *x, int compute) {
+    const ModelSpec *s = &m->spec;
+    if (s->place == NORM_POST || s->place == NORM_DEEPNORM) return x;
+    Activations *a = &m->state.a;
+    const size_t N = (size_t)p->B * p->T, sl = slot(p, l);
+    float *out = a->nin[j] + sl * N * s->C;
+    if (compute) {
+        LayerView w = layer_view(s, m->weights.params, l);
+        NormStats st = stats_at(a->nin_mean, a->nin_rstd, j, sl, N);
+        TIMED(PF_LN, 0, norm_forward(m, out, st.mean, st.rstd, x, w.ln_w[j], w.ln_b[j], N));
+    }
+    return out;
+}
+
+/* Where f writes its output y: sandwich keeps it for its second norm, the others use tmp. */
+static float *branch_y(Model *m, const Pass *p, int l, int j) {
+    Activations *a = &m->state.a;
+    if (m->spec.place != NORM_SANDWICH) return a->tmp;
+    return a->nout[j] + slot(p, l) * p->B * p->T * m->spec.C;
+}
+
+/* out = the stream after sub-block j from its input x and f's output y (branch_y); the
+ * dropout on the branch (key) is applied here. out may alias x in evaluation. */
+static void branch_out(Model *m, const Pass *p, int l, int j, float *out, const float *x, float *y,
+                       float drop, uint64_t key) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const size_t N = (size_t)p->B * p->T, NC = N * s->C, sl = slot(p, l);
+    LayerView w = layer_view(s, m->weights.params, l);
+    NormStats st = stats_at(a->nout_mean, a->nout_rstd, j, sl, N);
+    switch (s->place) {
+    case NORM_PRE:
+        TIMED(PF_RESID, 0, {
+            dropout_forward(y, y, NC, drop, key);
+            residual_add(out, 1.0f, x, y, NC);
+        });
+        break;
+    case NORM_SANDWICH: /* x + drop(N'(y)) */
+        TIMED(PF_LN, 0, norm_forward(m, a->tmp, st.mean, st.rstd, y, w.lnp_w[j], w.lnp_b[j], N));
+        TIMED(PF_RESID, 0, {
+            dropout_forward(a->tmp, a->tmp, NC, drop, key);
+            residual_add(out, 1.0f, x, a->tmp, NC);
+        });
+        break;
+    case NORM_POST: /* N(alpha x + drop(y)), alpha = 1 */
+    case NORM_DEEPNORM: {
+        float *sum = a->nout[j] + sl * NC;
+        TIMED(PF_RESID, 0, {
+            dropout_forward(y, y, NC, drop, key);
+            residual_add(sum, s->alpha, x, y, NC);
+        });
+        TIMED(PF_LN, 0, norm_forward(m, out, st.mean, st.rstd, sum, w.ln_w[j], w.ln_b[j], N));
+        break;
+    }
+    }
+}
+
+/* Backward of branch_out: a->dres holds d out; leaves d y in a->dtmp and a->dres holding the
+ * residual path's share of d x (d out itself, or alpha * d sum). Parameter gradients +=. */
+static void branch_out_backward(Model *m, const Pass *p, int l, int j, float drop, uint64_t key) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const size_t N = (size_t)p->B * p->T, NC = N * s->C, sl = (size_t)l;
+    LayerView w = layer_view(s, m->weights.params, l), g = layer_view(s, m->weights.grads, l);
+    NormStats st = stats_at(a->nout_mean, a->nout_rstd, j, sl, N);
+    switch (s->place) {
+    case NORM_PRE:
+        TIMED(PF_RESID, 1, dropout_backward(a->dtmp, a->dres, NC, drop, key));
+        break;
+    case NORM_SANDWICH: {
+        const float *y = a->nout[j] + sl * NC;
+        TIMED(PF_RESID, 1, dropout_backward(a->dln, a->dres, NC, drop, key));
+        memset(a->dtmp, 0, NC * sizeof(float));
+        TIMED(PF_LN, 1,
+              norm_backward(m, a->dtmp, g.lnp_w[j], g.lnp_b[j], a->dln, y, w.lnp_w[j], st.mean,
+                            st.rstd, N));
+        break;
+    }
+    case NORM_POST:
+    case NORM_DEEPNORM: {
+        const float *sum = a->nout[j] + sl * NC;
+        memset(a->dtmp, 0, NC * sizeof(float));
+        TIMED(PF_LN, 1,
+              norm_backward(m, a->dtmp, g.ln_w[j], g.ln_b[j], a->dres, sum, w.ln_w[j], st.mean,
+                            st.rstd, N));
+        TIMED(PF_RESID, 1, {
+            scale_into(a->dres, s->alpha, a->dtmp, NC);
+            dropout_backward(a->dtmp, a->dtmp, NC, drop, key);
+        });
+        break;
+    }
+    }
+}
+
+/* Backward of branch_in: a->dln holds d (f's input); a->dres += its share of d x. */
+static void branch_in_backward(Model *m, const Pass *p, int l, int j, const float *x) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const size_t N = (size_t)p->B * p->T, NC = N * s->C;
+    if (s->place == NORM_POST || s->place == NORM_DEEPNORM) {
+        TIMED(PF_RESID, 1, residual_add(a->dres, 1.0f, a->dres, a->dln, NC));
+        return;
+    }
+    LayerView w = layer_view(s, m->weights.params, l), g = layer_view(s, m->weights.grads, l);
+    NormStats st = stats_at(a->nin_mean, a->nin_rstd, j, (size_t)l, N);
+    TIMED(
+        PF_LN, 1,
+        norm_backward(m, a->dres, g.ln_w[j], g.ln_b[j], a->dln, x, w.ln_w[j], st.mean, st.rstd, N));
+}
+
+/* y (N, C) = attention of layer l on its input in. */
+static void attn_forward(Model *m, const Pass *p, int l, const float *in, float *y) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const int C = s->C;
+    const size_t N = (size_t)p->B * p->T, sl = slot(p, l), Q = (size_t)s->Q;
+    const size_t BHTT = (size_t)p->B * s->H * p->T * p->T;
+    const AttnShape as = attn_shape(m, p, l);
+    LayerView w = layer_view(s, m->weights.params, l);
+    float *qkv = a->qkv + sl * N * Q, *att = a->att + sl * N * C;
+    const PosMethod *pm = s->pos;
+    TIMED(PF_QKV, 0, matmul_forward(qkv, in, w.qkv_w, w.qkv_b, N, C, s->Q));
     if (pm->rotate_forward)
-        TIMED(
-            PF_ATTN, 0,
-            pm->rotate_forward(&m->state.pos, qkv, qkv + C, 3 * (size_t)C, l, p->B, p->T, p->pos0));
+        TIMED(PF_ATTN, 0,
+              pm->rotate_forward(&m->state.pos, qkv, qkv + C, Q, l, p->B, p->T, p->pos0));
     if (a->att_tiles) /* an evaluation model */
         TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, &as, a->att_tiles));
     else
-        TIMED(PF_ATTN, 0, attention_forward(att, a->probs + s * BHTT, qkv, &as));
-    TIMED(PF_PROJ, 0, matmul_forward(a->tmp, att, w.proj_w, w.proj_b, N, C, C));
-    TIMED(PF_RESID, 0, {
-        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(p->key, l, SITE_ATTN_OUT));
-        add_into(mid, xin, a->tmp, NC);
+        TIMED(PF_ATTN, 0, attention_forward(att, a->probs + sl * BHTT, qkv, &as));
+    TIMED(PF_PROJ, 0, matmul_forward(y, att, w.proj_w, w.proj_b, N, C, C));
+}
+
+/* a->dln = d in, from a->dtmp = d y; parameter gradients +=. */
+static void attn_backward(Model *m, const Pass *p, int l, const float *in) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const int C = s->C;
+    const size_t N = (size_t)p->B * p->T, Q = (size_t)s->Q;
+    const size_t BHTT = (size_t)p->B * s->H * p->T * p->T;
+    const AttnShape as = attn_shape(m, p, l);
+    LayerView w = layer_view(s, m->weights.params, l), g = layer_view(s, m->weights.grads, l);
+    const float *qkv = a->qkv + (size_t)l * N * Q, *att = a->att + (size_t)l * N * C;
+    const PosMethod *pm = s->pos;
+    TIMED(PF_PROJ, 1,
+          matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
+    TIMED(PF_ATTN, 1, {
+        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + (size_t)l * BHTT, &as);
+        if (pm->bias_backward) pm->bias_backward(&m->state.pos, a->bh_tt, l, p->B, p->T);
+        if (pm->rotate_backward)
+            pm->rotate_backward(&m->state.pos, a->dqkv, a->dqkv + C, Q, l, p->B, p->T, p->pos0);
     });
-    TIMED(PF_LN, 0,
-          norm_forward(m, ln2, a->ln2_mean + s * N, a->ln2_rstd + s * N, mid, w.ln2_w, w.ln2_b, N));
-    TIMED(PF_FFN_MM, 0, matmul_forward(fc1, ln2, w.fc1_w, w.fc1_b, N, C, F));
-    if (m->spec.swiglu) {
-        TIMED(PF_FFN_MM, 0, matmul_forward(gate, ln2, w.gate_w, w.gate_b, N, C, F));
-        TIMED(PF_ACT, 0, glu_forward(act, gate, fc1, NF, m->spec.act));
+    TIMED(PF_QKV, 1,
+          matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, in, w.qkv_w, N, C, s->Q, 0));
+}
+
+/* y (N, C) = FFN of layer l on its input in. */
+static void ffn_forward(Model *m, const Pass *p, int l, const float *in, float *y) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const int C = s->C, F = s->F;
+    const size_t N = (size_t)p->B * p->T, NF = N * F, sl = slot(p, l);
+    LayerView w = layer_view(s, m->weights.params, l);
+    float *fc1 = a->fc1 + sl * NF, *act = a->act + sl * NF;
+    TIMED(PF_FFN_MM, 0, matmul_forward(fc1, in, w.fc1_w, w.fc1_b, N, C, F));
+    if (s->gated) {
+        float *gate = a->gate + sl * NF;
+        TIMED(PF_FFN_MM, 0, matmul_forward(gate, in, w.gate_w, w.gate_b, N, C, F));
+        TIMED(PF_ACT, 0, glu_forward(act, gate, fc1, NF, s->act));
     } else {
-        TIMED(PF_ACT, 0, act_forward(act, fc1, NF, m->spec.act));
+        TIMED(PF_ACT, 0, act_forward(act, fc1, NF, s->act));
     }
-    float act_drop = p->train ? (float)m->spec.cfg->model.act_dropout : 0.0f;
+    float act_drop = p->train ? (float)s->cfg->model.act_dropout : 0.0f;
     TIMED(PF_ACT, 0, dropout_forward(act, act, NF, act_drop, site_key(p->key, l, SITE_ACT)));
-    TIMED(PF_FFN_MM, 0, matmul_forward(a->tmp, act, w.fc2_w, w.fc2_b, N, F, C));
-    TIMED(PF_RESID, 0, {
-        dropout_forward(a->tmp, a->tmp, NC, drop, site_key(p->key, l, SITE_FFN_OUT));
-        add_into(xout, mid, a->tmp, NC);
-    });
+    TIMED(PF_FFN_MM, 0, matmul_forward(y, act, w.fc2_w, w.fc2_b, N, F, C));
+}
+
+/* a->dln = d in, from a->dtmp = d y; parameter gradients +=. */
+static void ffn_backward(Model *m, const Pass *p, int l, const float *in) {
+    const ModelSpec *s = &m->spec;
+    Activations *a = &m->state.a;
+    const int C = s->C, F = s->F;
+    const size_t N = (size_t)p->B * p->T, NF = N * F, sl = (size_t)l;
+    LayerView w = layer_view(s, m->weights.params, l), g = layer_view(s, m->weights.grads, l);
+    const float *fc1 = a->fc1 + sl * NF, *act = a->act + sl * NF;
+    float act_drop = (float)s->cfg->model.act_dropout;
+    TIMED(PF_FFN_MM, 1,
+          matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
+    TIMED(PF_ACT, 1,
+          dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
+    if (s->gated) {
+        const float *gate = a->gate + sl * NF;
+        TIMED(PF_ACT, 1, glu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF, s->act));
+        TIMED(PF_FFN_MM, 1, {
+            matmul_backward(a->dln, g.gate_w, g.gate_b, a->dff2, in, w.gate_w, N, C, F, 0);
+            matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 1);
+        });
+    } else {
+        TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, s->act));
+        TIMED(PF_FFN_MM, 1,
+              matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 0));
+    }
+}
+
+static void block_forward(Model *m, const Pass *p, int l, float drop) {
+    Activations *a = &m->state.a;
+    const size_t NC = (size_t)p->B * p->T * m->spec.C, sl = slot(p, l);
+    float *xin = a->res + sl * NC, *mid = a->mid + sl * NC, *xout = a->res + (sl + 1) * NC;
+    if (!p->train) xout = xin; /* evaluation: the stream is updated in place */
+    float *y = branch_y(m, p, l, 0);
+    attn_forward(m, p, l, branch_in(m, p, l, 0, xin, 1), y);
+    branch_out(m, p, l, 0, mid, xin, y, drop, site_key(p->key, l, SITE_ATTN_OUT));
+    y = branch_y(m, p, l, 1);
+    ffn_forward(m, p, l, branch_in(m, p, l, 1, mid, 1), y);
+    branch_out(m, p, l, 1, xout, mid, y, drop, site_key(p->key, l, SITE_FFN_OUT));
+}
+
+/* a->dres holds d x_out and becomes d x_in. */
+static void block_backward(Model *m, const Pass *p, int l, float drop) {
+    Activations *a = &m->state.a;
+    const size_t NC = (size_t)p->B * p->T * m->spec.C;
+    const float *xin = a->res + (size_t)l * NC, *mid = a->mid + (size_t)l * NC;
+    branch_out_backward(m, p, l, 1, drop, site_key(p->key, l, SITE_FFN_OUT));
+    ffn_backward(m, p, l, branch_in(m, p, l, 1, mid, 0));
+    branch_in_backward(m, p, l, 1, mid);
+    branch_out_backward(m, p, l, 0, drop, site_key(p->key, l, SITE_ATTN_OUT));
+    attn_backward(m, p, l, branch_in(m, p, l, 0, xin, 0));
+    branch_in_backward(m, p, l, 0, xin);
 }
 
 /* The residual stream leaving the last layer: its own slot in training, else the shared one. */
@@ -493,61 +784,6 @@ double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += losses[i];
     return sum;
-}
-
-static void block_backward(Model *m, const Pass *p, int l, float drop) {
-    Activations *a = &m->state.a;
-    const int C = m->spec.C, F = m->spec.F;
-    const size_t N = (size_t)p->B * p->T, NC = N * C, NF = N * F, s = (size_t)l;
-    const size_t BHTT = (size_t)p->B * m->spec.H * p->T * p->T;
-    const AttnShape as = attn_shape(m, p, l);
-    LayerView w = layer_view(&m->spec, m->weights.params, l),
-              g = layer_view(&m->spec, m->weights.grads, l);
-    const float *xin = a->res + s * NC, *mid = a->mid + s * NC, *ln1 = a->ln1 + s * NC;
-    const float *qkv = a->qkv + s * N * 3 * C, *att = a->att + s * NC, *ln2 = a->ln2 + s * NC;
-    const float *fc1 = a->fc1 + s * NF, *act = a->act + s * NF;
-    const float *gate = m->spec.swiglu ? a->gate + s * NF : NULL;
-    const PosMethod *pm = m->state.pos.m;
-    float act_drop = (float)m->spec.cfg->model.act_dropout;
-
-    /* x_out = mid + drop(fc2(act)) ; a->dres holds d x_out and becomes d mid */
-    TIMED(PF_RESID, 1,
-          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(p->key, l, SITE_FFN_OUT)));
-    TIMED(PF_FFN_MM, 1,
-          matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
-    TIMED(PF_ACT, 1,
-          dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
-    if (m->spec.swiglu) {
-        TIMED(PF_ACT, 1, glu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF, m->spec.act));
-        TIMED(PF_FFN_MM, 1, {
-            matmul_backward(a->dln, g.gate_w, g.gate_b, a->dff2, ln2, w.gate_w, N, C, F, 0);
-            matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 1);
-        });
-    } else {
-        TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, m->spec.act));
-        TIMED(PF_FFN_MM, 1,
-              matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, ln2, w.fc1_w, N, C, F, 0));
-    }
-    TIMED(PF_LN, 1,
-          norm_backward(m, a->dres, g.ln2_w, g.ln2_b, a->dln, mid, w.ln2_w, a->ln2_mean + s * N,
-                        a->ln2_rstd + s * N, N));
-    /* mid = x_in + drop(proj(att)) ; a->dres becomes d x_in */
-    TIMED(PF_RESID, 1,
-          dropout_backward(a->dtmp, a->dres, NC, drop, site_key(p->key, l, SITE_ATTN_OUT)));
-    TIMED(PF_PROJ, 1,
-          matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
-    TIMED(PF_ATTN, 1, {
-        attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + s * BHTT, &as);
-        if (pm->bias_backward) pm->bias_backward(&m->state.pos, a->bh_tt, l, p->B, p->T);
-        if (pm->rotate_backward)
-            pm->rotate_backward(&m->state.pos, a->dqkv, a->dqkv + C, 3 * (size_t)C, l, p->B, p->T,
-                                p->pos0);
-    });
-    TIMED(PF_QKV, 1,
-          matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, ln1, w.qkv_w, N, C, 3 * C, 0));
-    TIMED(PF_LN, 1,
-          norm_backward(m, a->dres, g.ln1_w, g.ln1_b, a->dln, xin, w.ln1_w, a->ln1_mean + s * N,
-                        a->ln1_rstd + s * N, N));
 }
 
 double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
@@ -707,8 +943,10 @@ static const OutputLayer output_adaptive = {
 
 double model_flops_per_token(const Config *cfg, int V, int T) {
     double C = cfg->model.d_model, F = cfg->model.d_ff;
-    double ffn = strcmp(cfg->model.activation, "swiglu") == 0 ? 3 * C * F : 2 * C * F;
-    double matmuls = 2.0 * (3 * C * C + C * C + ffn);
+    double ffn = act_gated(activation_of(cfg->model.activation)) ? 3 * C * F : 2 * C * F;
+    /* the fused projection is (H + 2 Hkv) D = C + 2 C Hkv / H wide */
+    double qkv = C * (C + 2.0 * C * cfg->model.n_kv_heads / cfg->model.n_heads);
+    double matmuls = 2.0 * (qkv + C * C + ffn);
     /* q.k and p.v over the causal triangle: on average (T+1)/2 keys per query */
     double attention = 2.0 * 2.0 * C * (T + 1) / 2.0;
     return cfg->model.n_layers * (matmuls + attention) + output_of(cfg)->flops(cfg, V);

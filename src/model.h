@@ -20,29 +20,42 @@
 #include "params.h"
 #include "position/position.h"
 
-/* Indices into the ParamTable for one layer's tensors (-1: absent, e.g. gate without SwiGLU). */
+/* Where the norms sit around each sub-block f (attention, FFN) of a layer (docs/architecture.md):
+ *   pre       x = x + f(N(x))                 post      x = N(x + f(x))
+ *   sandwich  x = x + N'(f(N(x)))             deepnorm  x = N(alpha x + f(x)) */
+typedef enum { NORM_PRE, NORM_POST, NORM_SANDWICH, NORM_DEEPNORM } NormPlace;
+
+/* Indices into the ParamTable for one layer's tensors (-1: absent: a norm bias with RMSNorm,
+ * the post norms outside sandwich, the gate of an ungated FFN). Index [0] of a norm pair belongs
+ * to the attention sub-block (ln1, ln1_post), [1] to the FFN (ln2, ln2_post). */
 typedef struct {
-    int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b;
-    int fc1_w, fc1_b, gate_w, gate_b, fc2_w, fc2_b;
+    int ln_w[2], ln_b[2], lnp_w[2], lnp_b[2];
+    int qkv_w, qkv_b, proj_w, proj_b, fc1_w, fc1_b, gate_w, gate_b, fc2_w, fc2_b;
 } LayerIdx;
 
 /* Pointers of one layer into a buffer with the parameter layout (params or grads). */
 typedef struct {
-    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
-    float *fc1_w, *fc1_b, *gate_w, *gate_b, *fc2_w, *fc2_b;
+    float *ln_w[2], *ln_b[2], *lnp_w[2], *lnp_b[2];
+    float *qkv_w, *qkv_b, *proj_w, *proj_b, *fc1_w, *fc1_b, *gate_w, *gate_b, *fc2_w, *fc2_b;
 } LayerView;
 
 /* Op families timed for --profile, forward and backward separately. */
 enum { PF_EMBED, PF_LN, PF_QKV, PF_ATTN, PF_PROJ, PF_FFN_MM, PF_ACT, PF_RESID, PF_OUTPUT, PF_N };
 
+/* S slots of each per-layer buffer: L in training, 1 in evaluation (layers share it). Q is the
+ * fused projection's width (H + 2 Hkv) D. Sub-block j: 0 attention, 1 FFN. */
 typedef struct {
-    float *res; /* (L+1, N, C) residual stream entering each layer; res[L] leaves the last */
-    float *mid; /* (L, N, C) residual stream after the attention sub-block */
-    float *ln1, *ln1_mean, *ln1_rstd, *ln2, *ln2_mean, *ln2_rstd; /* (L, N, C), (L, N) */
-    float *qkv;              /* (L, N, 3C), q and k after the position method's rotation */
+    float *res; /* (S+1, N, C) residual stream entering each layer; res[L] leaves the last */
+    float *mid; /* (S, N, C) residual stream after the attention sub-block */
+    /* pre, sandwich: the normalized input of sub-block j, its mean and rstd: (S, N, C), (S, N) */
+    float *nin[2], *nin_mean[2], *nin_rstd[2];
+    /* the input of the norm after sub-block j: post, deepnorm the residual sum; sandwich the
+     * sub-block's output; with its mean and rstd */
+    float *nout[2], *nout_mean[2], *nout_rstd[2];
+    float *qkv;              /* (S, N, Q), q and k after the position method's rotation */
     float *probs;            /* (L, B, H, T, T), training models only */
-    float *att;              /* (L, N, C) concatenated head outputs */
-    float *fc1, *gate, *act; /* (L, N, F): pre-activation, SwiGLU gate, FFN hidden (dropped) */
+    float *att;              /* (S, N, C) concatenated head outputs */
+    float *fc1, *gate, *act; /* (S, N, F): pre-activation, gate (gated units), FFN hidden */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N, C), (N) */
     float *tmp;                       /* (N, C) */
     float *bh_tt;  /* (B, H, T, T): dropout probabilities in forward, dscores in backward;
@@ -55,7 +68,7 @@ typedef struct {
      * attention_forward_tiled, sized for att_threads threads; independent of T */
     float *att_tiles;
     int att_threads;
-    /* gradient scratch (training only) */
+    /* gradient scratch (training only): (N, C) but dqkv (N, Q) and dff1, dff2 (N, F) */
     float *dres, *dtmp, *dln, *datt, *dqkv, *dff1, *dff2;
 } Activations;
 
@@ -68,8 +81,14 @@ typedef struct {
     const OutputLayer *out;
     const PosMethod *pos;
     int L, C, H, F, V;
+    int Hkv, D, Q; /* kv heads, head width C / H, fused projection width (H + 2 Hkv) D */
     Activation act;
-    int swiglu, final_norm;
+    int gated;       /* act_gated(act): the FFN has a gate projection */
+    int rms;         /* model.norm: RMSNorm (gains only) instead of LayerNorm */
+    NormPlace place; /* model.norm_position */
+    float eps;       /* model.norm_eps */
+    float alpha;     /* deepnorm's residual weight (2L)^(1/4); 1 otherwise */
+    int final_norm;
     ParamTable pt;
     int tok_emb, lnf_w, lnf_b; /* tok_emb: -1 with an adaptive output */
     /* adaptive output: tensor indices (-1: absent) and the cluster layout */

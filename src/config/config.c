@@ -42,10 +42,31 @@ static ConfigKey core_keys[] = {
     {"model.d_ff", KEY_INT, "1024", 1, 1 << 20, NULL,
      "FFN hidden width (for swiglu: the width of both the gate and the up projection)",
      FIELD(model.d_ff)},
-    {"model.activation", KEY_ENUM, "\"gelu\"", 1, CAP(model.activation), "relu|gelu|swiglu",
-     "FFN non-linearity; swiglu is the gated unit of Shazeer (2020)", FIELD(model.activation)},
+    /* no default in the tree: absent means n_heads, so --set model.n_heads alone stays valid */
+    {"model.n_kv_heads", KEY_INT, NULL, 1, 1024, NULL,
+     "key/value heads, a divisor of n_heads (default: n_heads, multi-head attention); 1 = "
+     "multi-query attention (Shazeer 2019), else grouped-query (Ainslie et al. 2023): query "
+     "head h reads kv head h / (n_heads / n_kv_heads)",
+     FIELD(model.n_kv_heads)},
+    {"model.activation", KEY_ENUM, "\"gelu\"", 1, CAP(model.activation),
+     "relu|gelu|swiglu|glu|geglu",
+     "FFN non-linearity; swiglu, glu and geglu are gated units (Shazeer 2020): act(x W_gate) * "
+     "(x W_fc1) with act = SiLU, sigmoid, GELU",
+     FIELD(model.activation)},
+    {"model.norm", KEY_ENUM, "\"layernorm\"", 1, CAP(model.norm), "layernorm|rmsnorm",
+     "every norm of the model: LayerNorm, or RMSNorm (Zhang & Sennrich 2019: x / rms(x) * g, no "
+     "mean, no bias)",
+     FIELD(model.norm)},
+    {"model.norm_eps", KEY_FLOAT, "1e-5", POSITIVE, 1, NULL,
+     "epsilon inside the square root of every norm", FIELD(model.norm_eps)},
+    {"model.norm_position", KEY_ENUM, "\"pre\"", 1, CAP(model.norm_position),
+     "pre|post|sandwich|deepnorm",
+     "where the norms sit: pre x + f(N(x)); post N(x + f(x)); sandwich x + N'(f(N(x))); deepnorm "
+     "N(a x + f(x)), a = (2 n_layers)^(1/4) (docs/architecture.md)",
+     FIELD(model.norm_position)},
     {"model.final_norm", KEY_BOOL, "true", 0, 1, NULL,
-     "LayerNorm after the last block (Baevski & Auli's adaptive-input model has none)",
+     "norm after the last block (Baevski & Auli's adaptive-input model has none); must be false "
+     "with post and deepnorm, whose blocks end in a norm",
      FIELD(model.final_norm)},
     {"model.dropout", KEY_FLOAT, "0.1", 0, 0.99, NULL,
      "dropout on the embeddings and on the output of every residual branch", FIELD(model.dropout)},
@@ -455,6 +476,16 @@ static int check_cross(const Err *e, Config *c) {
     if (c->model.d_model % c->model.n_heads)
         return fail(e, "model.d_model (%d) must be divisible by model.n_heads (%d)",
                     c->model.d_model, c->model.n_heads);
+    if (!c->model.n_kv_heads) c->model.n_kv_heads = c->model.n_heads;
+    if (c->model.n_heads % c->model.n_kv_heads)
+        return fail(e, "model.n_kv_heads (%d) must divide model.n_heads (%d)",
+                    c->model.n_kv_heads, c->model.n_heads);
+    const char *np = c->model.norm_position;
+    if (c->model.final_norm && (!strcmp(np, "post") || !strcmp(np, "deepnorm")))
+        return fail(e,
+                    "model.final_norm must be false with model.norm_position \"%s\" (its "
+                    "blocks already end in a norm)",
+                    np);
     return fill_cutoffs(e, c);
 }
 
