@@ -143,7 +143,7 @@ def arch(cfg):
     if place in ("post", "deepnorm") and m["final_norm"]:
         raise ValueError(f"model.final_norm must be false with model.norm_position {place!r}")
     if not isinstance(Hkv, int) or Hkv < 1 or H % Hkv:
-        raise ValueError(f"model.n_kv_heads: {Hkv!r} does not divide model.n_heads {H}")
+        raise ValueError(f"model.n_kv_heads: {Hkv!r} must be at least 1 and divide model.n_heads {H}")
     if m["activation"] not in ("relu", "gelu") and m["activation"] not in GATES:
         raise ValueError(f"model.activation: unknown {m['activation']!r}")
     return norm, place, eps, Hkv
