@@ -4,9 +4,10 @@
 # (configs/wt2-sinusoidal-L256.json with its output set back to the full softmax).
 # One JSON line per position method:
 #   {"name": "alibi", "tokens_per_s": ..., "gflops": ..., "flops_per_token": ...}
-# tokens_per_s is the mean over the timed steps (after a warm-up); flops_per_token counts the
-# matmuls, the causal attention and the output layer, x3 for forward + backward (as ./train
-# reports it; an adaptive output counts its head, see model_flops_per_token).
+# tokens_per_s is the mean over the timed steps (after a warm-up of 5 steps, or of 1 step when
+# --steps is at most 5); flops_per_token counts the matmuls, the causal attention and the
+# output layer, x3 for forward + backward (as ./train reports it; an adaptive output counts its
+# head, see model_flops_per_token).
 #
 # Then three output-layer rows (the position method is sinusoidal in all three):
 #   wt2-full        the reference model as above: full softmax over 33,278 words
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+[[ $steps -ge 2 ]] || { echo "bench_train: --steps must be at least 2 (the first step is not timed)" >&2; exit 2; }
 data=data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || data=../shared/data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || { echo "bench_train: WikiText-2 not found (scripts/get_data.sh wikitext-2)" >&2; exit 1; }
@@ -58,7 +60,7 @@ bench() {
     /usr/bin/env python3 - "$tmp/$name/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
-warm = int(sys.argv[4])
+warm = min(int(sys.argv[4]), len(rows) - 1)  # fewer steps than the warm-up: skip the first only
 a, b = rows[warm - 1], rows[-1]
 tps = (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
 fpt = float(sys.argv[3]) * 1e6
