@@ -94,7 +94,8 @@ def naive_rope(vec, t, base=10000.0):
     for kk in range(D // 2):
         a = t * base ** (-2.0 * kk / D)
         x0, x1 = vec[2 * kk], vec[2 * kk + 1]
-        out[2 * kk], out[2 * kk + 1] = x0 * math.cos(a) - x1 * math.sin(a), x0 * math.sin(a) + x1 * math.cos(a)
+        out[2 * kk] = x0 * math.cos(a) - x1 * math.sin(a)
+        out[2 * kk + 1] = x0 * math.sin(a) + x1 * math.cos(a)
     return out
 
 

@@ -143,7 +143,8 @@ def arch(cfg):
     if place in ("post", "deepnorm") and m["final_norm"]:
         raise ValueError(f"model.final_norm must be false with model.norm_position {place!r}")
     if not isinstance(Hkv, int) or Hkv < 1 or H % Hkv:
-        raise ValueError(f"model.n_kv_heads: {Hkv!r} must be at least 1 and divide model.n_heads {H}")
+        raise ValueError(f"model.n_kv_heads: {Hkv!r} must be at least 1 and divide "
+                         f"model.n_heads {H}")
     if m["activation"] not in ("relu", "gelu") and m["activation"] not in GATES:
         raise ValueError(f"model.activation: unknown {m['activation']!r}")
     return norm, place, eps, Hkv
@@ -329,7 +330,8 @@ def naive_ln(vec, w, b, eps=LN_EPS):
 
 
 def naive_norm(vec, W, name, cfg):
-    """The norm `name` of one position: LayerNorm, or RMSNorm's vec / sqrt(mean(vec^2) + eps) * g."""
+    """The norm `name` of one position: LayerNorm, or RMSNorm's
+    vec / sqrt(mean(vec^2) + eps) * g."""
     norm, _, eps, _ = arch(cfg)
     if norm == "layernorm":
         return naive_ln(vec, W[name + ".weight"], W[name + ".bias"], eps)
@@ -891,8 +893,9 @@ def arch_selfcheck(built, fwd):
             if k.endswith("attn.qkv.weight") or k.endswith("attn.qkv.bias"):
                 q, kk, vv = gk[:H * D], gk[H * D:2 * H * D], gk[2 * H * D:]
                 # MHA head g * H/Hkv + r holds a copy of kv head g: sum over r
-                summed = lambda t: t.reshape(Hkv, H // Hkv, D, *t.shape[1:]).sum(1).reshape(  # noqa: E731
-                    Hkv * D, *t.shape[1:])
+                def summed(t):
+                    rest = t.shape[1:]
+                    return t.reshape(Hkv, H // Hkv, D, *rest).sum(1).reshape(Hkv * D, *rest)
                 gk = torch.cat([q, summed(kk), summed(vv)])
             assert (gk - leaves[k].grad).abs().max().item() < 1e-12, (name, k)
         msg.append("equals multi-head attention with kv heads copied (logits, gradients)")
@@ -958,8 +961,9 @@ def check_file(path, data_path=None, seed=0):
         where = f"random tokens (seed {seed}, B={inputs.shape[0]}, T={inputs.shape[1]})"
     out = forward(P, inputs, targets, cfg)
     print(f"{path}: {where}")
-    print(f"model: {m['n_layers']} layers, {describe_arch(cfg)[0]}, {m['activation']} FFN, {norm} "
-          f"(eps {eps:g}), {place} placement, {'final norm' if m['final_norm'] else 'no final norm'}")
+    fin = "final norm" if m["final_norm"] else "no final norm"
+    print(f"model: {m['n_layers']} layers, {describe_arch(cfg)[0]}, {m['activation']} FFN, "
+          f"{norm} (eps {eps:g}), {place} placement, {fin}")
     print(f"loss {out['loss'].item():.9f}")
     if "expect.loss" in src:
         e = float(src["expect.loss"])
