@@ -4,9 +4,10 @@
 # (configs/wt2-sinusoidal-L256.json with its output set back to the full softmax).
 # One JSON line per position method:
 #   {"name": "alibi", "tokens_per_s": ..., "gflops": ..., "flops_per_token": ...}
-# tokens_per_s is the mean over the timed steps (after a warm-up); flops_per_token counts the
-# matmuls, the causal attention and the output layer, x3 for forward + backward (as ./train
-# reports it; an adaptive output counts its head, see model_flops_per_token).
+# tokens_per_s is the mean over the timed steps (after a warm-up of 5 steps, or of 1 step when
+# --steps is at most 5); flops_per_token counts the matmuls, the causal attention and the
+# output layer, x3 for forward + backward (as ./train reports it; an adaptive output counts its
+# head, see model_flops_per_token).
 #
 # Then three output-layer rows (the position method is sinusoidal in all three):
 #   wt2-full        the reference model as above: full softmax over 33,278 words
@@ -16,8 +17,20 @@
 #                   L = 512 with batch 4 (the same 2,048 tokens per step), trained on a synthetic
 #                   100M-token corpus (scripts/make_synthetic_corpus, made on first use in
 #                   data/synthetic-103 from WikiText-103's vocabulary counts)
+#
+# --variants runs, instead of the method and output rows, the architecture variants of
+# docs/architecture.md on the reference model with sinusoidal positions, after a "sinusoidal"
+# baseline row (the reference model itself) measured in the same run:
+#   rmsnorm   model.norm=rmsnorm
+#   post      model.norm_position=post, final_norm false
+#   sandwich  model.norm_position=sandwich (with the final norm)
+#   deepnorm  model.norm_position=deepnorm, final_norm false
+#   geglu     model.activation=geglu at the same d_ff (three FFN matrices instead of two)
+#   gqa2      model.n_kv_heads=2 (4 query heads per KV head)
+#   mqa       model.n_kv_heads=1
 # Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--no-outputs]
-#        [--only-outputs] (default methods: every registered position method, in registry order).
+#        [--only-outputs] (default methods: every registered position method, in registry order)
+#        scripts/bench_train.sh --variants [--steps N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,15 +39,22 @@ warm=5
 methods=""
 outputs=1
 only_outputs=0
+variants=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
     --methods) methods=$2; shift 2 ;;
     --no-outputs) outputs=0; shift ;;
     --only-outputs) only_outputs=1; shift ;;
+    --variants) variants=1; shift ;;
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+[[ $steps -ge 2 ]] || { echo "bench_train: --steps must be at least 2 (the first step is not timed)" >&2; exit 2; }
+if [[ $variants == 1 && ( -n $methods || $outputs == 0 || $only_outputs == 1 ) ]]; then
+    echo "bench_train: --variants replaces the method and output rows; it takes only --steps" >&2
+    exit 2
+fi
 data=data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || data=../shared/data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || { echo "bench_train: WikiText-2 not found (scripts/get_data.sh wikitext-2)" >&2; exit 1; }
@@ -58,7 +78,7 @@ bench() {
     /usr/bin/env python3 - "$tmp/$name/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
-warm = int(sys.argv[4])
+warm = min(int(sys.argv[4]), len(rows) - 1)  # fewer steps than the warm-up: skip the first only
 a, b = rows[warm - 1], rows[-1]
 tps = (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
 fpt = float(sys.argv[3]) * 1e6
@@ -68,6 +88,23 @@ PY
 }
 
 ref=configs/wt2-sinusoidal-L256.json
+if [[ $variants == 1 ]]; then
+    # name, then its overrides of the reference model (sinusoidal positions, full softmax)
+    rows=("sinusoidal"
+        "rmsnorm --set model.norm=rmsnorm"
+        "post --set model.norm_position=post --set model.final_norm=false"
+        "sandwich --set model.norm_position=sandwich"
+        "deepnorm --set model.norm_position=deepnorm --set model.final_norm=false"
+        "geglu --set model.activation=geglu"
+        "gqa2 --set model.n_kv_heads=2"
+        "mqa --set model.n_kv_heads=1")
+    for row in "${rows[@]}"; do
+        read -ra args <<<"$row"
+        bench "${args[0]}" $ref --set model.position.type=sinusoidal --set train.batch=8 \
+            --set data.dir="$data" --set model.output.type=full "${args[@]:1}"
+    done
+    exit 0
+fi
 if [[ $only_outputs == 0 ]]; then
     for m in $methods; do
         bench "$m" $ref --set model.position.type="$m" --set train.batch=8 --set data.dir="$data" \

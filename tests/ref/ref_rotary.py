@@ -21,8 +21,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import (V_DEFAULT, describe, fixture_bytes, lm_forward,  # noqa: E402
-                       param_shapes, write_or_verify)
+from reference import (V_DEFAULT, arch_selfcheck, case_seed, describe,  # noqa: E402
+                       fixture_bytes, init_params, lm_forward, make_tokens, naive_loss_logits,
+                       param_shapes, spec_config, write_or_verify)
 from reference import build_case as reference_build_case  # noqa: E402
 
 
@@ -86,6 +87,18 @@ def xpos(x, pos, downscale):
     return out * scale.repeat_interleave(2, dim=1)
 
 
+def naive_rope(vec, t, base=10000.0):
+    """Plain interleaved RoPE of one head's vector at position t, pair by pair (RoFormer eq. 34),
+    in plain floats: the rotation naive_loss_logits() applies to queries and keys."""
+    D, out = len(vec), list(vec)
+    for kk in range(D // 2):
+        a = t * base ** (-2.0 * kk / D)
+        x0, x1 = vec[2 * kk], vec[2 * kk + 1]
+        out[2 * kk] = x0 * math.cos(a) - x1 * math.sin(a)
+        out[2 * kk + 1] = x0 * math.sin(a) + x1 * math.cos(a)
+    return out
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -105,7 +118,7 @@ def forward(P, inputs, targets, cfg):
 
 # ----------------------------------------------------------------------------- cases
 
-# name, position object, activation, final_norm, n_heads, d_model, d_ff
+# name, position object, activation, final_norm, n_heads, d_model, d_ff[, architecture keys]
 CASES = [
     ("rotary_interleaved_gelu_final_h2", {"type": "rotary"}, "gelu", True, 2, 16, 24),
     ("rotary_half_dim4_swiglu_nofinal_h2",
@@ -123,6 +136,9 @@ CASES = [
      "gelu", True, 2, 16, 24),
     # scale_base 16 instead of 512 so that the decay over 9 positions is visible
     ("xpos_sb16_gelu_final_h2", {"type": "xpos", "xpos_scale_base": 16}, "gelu", True, 2, 16, 24),
+    # shared KV heads: q rotates its 4 heads, k its Hkv heads (reference.py's body())
+    ("rotary_mqa_relu_final_h4", {"type": "rotary"}, "relu", True, 4, 16, 24, {"n_kv_heads": 1}),
+    ("rotary_gqa2_gelu_final_h4", {"type": "rotary"}, "gelu", True, 4, 16, 24, {"n_kv_heads": 2}),
 ]
 
 
@@ -194,6 +210,30 @@ def selfcheck():
         e = (forward(P, inputs, targets, c2)["logits"] - out["logits"].detach()).abs().max().item()
         assert e > 1e-2, (name, e)
         print(f"selfcheck: {name}: max|dlogits| against {c2['model']['position']}: {e:.3g}")
+        if len(spec) > 7:  # architecture variants: reference.py's checks of them
+            arch_selfcheck(built, forward)
+    # 7. plain RoPE (all variants) against the scalar model with naive_rope(), and gradcheck of
+    #    the whole tiny model for the shared-KV cases
+    for spec in CASES:
+        if spec[1] != {"type": "rotary"}:
+            continue
+        name, cfg, P, leaves, inputs, targets, out = build_case(spec)
+        nl, nlog = naive_loss_logits(P, inputs.tolist(), targets.tolist(), cfg, rotate=naive_rope)
+        dlog = (torch.tensor(nlog, dtype=torch.float64) - out["logits"].detach()).abs().max().item()
+        assert abs(nl - out["loss"].item()) < 1e-10 and dlog < 1e-10, (name, dlog)
+        msg = f"selfcheck: {name}: naive forward agrees (|dlogits| {dlog:.1e})"
+        if len(spec) > 7:
+            tcfg = spec_config(spec, d_model=8, d_ff=10, seq_len=6, batch=2)
+            gen = torch.Generator().manual_seed(case_seed("gradcheck-" + name))
+            TP = init_params(tcfg, 11, gen)
+            ti, tt = make_tokens(tcfg, 11, gen)
+            names = [k for k, _ in param_shapes(tcfg, 11)]
+            assert torch.autograd.gradcheck(
+                lambda *ts: forward(dict(zip(names, ts)), ti, tt, tcfg)["loss"],
+                tuple(TP[k].clone().requires_grad_(True) for k in names), eps=1e-6, atol=1e-7,
+                rtol=1e-5), name
+            msg += "; gradcheck of the tiny model ok"
+        print(msg)
     print("selfcheck: ok")
 
 
