@@ -156,9 +156,13 @@ int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
     StFile *f = load_params(path, m, err, n);
     if (!f) return -1;
     int rc = 0;
-    if (st_count(f) != m->spec.pt.n) {
-        snprintf(err, n, "%s: has %d tensors, the config declares %d", path, st_count(f),
-                 m->spec.pt.n);
+    for (int i = 0; !rc && i < st_count(f); i++) {
+        const char *name = st_at(f, i)->name;
+        if (param_find(&m->spec.pt, name) >= 0) continue;
+        snprintf(err, n,
+                 "%s: tensor '%s' is not in the config's model (a checkpoint of another "
+                 "architecture?)",
+                 path, name);
         rc = -1;
     }
     st_close(f);

@@ -16,14 +16,15 @@
 /* Longest T below; learned positions need a table row per position (train.seq_len). */
 #define MAX_T 1024
 
-/* A tiny model with the given position method: 2 layers, H heads of width D. */
-static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, int B, int T,
-                      int training) {
+/* A tiny model with the given position method: 2 layers, H heads of width D; extra: more
+ * members of "model" (an architecture variant) or "". */
+static int tiny_model_with(Model *m, Config *cfg, const char *method, int H, int D, int B, int T,
+                           int training, const char *extra) {
     char text[512], err[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 2, \"d_model\": %d, \"n_heads\": %d, \"d_ff\": 24, "
-             "\"dropout\": 0, \"position\": {\"type\": \"%s\"}}, \"train\": {\"seq_len\": %d}}",
-             H * D, H, method, MAX_T);
+             "\"dropout\": 0, \"position\": {\"type\": \"%s\"}%s}, \"train\": {\"seq_len\": %d}}",
+             H * D, H, method, extra, MAX_T);
     if (config_from_text(cfg, text, "test", err, sizeof err)) {
         CHECK(0, "%s: %s", method, err);
         return 0;
@@ -31,6 +32,11 @@ static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, i
     model_create(m, cfg, 11, B, T, training);
     model_init(m, 7);
     return 1;
+}
+
+static int tiny_model(Model *m, Config *cfg, const char *method, int H, int D, int B, int T,
+                      int training) {
+    return tiny_model_with(m, cfg, method, H, D, B, T, training, "");
 }
 
 /* Every learnable position tensor random, so biases differ per head, layer and distance. */
@@ -207,23 +213,31 @@ TEST(test_attention_tiled_gqa_every_method) {
 }
 
 /* Per-token losses of an evaluation model (tiled attention) and a training model (the
- * training attention, in its evaluation forward) holding the same weights. */
+ * training attention, in its evaluation forward) holding the same weights, for every method
+ * and architecture variant (kv heads, norms and their placements). */
 TEST(test_attention_tiled_model_matches_training_model) {
+    const char *variants[] = {"",
+                              ", \"n_kv_heads\": 1",
+                              ", \"n_kv_heads\": 2",
+                              ", \"norm\": \"rmsnorm\", \"norm_position\": \"sandwich\"",
+                              ", \"norm_position\": \"post\", \"final_norm\": false",
+                              ", \"norm_position\": \"deepnorm\", \"final_norm\": false, "
+                              "\"activation\": \"geglu\""};
     const int B = 2, T = 300, V = 11; /* T spans two key tiles and five query tiles */
     int32_t *in = xcalloc((size_t)B * T, sizeof *in), *tg = xcalloc((size_t)B * T, sizeof *tg);
     float *le = xcalloc((size_t)B * T, sizeof *le), *lt = xcalloc((size_t)B * T, sizeof *lt);
     for (int i = 0; i < B * T; i++)
         in[i] = (int32_t)(hash64(i) % V), tg[i] = (int32_t)(hash64(i + 7777) % V);
-    for (int k = 0; k < pos_count(); k++) {
-        const char *method = pos_at(k)->name;
+    for (int k = 0; k < pos_count() * 6; k++) {
+        const char *method = pos_at(k / 6)->name, *variant = variants[k % 6];
         Model ev, tr;
         Config cfg;
-        if (!tiny_model(&tr, &cfg, method, 4, 4, B, T, 1)) continue;
+        if (!tiny_model_with(&tr, &cfg, method, 4, 4, B, T, 1, variant)) continue;
         model_create(&ev, &cfg, V, B, T, 0);
         randomize_pos(&tr, 5);
         memcpy(ev.weights.params, tr.weights.params, sizeof(float) * tr.spec.pt.total);
         CHECK(ev.state.a.probs == NULL && ev.state.a.bh_tt == NULL && ev.state.a.att_tiles != NULL,
-              "%s: the evaluation model allocates (B, H, T, T) buffers", method);
+              "%s%s: the evaluation model allocates (B, H, T, T) buffers", method, variant);
         const Pass p = {.B = B, .T = T};
         model_forward(&ev, &p, in);
         model_loss(&ev, &p, tg, le);
@@ -235,9 +249,9 @@ TEST(test_attention_tiled_model_matches_training_model) {
             worst = e > worst || e != e ? e : worst;
         }
         CHECK(worst <= 1e-5,
-              "%s: per-token losses of the evaluation and training models differ "
+              "%s%s: per-token losses of the evaluation and training models differ "
               "by %.3g (relative)",
-              method, worst);
+              method, variant, worst);
         model_free(&ev);
         model_free(&tr);
         config_free(&cfg);

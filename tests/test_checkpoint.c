@@ -79,3 +79,47 @@ TEST(test_checkpoint_round_trip) {
     config_free(&cfg), config_free(&c2), config_free(&c3);
     free(m), free(v), free(m2), free(v2);
 }
+
+/* The message of loading model_path into a model of the CFG shape with `members` changed. */
+static void expect_arch_error(const char *model_path, const char *members, const char *want) {
+    char text[512], err[512] = "";
+    snprintf(text, sizeof text,
+             "{\"model\": {\"n_layers\": 2, \"d_model\": 16, \"n_heads\": 4, \"d_ff\": 24, "
+             "\"position\": {\"type\": \"alibi\"}, %s}}",
+             members);
+    Config c;
+    CHECK(config_from_text(&c, text, "test", err, sizeof err) == 0, "%s", err);
+    Model m;
+    model_create(&m, &c, 23, 1, 4, 0);
+    int rc = ckpt_load_model(model_path, &m, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, want) && !strchr(err, '\n'),
+          "%s: expected one line naming %s, got rc %d '%s'", members, want, rc, err);
+    model_free(&m);
+    config_free(&c);
+}
+
+/* A checkpoint of the pre-LN, LayerNorm, multi-head model of CFG refused by every other
+ * architecture with one line naming the first tensor that differs (and both shapes). */
+TEST(test_checkpoint_other_architecture_refused) {
+    const char *dir = test_tmpdir("checkpoint_arch");
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    Config cfg;
+    CHECK(config_from_text(&cfg, CFG, "test", err, sizeof err) == 0, "%s", err);
+    Model a;
+    model_create(&a, &cfg, 23, 1, 4, 0);
+    model_init(&a, 3);
+    TrainState ts = {0};
+    CHECK(ckpt_save_model(path, &a, &ts, err, sizeof err) == 0, "%s", err);
+    expect_arch_error(
+        path, "\"activation\": \"swiglu\", \"n_kv_heads\": 2",
+        "'layers.0.attn.qkv.weight' is float32 48x16, the config needs float32 32x16");
+    expect_arch_error(path, "\"activation\": \"swiglu\", \"norm\": \"rmsnorm\"",
+                      "tensor 'layers.0.ln1.bias' is not in");
+    expect_arch_error(path, "\"activation\": \"swiglu\", \"norm_position\": \"sandwich\"",
+                      "tensor 'layers.0.ln1_post.weight' is missing");
+    expect_arch_error(path, "\"activation\": \"gelu\"",
+                      "tensor 'layers.0.ffn.gate.weight' is not in");
+    model_free(&a);
+    config_free(&cfg);
+}

@@ -115,6 +115,13 @@ TEST(test_cli_config_errors) {
         {"{\"model\": {\"activation\": \"tanh\"}}", "model.activation"},
         {"{\"model\": {\"position\": {\"type\": \"rope\"}}}", "model.position.type"},
         {"{\"model\": {\"d_model\": 30, \"n_heads\": 4}}", "model.n_heads"},
+        {"{\"model\": {\"n_heads\": 4, \"n_kv_heads\": 3}}", "model.n_kv_heads"},
+        {"{\"model\": {\"n_kv_heads\": 0}}", "model.n_kv_heads"},
+        {"{\"model\": {\"norm_position\": \"post\"}}", "model.final_norm"},
+        {"{\"model\": {\"norm_position\": \"deepnorm\", \"final_norm\": true}}",
+         "model.norm_position"},
+        {"{\"model\": {\"norm\": \"scalenorm\"}}", "model.norm"},
+        {"{\"model\": {\"norm_position\": \"peri\"}}", "model.norm_position"},
         {"{\"model\": {\"n_layers\": 2,}", "bad.json"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -403,6 +410,45 @@ TEST(test_cli_run_directory) {
 }
 
 /* ---- 4. eval: determinism and --json ---- */
+
+/* Every architecture variant trains and evaluates end to end through the binaries, and its
+ * checkpoint holds the variant's tensors under their documented names and shapes. */
+TEST(test_cli_architecture_variants) {
+    static const struct {
+        const char *overrides[5];
+        const char *tensor; /* present, with this many rows */
+        int rows;
+    } cases[] = {
+        {{"model.norm=rmsnorm", "model.norm_position=sandwich", NULL},
+         "layers.0.ln2_post.weight",
+         16},
+        {{"model.norm_position=post", "model.final_norm=false", "model.activation=geglu", NULL},
+         "layers.0.ffn.gate.weight",
+         32},
+        {{"model.norm_position=deepnorm", "model.final_norm=false", "model.n_kv_heads=1", NULL},
+         "layers.0.attn.qkv.weight",
+         32}, /* (2 + 2 x 1) heads of 8 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[256], out[OUT_LEN], path[600];
+        char name[64];
+        snprintf(name, sizeof name, "cli_arch_%zu", i);
+        if (!trained_scratch(name, dir, sizeof dir, out, cases[i].overrides)) continue;
+        snprintf(path, sizeof path, "%s/run/model.safetensors", dir);
+        size_t at;
+        cJSON *h = st_header(path, &at);
+        const cJSON *t = h ? cJSON_GetObjectItem(h, cases[i].tensor) : NULL;
+        const cJSON *shape = cJSON_GetObjectItem(t, "shape");
+        CHECK(cJSON_GetArrayItem(shape, 0) &&
+                  cJSON_GetArrayItem(shape, 0)->valueint == cases[i].rows,
+              "%s: no tensor %s of %d rows in %s", cases[i].overrides[0], cases[i].tensor,
+              cases[i].rows, path);
+        cJSON_Delete(h);
+        int rc = sh(out, "./eval --ckpt %s/run --lvalid 16,40", dir);
+        CHECK(rc == 0 && strstr(out, "40") != NULL, "%s: ./eval failed (%d): %s",
+              cases[i].overrides[0], rc, out);
+    }
+}
 
 TEST(test_cli_eval_repeatable) {
     char dir[256], path[600], out[OUT_LEN], out2[OUT_LEN];

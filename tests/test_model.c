@@ -83,25 +83,54 @@ static void gradcheck_model(const char *text, int B, int T, float h, int samples
 }
 
 /* ReLU FFNs and FIRE's ReLU MLP have kinks: those models use the smaller step (gradcheck.h).
- * output: extra JSON members of "model" (e.g. an adaptive output), or "". */
-static void check_model_grads(const char *pos, const char *act, int final_norm,
-                              const char *output) {
+ * extra: more JSON members of "model" (an adaptive output, an architecture variant), or "". */
+static void check_model_grads(const char *pos, const char *act, int final_norm, const char *extra) {
     char text[768], label[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 2, \"d_model\": 8, \"n_heads\": 2, \"d_ff\": 12, "
              "\"activation\": \"%s\", \"final_norm\": %s, \"dropout\": 0, \"init_std\": 0.4, "
              "\"position\": {\"type\": \"%s\"}%s}}",
-             act, final_norm ? "true" : "false", pos, output);
-    snprintf(label, sizeof label, "%s/%s/%s%s", pos, act, final_norm ? "final" : "nofinal", output);
+             act, final_norm ? "true" : "false", pos, extra);
+    snprintf(label, sizeof label, "%s/%s/%s%s", pos, act, final_norm ? "final" : "nofinal", extra);
     gradcheck_model(text, 2, 6,
                     strcmp(act, "relu") == 0 || strcmp(pos, "fire") == 0 ? 1e-3f : 1e-2f, 12,
                     label);
 }
 
 TEST(test_model_gradcheck_every_position_and_ffn) {
-    const char *acts[] = {"relu", "gelu", "swiglu"};
+    const char *acts[] = {"relu", "gelu", "swiglu", "glu", "geglu"};
     for (int i = 0; i < pos_count(); i++)
-        for (int a = 0; a < 3; a++) check_model_grads(pos_at(i)->name, acts[a], a != 1, "");
+        for (int a = 0; a < 5; a++) check_model_grads(pos_at(i)->name, acts[a], a % 2 == 0, "");
+}
+
+/* Every method under each norm (LayerNorm, RMSNorm) in each placement; post and deepnorm end
+ * every block in a norm and have no final one. */
+TEST(test_model_gradcheck_every_position_norm_and_placement) {
+    const char *places[] = {"pre", "post", "sandwich", "deepnorm"};
+    for (int i = 0; i < pos_count(); i++)
+        for (int rms = 0; rms < 2; rms++)
+            for (int k = 0; k < 4; k++) {
+                char extra[128];
+                snprintf(extra, sizeof extra, ", \"norm\": \"%s\", \"norm_position\": \"%s\"",
+                         rms ? "rmsnorm" : "layernorm", places[k]);
+                check_model_grads(pos_at(i)->name, "gelu", k % 2 == 0, extra);
+            }
+}
+
+/* Every method with multi-query, grouped (2 kv heads) and multi-head attention over 4 heads:
+ * a kv head's gradient sums over its group. */
+TEST(test_model_gradcheck_every_position_and_kv_heads) {
+    for (int i = 0; i < pos_count(); i++)
+        for (int kv = 1; kv <= 4; kv *= 2) {
+            char text[512], label[128];
+            snprintf(text, sizeof text,
+                     "{\"model\": {\"n_layers\": 2, \"d_model\": 8, \"n_heads\": 4, "
+                     "\"n_kv_heads\": %d, \"d_ff\": 12, \"dropout\": 0, \"init_std\": 0.4, "
+                     "\"position\": {\"type\": \"%s\"}}}",
+                     kv, pos_at(i)->name);
+            snprintf(label, sizeof label, "%s/%d of 4 kv heads", pos_at(i)->name, kv);
+            gradcheck_model(text, 2, 6, strcmp(pos_at(i)->name, "fire") ? 1e-2f : 1e-3f, 12, label);
+        }
 }
 
 /* T = 150 (three 64-row attention blocks): every block's score gradients reach the position
@@ -146,22 +175,29 @@ static int ends_with(const char *s, const char *tail) {
     return n >= k && strcmp(s + n - k, tail) == 0;
 }
 
-/* The init kind each tensor is declared with, as the names document it. */
-static InitKind expected_kind(const char *name) {
+/* The init kind each tensor is declared with, as the names and docs/architecture.md document
+ * it (deepnorm: DeepNet's beta on v, proj, fc1, gate, fc2). */
+static InitKind expected_kind(const char *name, int deepnorm) {
     if (!strncmp(name, "pos.", 4)) return INIT_POS;
     if (ends_with(name, ".bias")) return INIT_ZEROS;
-    if (ends_with(name, "ln1.weight") || ends_with(name, "ln2.weight") ||
-        !strcmp(name, "ln_f.weight"))
+    if (strstr(name, "ln1") || strstr(name, "ln2") || !strcmp(name, "ln_f.weight"))
         return INIT_ONES;
-    if (ends_with(name, "attn.proj.weight") || ends_with(name, "ffn.fc2.weight"))
-        return INIT_RESIDUAL;
-    return INIT_NORMAL;
+    int out = ends_with(name, "attn.proj.weight") || ends_with(name, "ffn.fc2.weight");
+    if (deepnorm && (out || strstr(name, "attn.qkv") || strstr(name, "ffn."))) return INIT_SCALED;
+    return out ? INIT_RESIDUAL : INIT_NORMAL;
+}
+
+/* rms of rows [r0, r1) of a (rows, cols) tensor */
+static double rows_rms(const float *p, size_t r0, size_t r1, size_t cols) {
+    double sum2 = 0.0;
+    for (size_t i = r0 * cols; i < r1 * cols; i++) sum2 += (double)p[i] * p[i];
+    return sqrt(sum2 / (double)((r1 - r0) * cols));
 }
 
 /* Every tensor is declared with its kind, and model_init gives it that kind's values: constants
  * exactly, normals with the declared std (the residual ones divided by sqrt(2 L)) within
  * sampling error, the position method's tensors by the method (not left at zero). */
-static void check_init_kinds(const char *model_json) {
+static void check_init_kinds(const char *model_json, int deepnorm) {
     char text[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 3, \"d_model\": 32, \"n_heads\": 2, \"d_ff\": 64, "
@@ -175,8 +211,9 @@ static void check_init_kinds(const char *model_json) {
     for (int k = 0; k < m.spec.pt.n; k++) {
         const TensorSpec *t = &m.spec.pt.t[k];
         const float *p = m.weights.params + t->offset;
-        CHECK(t->init.kind == expected_kind(t->name), "%s: declared with init kind %d, expected %d",
-              t->name, (int)t->init.kind, (int)expected_kind(t->name));
+        CHECK(t->init.kind == expected_kind(t->name, deepnorm),
+              "%s: declared with init kind %d, expected %d", t->name, (int)t->init.kind,
+              (int)expected_kind(t->name, deepnorm));
         double sum2 = 0.0, maxdev = 0.0, want = t->init.kind == INIT_ONES ? 1.0 : 0.0;
         for (size_t i = 0; i < t->numel; i++) sum2 += (double)p[i] * p[i];
         for (size_t i = 0; i < t->numel; i++) maxdev = fmax(maxdev, fabs(p[i] - want));
@@ -193,6 +230,15 @@ static void check_init_kinds(const char *model_json) {
             CHECK(std > 0 && fabs(rms / std - 1.0) < 0.15, "%s: rms %g, expected std %g", t->name,
                   rms, std);
             break;
+        case INIT_SCALED: { /* rows before init.row: std; from it: std * gain */
+            size_t rows = t->shape[0], cols = t->numel / rows, r = t->init.row;
+            if (r)
+                CHECK(fabs(rows_rms(p, 0, r, cols) / std - 1.0) < 0.15, "%s: q, k rows", t->name);
+            CHECK(fabs(rows_rms(p, r, rows, cols) / (std * t->init.gain) - 1.0) < 0.15,
+                  "%s: rows from %zu: rms %g, expected %g", t->name, r, rows_rms(p, r, rows, cols),
+                  std * t->init.gain);
+            break;
+        }
         case INIT_POS:
             CHECK(rms > 0, "%s: the method did not initialize it", t->name);
             break;
@@ -203,9 +249,42 @@ static void check_init_kinds(const char *model_json) {
 }
 
 TEST(test_model_init_follows_the_kinds_in_the_table) {
-    check_init_kinds("\"activation\": \"swiglu\", \"position\": {\"type\": \"t5\"}");
+    check_init_kinds("\"activation\": \"swiglu\", \"position\": {\"type\": \"t5\"}", 0);
     check_init_kinds("\"position\": {\"type\": \"learned\"}, \"output\": {\"type\": "
-                     "\"adaptive\", \"cutoffs\": [40, 100], \"factor\": 2, \"tie\": false}");
+                     "\"adaptive\", \"cutoffs\": [40, 100], \"factor\": 2, \"tie\": false}",
+                     0);
+    check_init_kinds("\"norm\": \"rmsnorm\", \"norm_position\": \"sandwich\"", 0);
+    check_init_kinds("\"norm_position\": \"deepnorm\", \"final_norm\": false, \"activation\": "
+                     "\"geglu\", \"n_kv_heads\": 1",
+                     1);
+}
+
+/* DeepNorm's constants for the 3 layers of check_init_kinds: alpha = (2 N)^(1/4) on the
+ * residual, beta = (8 N)^(-1/4) on v (from row (H + Hkv) D of qkv), proj, fc1, gate, fc2. */
+TEST(test_model_deepnorm_alpha_beta) {
+    Config cfg;
+    load_config(&cfg, "{\"model\": {\"n_layers\": 3, \"d_model\": 32, \"n_heads\": 4, "
+                      "\"n_kv_heads\": 2, \"d_ff\": 64, \"norm_position\": \"deepnorm\", "
+                      "\"final_norm\": false}}");
+    ModelSpec s;
+    model_spec_init(&s, &cfg, 50);
+    CHECK(fabs(s.alpha - pow(6.0, 0.25)) < 1e-6, "alpha %g, expected 6^(1/4)", s.alpha);
+    const TensorSpec *qkv = &s.pt.t[param_find(&s.pt, "layers.1.attn.qkv.weight")];
+    CHECK(qkv->shape[0] == 64 && qkv->init.row == 48 &&
+              fabs(qkv->init.gain - pow(24.0, -0.25)) < 1e-12,
+          "qkv: %zu rows, beta from row %zu with gain %g; expected 64, 48, 24^(-1/4)",
+          qkv->shape[0], qkv->init.row, qkv->init.gain);
+    const char *scaled[] = {"attn.proj", "ffn.fc1", "ffn.fc2"};
+    for (int i = 0; i < 3; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "layers.2.%s.weight", scaled[i]);
+        const TensorSpec *t = &s.pt.t[param_find(&s.pt, name)];
+        CHECK(t->init.kind == INIT_SCALED && t->init.row == 0 &&
+                  fabs(t->init.gain - pow(24.0, -0.25)) < 1e-12,
+              "%s: not beta-scaled as a whole", name);
+    }
+    model_spec_free(&s);
+    config_free(&cfg);
 }
 
 /* Copies every tensor of src into dst by name (tensors dst lacks are skipped). */

@@ -437,7 +437,8 @@ static int gqa_model(Model *m, Config *cfg, const char *method, int B, int T) {
     model_init(m, 3);
     for (int k = 0; k < m->spec.pt.n; k++)
         if (m->spec.pt.t[k].init.kind == INIT_POS)
-            fill_random(m->weights.params + m->spec.pt.t[k].offset, m->spec.pt.t[k].numel, 0.5f, 60 + k);
+            fill_random(m->weights.params + m->spec.pt.t[k].offset, m->spec.pt.t[k].numel, 0.5f,
+                        60 + k);
     if (m->state.pos.m->prepare) m->state.pos.m->prepare(&m->state.pos, T);
     return 1;
 }

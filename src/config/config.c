@@ -478,8 +478,8 @@ static int check_cross(const Err *e, Config *c) {
                     c->model.d_model, c->model.n_heads);
     if (!c->model.n_kv_heads) c->model.n_kv_heads = c->model.n_heads;
     if (c->model.n_heads % c->model.n_kv_heads)
-        return fail(e, "model.n_kv_heads (%d) must divide model.n_heads (%d)",
-                    c->model.n_kv_heads, c->model.n_heads);
+        return fail(e, "model.n_kv_heads (%d) must divide model.n_heads (%d)", c->model.n_kv_heads,
+                    c->model.n_heads);
     const char *np = c->model.norm_position;
     if (c->model.final_norm && (!strcmp(np, "post") || !strcmp(np, "deepnorm")))
         return fail(e,

@@ -40,15 +40,15 @@ typedef struct {
 typedef struct {
     struct {
         int n_layers, d_model, n_heads, d_ff;
-        int n_kv_heads;          /* key and value heads: n_heads when the key is absent */
-        char activation[16];     /* relu | gelu | swiglu | glu | geglu */
-        char norm[16];           /* layernorm | rmsnorm */
-        double norm_eps;         /* of every norm */
-        char norm_position[16];  /* pre | post | sandwich | deepnorm */
-        int final_norm;          /* bool */
-        double dropout;      /* embeddings and residual branches */
-        double attn_dropout; /* attention probabilities */
-        double act_dropout;  /* FFN activation */
+        int n_kv_heads;         /* key and value heads: n_heads when the key is absent */
+        char activation[16];    /* relu | gelu | swiglu | glu | geglu */
+        char norm[16];          /* layernorm | rmsnorm */
+        double norm_eps;        /* of every norm */
+        char norm_position[16]; /* pre | post | sandwich | deepnorm */
+        int final_norm;         /* bool */
+        double dropout;         /* embeddings and residual branches */
+        double attn_dropout;    /* attention probabilities */
+        double act_dropout;     /* FFN activation */
         double init_std;
         char position[32]; /* model.position.type */
         /* its registry entry, resolved once when the config is read or --set */
