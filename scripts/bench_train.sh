@@ -28,9 +28,13 @@
 #   geglu     model.activation=geglu at the same d_ff (three FFN matrices instead of two)
 #   gqa2      model.n_kv_heads=2 (4 query heads per KV head)
 #   mqa       model.n_kv_heads=1
+# --baseline-bin DIR (with --variants) also times DIR/train (another build, e.g. the commit
+# before a refactor) on the baseline, alternating with this build before and after the
+# variants: rows "sinusoidal@base" and "sinusoidal", twice each, so a cost of the change shows
+# beside the run-to-run noise.
 # Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--no-outputs]
 #        [--only-outputs] (default methods: every registered position method, in registry order)
-#        scripts/bench_train.sh --variants [--steps N]
+#        scripts/bench_train.sh --variants [--steps N] [--baseline-bin DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,6 +44,7 @@ methods=""
 outputs=1
 only_outputs=0
 variants=0
+base_bin=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
@@ -47,12 +52,17 @@ while [[ $# -gt 0 ]]; do
     --no-outputs) outputs=0; shift ;;
     --only-outputs) only_outputs=1; shift ;;
     --variants) variants=1; shift ;;
+    --baseline-bin) base_bin=$2; shift 2 ;;
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [[ $steps -ge 2 ]] || { echo "bench_train: --steps must be at least 2 (the first step is not timed)" >&2; exit 2; }
 if [[ $variants == 1 && ( -n $methods || $outputs == 0 || $only_outputs == 1 ) ]]; then
     echo "bench_train: --variants replaces the method and output rows; it takes only --steps" >&2
+    exit 2
+fi
+if [[ -n $base_bin && ( $variants == 0 || ! -x $base_bin/train ) ]]; then
+    echo "bench_train: --baseline-bin needs --variants and an executable $base_bin/train" >&2
     exit 2
 fi
 data=data/wikitext-2
@@ -66,16 +76,20 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# bench NAME CONFIG [--set ...]: train `steps` steps, print the JSON line
+# bench NAME CONFIG [--set ...]: train `steps` steps with $bin/train, print the JSON line
+bin=.
+runs=0
 bench() {
-    local name=$1 config=$2
+    local name=$1 config=$2 out
     shift 2
-    ./train --config "$config" --out "$tmp/$name" --set train.steps="$steps" --set train.warmup=10 \
+    runs=$((runs + 1))
+    out=$tmp/$runs # a row's name may repeat (the alternating baseline)
+    "$bin/train" --config "$config" --out "$out" --set train.steps="$steps" --set train.warmup=10 \
         --set train.log_every=1 --set train.eval_every=0 --set train.eval_tokens=256 \
-        --set train.ckpt_every=0 "$@" >"$tmp/$name.out"
-    fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$tmp/$name.out")
+        --set train.ckpt_every=0 "$@" >"$out.out"
+    fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$out.out")
     # mean tokens/s over steps after the warm-up, from the per-step elapsed times in the log
-    /usr/bin/env python3 - "$tmp/$name/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
+    /usr/bin/env python3 - "$out/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 warm = min(int(sys.argv[4]), len(rows) - 1)  # fewer steps than the warm-up: skip the first only
@@ -98,11 +112,20 @@ if [[ $variants == 1 ]]; then
         "geglu --set model.activation=geglu"
         "gqa2 --set model.n_kv_heads=2"
         "mqa --set model.n_kv_heads=1")
+    baseline() {
+        [[ -n $base_bin ]] || return 0
+        bin=$base_bin bench "sinusoidal@base" $ref --set model.position.type=sinusoidal \
+            --set train.batch=8 --set data.dir="$data" --set model.output.type=full
+        bench sinusoidal $ref --set model.position.type=sinusoidal --set train.batch=8 \
+            --set data.dir="$data" --set model.output.type=full
+    }
+    baseline
     for row in "${rows[@]}"; do
         read -ra args <<<"$row"
         bench "${args[0]}" $ref --set model.position.type=sinusoidal --set train.batch=8 \
             --set data.dir="$data" --set model.output.type=full "${args[@]:1}"
     done
+    baseline
     exit 0
 fi
 if [[ $only_outputs == 0 ]]; then

@@ -140,8 +140,10 @@ def flops_per_token(cfg, V, T, defaults):
     """Forward FLOPs per token at segment length T, as src/model.c model_flops_per_token."""
     g = lambda k: get_key(cfg, k, defaults)
     C, F, N = g("model.d_model"), g("model.d_ff"), g("model.n_layers")
-    ffn = 3 * C * F if g("model.activation") == "swiglu" else 2 * C * F
-    matmuls = 2.0 * (3 * C * C + C * C + ffn)
+    ffn = 3 * C * F if g("model.activation") in ("swiglu", "glu", "geglu") else 2 * C * F
+    H = g("model.n_heads")
+    Hkv = g("model.n_kv_heads") or H  # absent: multi-head
+    matmuls = 2.0 * (C * (C + 2.0 * C * Hkv / H) + C * C + ffn)
     attention = 2.0 * 2.0 * C * (T + 1) / 2.0
     return N * (matmuls + attention) + output_flops(cfg, V, defaults)
 

@@ -199,6 +199,7 @@ class Run:
         train = [r for r in log if "loss" in r and "elapsed_s" in r]
         starts = [r for r in log if "start" in r]
         self.train_revs = {r["rev"] for r in starts if r.get("rev")}
+        self.params = next((r["params"] for r in starts if r.get("params")), None)
         self.train_setups = {"%s threads, BLAS kernel %s%s" % (
             r.get("threads", "?"), r.get("blas", "?"),
             ", %s cores, CPU: %s" % (r.get("cores", "?"), r["cpu"]) if r.get("cpu") else "")
@@ -297,6 +298,65 @@ def bold_lowest(vals, fmt):
     best = min((v for v in vals if v is not None), default=None)
     best = None if best is None else fmt % best
     return ["–" if t is None else "**%s**" % t if t == best else t for t in shown]
+
+
+# ---- architecture variants (docs/architecture.md) ----
+
+NORM_NAMES = {"pre": "pre-LN", "post": "post-LN", "sandwich": "sandwich-LN", "deepnorm": "DeepNorm"}
+
+
+def arch_variant(run):
+    """The run's architecture as words: its norm placement and norm ("pre-LN", "post-LN, RMSNorm"),
+    its attention ("MHA", "GQA-2", "MQA") and its FFN when gated."""
+    cfg = run.cfg
+    place = NORM_NAMES.get(get(cfg, "model.norm_position", "pre"), "?")
+    if get(cfg, "model.norm", "layernorm") == "rmsnorm":
+        place = "pre-RMSNorm" if place == "pre-LN" else place + ", RMSNorm"
+    H = get(cfg, "model.n_heads", 0)
+    kv = get(cfg, "model.n_kv_heads", H) or H
+    attn = "MHA" if kv == H else "MQA" if kv == 1 else "GQA-%d" % kv
+    act = get(cfg, "model.activation", "gelu")
+    return ", ".join([place, attn] + ([act] if act in ("swiglu", "glu", "geglu") else []))
+
+
+def arch_runs(runs):
+    """The runs of a length when they differ in architecture (else None), by method then variant."""
+    if len({arch_variant(r) for r in runs}) < 2:
+        return None
+    return sorted(runs, key=lambda r: (method_rank(r.method), r.name != "%s-L%d" % (r.method, r.L),
+                                       arch_variant(r)))
+
+
+def write_architecture(runs, out):
+    """architecture.md: per training length with several architectures, perplexity at L and at
+    the longest L_valid of every model, and the extrapolation ratio between them."""
+    text, made = "", False
+    for L, rs in sorted(by_length(runs).items()):
+        rs = arch_runs(rs)
+        if not rs:
+            continue
+        made = True
+        far = max(lv for r in rs for lv in r.nonoverlap)
+        text += "# Architecture and extrapolation, models trained with L = %d\n\n" % L
+        text += ("Nonoverlapping validation perplexity on %s at L_valid = L and at L_valid = %d "
+                 "(%gL); ratio = ppl(%d) / ppl(%d). Parameters counted from the checkpoint's "
+                 "tensors. Lowest perplexity per method in bold.\n\n" % (
+                     dataset_name(rs), far, far / float(L), far, L))
+        rows = []
+        for m in sorted({r.method for r in rs}, key=method_rank):
+            group = [r for r in rs if r.method == m]
+            near = bold_lowest([r.ppl(L) for r in group], "%.2f")
+            long_ = bold_lowest([r.ppl(far) for r in group], "%.2f")
+            for r, a, b in zip(group, near, long_):
+                ratio = r.ppl(far) / r.ppl(L) if r.ppl(far) and r.ppl(L) else None
+                rows.append([label(m), arch_variant(r), fmt_int(r.params), a, b,
+                             "%.3f" % ratio if ratio else "–", r.name])
+        text += md_table(["method", "architecture", "parameters", "ppl at L = %d" % L,
+                          "ppl at %d" % far, "ratio", "run"], rows)
+        text += "\n"
+    if made:
+        write(os.path.join(out, "architecture.md"), text)
+    return made
 
 
 def write_tables(runs, out, split):
@@ -746,6 +806,29 @@ def figures(runs, out, fig4_names):
     fig.suptitle("Figure 1: extrapolation — %s validation perplexity vs L_valid (nonoverlapping)" % data)
     save(fig, "fig1_extrapolation.png")
 
+    # The architecture variants in the style of Figure 1: one panel per method, a line per variant
+    for L in sorted(groups):
+        rs = arch_runs(groups[L])
+        if not rs:
+            continue
+        ms = sorted({r.method for r in rs}, key=method_rank)
+        variants = sorted({arch_variant(r) for r in rs})
+        styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)),
+                                     (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1))] * 2))
+        fig, axes = plt.subplots(1, len(ms), figsize=(5.2 * len(ms), 4.6), squeeze=False)
+        for ax, m in zip(axes[0], ms):
+            ys = []
+            for r in [r for r in rs if r.method == m]:
+                c = r.curve()
+                ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3, lw=1.6,
+                        ls=styles[arch_variant(r)], color=color(m), label=arch_variant(r))
+                ys += [y for _, y in c]
+            mark_train_length(ax, L)
+            ppl_axes(ax, ys, "%s, trained at L = %d" % (label(m), L))
+        fig.suptitle("Architecture and extrapolation — %s validation perplexity vs L_valid "
+                     "(nonoverlapping)" % data)
+        save(fig, "fig_architecture_L%d.png" % L)
+
     # Figure 2: speed and memory per method and training length
     methods = sorted({r.method for r in runs}, key=method_rank)
     Ls = sorted(groups)
@@ -988,12 +1071,14 @@ def main(argv=None):
     write_speed(runs, args.out)
     write_sliding(runs, args.out)
     write_per_position(runs, args.out)
+    arch = write_architecture(runs, args.out)
     claims = all_claims(runs)
     write_claims(claims, runs, args.out)
     made = [] if args.no_figures else figures(runs, args.out, fig4)
     files = made + files + [os.path.join(args.out, f) for f in
                             ("speed_memory.md", "sliding.md", "per_position.md", "claims.md",
-                             "claims.json")]
+                             "claims.json")] + \
+        ([os.path.join(args.out, "architecture.md")] if arch else [])
     copy_raw(runs, args.runs, args.out)
     write_readme(runs, args.out, claims, manifest, files, args.runs)
     print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(runs), ", ".join(

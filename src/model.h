@@ -1,14 +1,16 @@
-/* model.h — the Baevski & Auli-style decoder: config -> parameter table (views into one
- * buffer), activations allocated once, forward and backward written top to bottom.
+/* model.h — the Baevski & Auli-style decoder: config -> spec and parameter table (views into
+ * one buffer), run state allocated once, forward and backward written top to bottom.
  *
  *   x = E[tokens] * sqrt(C) (+ position embedding) -> dropout
- *   N x { x += drop(Attn(LN1(x)));  x += drop(FFN(LN2(x))) }      pre-LN blocks
+ *   N x { x += drop(Attn(LN1(x)));  x += drop(FFN(LN2(x))) }      pre-LN blocks (default)
  *   [LN_f] -> logits = x E^T (tied) -> softmax cross-entropy
  *
  * With model.output.type = adaptive, E[tokens] is the adaptive input and the last line the
- * tied adaptive softmax (ops/adaptive.c); everything between is the same. Each variant is
- * chosen at one point in model.c: the output layer by a table of hooks (OutputLayer, both
- * ends), the norm by norm_forward/norm_backward, the position method by its PosMethod.
+ * tied adaptive softmax (ops/adaptive.c); everything between is the same. The blocks' norms are
+ * LayerNorm or RMSNorm, placed pre, post, sandwich or deepnorm (NormPlace); attention may share
+ * kv heads (n_kv_heads). Each variant is chosen at one point in model.c: the output layer by a
+ * table of hooks (OutputLayer, both ends), the norm by norm_forward/norm_backward, its placement
+ * by branch_in/branch_out, the position method by its PosMethod.
  */
 #ifndef MODEL_H
 #define MODEL_H

@@ -159,8 +159,7 @@ static Config load_config(const Args *a, char *run_dir, size_t n) {
         return cfg;
     }
     if (config_from_file(&cfg, a->config, err, sizeof err)) user_error("%s", err);
-    for (int i = 0; i < a->n_sets; i++)
-        if (config_set(&cfg, a->sets[i], err, sizeof err)) user_error("%s", err);
+    if (config_set_list(&cfg, a->sets, a->n_sets, err, sizeof err)) user_error("%s", err);
     if (a->out)
         snprintf(run_dir, n, "%s", a->out);
     else {

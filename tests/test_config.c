@@ -602,3 +602,26 @@ TEST(test_config_set_strict_values) {
     CHECK(config_set(&c, "model.output={\"type\": \"full\"}", err, sizeof err) == 0, "%s", err);
     config_free(&c);
 }
+
+/* A --set list is checked between keys once, after its last assignment: it may pass through a
+ * state that only a later assignment makes valid, and a list that ends invalid changes nothing. */
+TEST(test_config_set_list_checks_keys_together) {
+    Config c;
+    if (!parse_ok(&c, "{}")) return;
+    char err[512];
+    const char *post[] = {"model.norm_position=post", "model.final_norm=false"};
+    CHECK(config_set_list(&c, post, 2, err, sizeof err) == 0, "%s", err);
+    CHECK(!strcmp(c.model.norm_position, "post") && !c.model.final_norm, "post list not applied");
+    const char *heads[] = {"model.d_model=30", "model.n_heads=5", "model.n_kv_heads=1"};
+    CHECK(config_set_list(&c, heads, 3, err, sizeof err) == 0, "%s", err);
+    CHECK(c.model.d_model == 30 && c.model.n_heads == 5 && c.model.n_kv_heads == 1, "heads list");
+    const char *bad[] = {"model.final_norm=true", "train.lr=1e-3"};
+    CHECK(config_set_list(&c, bad, 2, err, sizeof err) != 0 &&
+              strstr(err, "model.final_norm must be false") && !c.model.final_norm &&
+              c.train.lr != 1e-3,
+          "an invalid list: rc, message '%s', or the config changed", err);
+    const char *typo[] = {"model.n_heads=two", "model.norm_position=pre"};
+    CHECK(config_set_list(&c, typo, 2, err, sizeof err) != 0 && strstr(err, "model.n_heads"),
+          "a type error inside the list: '%s'", err);
+    config_free(&c);
+}

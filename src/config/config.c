@@ -76,7 +76,8 @@ static ConfigKey core_keys[] = {
      "dropout on the FFN activation (inside the FFN)", FIELD(model.act_dropout)},
     {"model.init_std", KEY_FLOAT, "0.02", 0, 10, NULL,
      "weight matrices start as normal(0, init_std); the residual output projections (attn.proj, "
-     "ffn.fc2) use init_std/sqrt(2*n_layers); the tied embedding uses d_model^-1/2",
+     "ffn.fc2) use init_std/sqrt(2*n_layers), or with deepnorm v, attn.proj and the FFN "
+     "matrices init_std*(8*n_layers)^(-1/4); the tied embedding uses d_model^-1/2",
      FIELD(model.init_std)},
     /* choices is filled by config_keys(): the methods are only known from the registry. */
     {"model.position.type", KEY_ENUM, "\"sinusoidal\"", 1, CAP(model.position), NULL,
@@ -489,8 +490,12 @@ static int check_cross(const Err *e, Config *c) {
     return fill_cutoffs(e, c);
 }
 
-/* Resolves and checks a parsed tree into c; c is untouched on failure. */
-static int from_tree(Config *c, const cJSON *in, const char *origin, char *err, size_t n) {
+/* Resolves and checks a parsed tree into c; c is untouched on failure. cross = 0 skips the
+ * checks between keys (check_cross and the method's check), for a --set that is not the last
+ * of a list: `--set model.norm_position=post --set model.final_norm=false` passes through a
+ * state that is only an error until the second assignment. */
+static int from_tree(Config *c, const cJSON *in, const char *origin, char *err, size_t n,
+                     int cross) {
     Err e = {origin, err, n};
     if (!cJSON_IsObject(in)) {
         char got[64];
@@ -507,8 +512,8 @@ static int from_tree(Config *c, const cJSON *in, const char *origin, char *err, 
     const PosMethod *m = tmp.model.pos_method = pos_find(tmp.model.position);
     assert(m && "model.position.type passed its enum check");
     if (resolve_keys(&e, in, tmp.json, POS_PREFIX, m->keys, m->n_keys)) goto fail;
-    if (check_unknown(&e, in, "", m) || check_cross(&e, &tmp)) goto fail;
-    if (m->check) {
+    if (check_unknown(&e, in, "", m) || (cross && check_cross(&e, &tmp))) goto fail;
+    if (cross && m->check) {
         char msg[1024] = "";
         if (m->check(&tmp, msg, sizeof msg)) {
             fail(&e, "%s", msg);
@@ -543,7 +548,7 @@ static int from_text(Config *c, const char *text, size_t len, const char *origin
     if (check_text(text, len, origin, err, n)) return -1;
     cJSON *in = cJSON_ParseWithLength(text, len);
     if (!in) sys_error("out of memory parsing %s", origin); /* the text is valid JSON */
-    int rc = from_tree(c, in, origin, err, n);
+    int rc = from_tree(c, in, origin, err, n, 1);
     cJSON_Delete(in);
     return rc;
 }
@@ -647,7 +652,7 @@ static int valid_path(const char *path) {
     return !strstr(path, "..");
 }
 
-int config_set(Config *c, const char *assignment, char *err, size_t n) {
+static int set_one(Config *c, const char *assignment, int cross, char *err, size_t n) {
     char origin[160], path[PATH_LEN];
     if (snprintf(origin, sizeof origin, "--set %s", assignment) >= (int)sizeof origin)
         memcpy(origin + sizeof origin - 4, "...", 4);
@@ -669,9 +674,28 @@ int config_set(Config *c, const char *assignment, char *err, size_t n) {
         return -1;
     }
     Config tmp;
-    int rc = from_tree(&tmp, tree, origin, err, n);
+    int rc = from_tree(&tmp, tree, origin, err, n, cross);
     cJSON_Delete(tree);
     if (rc) return -1;
+    config_free(c);
+    *c = tmp;
+    return 0;
+}
+
+int config_set(Config *c, const char *assignment, char *err, size_t n) {
+    return set_one(c, assignment, 1, err, n);
+}
+
+int config_set_list(Config *c, const char *const *assignments, int count, char *err, size_t n) {
+    if (count <= 0) return 0;
+    Config tmp;
+    if (from_tree(&tmp, c->json, "", err, n, 1))
+        sys_error("internal: config_set_list on an invalid config");
+    for (int i = 0; i < count; i++)
+        if (set_one(&tmp, assignments[i], i == count - 1, err, n)) {
+            config_free(&tmp);
+            return -1;
+        }
     config_free(c);
     *c = tmp;
     return 0;

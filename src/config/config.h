@@ -92,6 +92,11 @@ int config_from_file(Config *c, const char *path, char *err, size_t n);
  * UTF-8), except that a value opening '{' or '[' must be valid JSON. Re-validates the whole
  * config. */
 int config_set(Config *c, const char *assignment, char *err, size_t n);
+/* The assignments in order, as ./train's --set list: each is checked as config_set checks it,
+ * but the checks between keys (d_model divisible by n_heads, final_norm with norm_position, a
+ * method's own) run once, after the last, so the list may pass through a state that only its
+ * later assignments make valid. c is untouched on failure. */
+int config_set_list(Config *c, const char *const *assignments, int count, char *err, size_t n);
 void config_free(Config *c);
 /* The resolved config as pretty JSON (caller frees). */
 char *config_to_json(const Config *c);
