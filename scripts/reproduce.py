@@ -184,18 +184,19 @@ def expand_lvalid(spec, L):
 # ---- presets ----
 
 def registered_methods():
-    """The choices of model.position.type, from docs/config.md (generated from the registry)."""
+    """The choices of model.position.type, from docs/config.md (generated from the registry by
+    ./train --help-config, and checked to be current by make test), so that --dry-run needs no
+    binary; no second copy of the list that could drift."""
+    path = os.path.join(ROOT, "docs/config.md")
     try:
-        with open(os.path.join(ROOT, "docs/config.md")) as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith("| `model.position.type` |"):
                     return tuple(m.strip() for m in line.split("|")[4].split(","))
-    except OSError:
-        pass
-    return ("none", "sinusoidal", "alibi", "rotary", "xpos", "learned", "t5", "kerple_log", "fire")
-
-
-METHODS = registered_methods()
+    except OSError as e:
+        raise UserError("%s: %s (the registered position methods are read from it)"
+                        % (path, e.strerror))
+    raise UserError("%s has no model.position.type row (regenerate it with make docs)" % path)
 PRESET_KEYS = {"description", "notes", "config", "set", "data", "lengths", "models", "eval",
                "figure4"}
 DATA_KEYS = {"name", "dir", "need", "shared", "get", "synthetic", "valid_tokens", "vocab_size"}
@@ -333,12 +334,13 @@ def load_preset(arg, runs_dir, data_override):
     models, names = [], set()
     if not isinstance(p["models"], list) or not p["models"]:
         raise UserError("%s: models must be a non-empty list" % path)
+    methods = registered_methods()
     for i, m in enumerate(p["models"]):
         where = "models[%d]" % i
         check_keys(m, MODEL_KEYS, where, path)
-        if m.get("method") not in METHODS:
+        if m.get("method") not in methods:
             raise UserError("%s: %s: method must be one of %s, not %s"
-                            % (path, where, ", ".join(METHODS), json.dumps(m.get("method"))))
+                            % (path, where, ", ".join(methods), json.dumps(m.get("method"))))
         L = m.get("L")
         if not isinstance(L, int) or str(L) not in lengths:
             raise UserError("%s: %s: L %s has no entry in lengths" % (path, where, json.dumps(L)))

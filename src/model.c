@@ -171,16 +171,20 @@ static const OutputLayer *output_of(const Config *cfg) {
     return strcmp(cfg->model.output.type, "adaptive") ? &output_full : &output_adaptive;
 }
 
-/* The config's names of the choices (validated: an unknown name cannot reach here). */
+/* The index of a config choice among names (validated: an unknown name cannot reach here). */
+static int choice(const char *const *names, int n, const char *name, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (names[i] && !strcmp(names[i], name)) return i;
+    sys_error("internal: %s '%s' passed the config check", key, name);
+}
+
 static Activation activation_of(const char *name) {
     static const char *const names[] = {[ACT_RELU] = "relu",
                                         [ACT_GELU] = "gelu",
                                         [ACT_SWIGLU] = "swiglu",
                                         [ACT_GLU] = "glu",
                                         [ACT_GEGLU] = "geglu"};
-    for (int a = 0; a < (int)(sizeof names / sizeof names[0]); a++)
-        if (!strcmp(names[a], name)) return (Activation)a;
-    sys_error("internal: activation '%s' passed the config check", name);
+    return (Activation)choice(names, sizeof names / sizeof names[0], name, "model.activation");
 }
 
 static NormPlace place_of(const char *name) {
@@ -188,9 +192,7 @@ static NormPlace place_of(const char *name) {
                                         [NORM_POST] = "post",
                                         [NORM_SANDWICH] = "sandwich",
                                         [NORM_DEEPNORM] = "deepnorm"};
-    for (int p = 0; p < (int)(sizeof names / sizeof names[0]); p++)
-        if (!strcmp(names[p], name)) return (NormPlace)p;
-    sys_error("internal: norm position '%s' passed the config check", name);
+    return (NormPlace)choice(names, sizeof names / sizeof names[0], name, "model.norm_position");
 }
 
 /* Resolves every choice of cfg and declares the tensor table; s is overwritten. */

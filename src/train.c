@@ -452,10 +452,11 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
     double fpt = model_flops_per_token(c, tr->m.spec.V, c->train.seq_len);
     size_t data_bytes = (d->train.n + d->valid.n) * sizeof(int32_t);
     printf("trainshort: %s\n", tr->dir);
-    printf(
-        "  model      %d layers, d_model %d, %d heads, d_ff %d, %s, position %s, final norm %s\n",
-        c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.d_ff, c->model.activation,
-        c->model.position, c->model.final_norm ? "on" : "off");
+    printf("  model      %d layers, d_model %d, %d heads (%d kv), d_ff %d, %s, position %s\n"
+           "  norms      %s, %s, final norm %s\n",
+           c->model.n_layers, c->model.d_model, c->model.n_heads, c->model.n_kv_heads,
+           c->model.d_ff, c->model.activation, c->model.position, c->model.norm,
+           c->model.norm_position, c->model.final_norm ? "on" : "off");
     print_output_layer(&tr->m);
     printf("  parameters %zu (%.2f M)\n", param_count(&tr->m.spec.pt),
            param_count(&tr->m.spec.pt) / 1e6);

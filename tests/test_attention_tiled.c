@@ -82,6 +82,20 @@ static void naive_attention(double *out, const float *qkv, const Pos *pos, int l
     free(s);
 }
 
+/* The largest relative error of out against ref (a NaN counts as the largest), at *at; *differ:
+ * how many entries of out and out1 (the same computation on another thread count) differ. */
+static double compare_outputs(const float *out, const float *out1, const double *ref, size_t n,
+                              size_t *at, size_t *differ) {
+    double worst = 0.0;
+    *at = *differ = 0;
+    for (size_t e = 0; e < n; e++) {
+        double err = fabs(out[e] - ref[e]) / (fabs(ref[e]) > 1.0 ? fabs(ref[e]) : 1.0);
+        if (err > worst || err != err) worst = err, *at = e;
+        *differ += out[e] != out1[e];
+    }
+    return worst;
+}
+
 /* Tiled vs naive for one method, length and head width; also tiled on one thread vs all
  * threads (every work item is computed alone, so the result must not depend on the thread
  * count). */
@@ -111,13 +125,8 @@ static void check_tiled(const char *method, int T, int D) {
     attention_forward_tiled(out1, qkv, &s, scratch);
     naive_attention(ref, qkv, &m.state.pos, layer, B, T, C, H);
 
-    double worst = 0.0;
-    size_t at = 0, differ = 0;
-    for (size_t e = 0; e < N * C; e++) {
-        double err = fabs(out[e] - ref[e]) / (fabs(ref[e]) > 1.0 ? fabs(ref[e]) : 1.0);
-        if (err > worst || err != err) worst = err, at = e;
-        differ += out[e] != out1[e];
-    }
+    size_t at, differ;
+    double worst = compare_outputs(out, out1, ref, N * C, &at, &differ);
     CHECK(worst <= 1e-5, "%s T=%d: tiled vs naive, max relative error %.3g at b=%zu i=%zu col %zu",
           method, T, worst, at / C / T, at / C % T, at % C);
     CHECK(differ == 0, "%s T=%d: %zu outputs differ between 1 and %d threads", method, T, differ,
@@ -168,8 +177,9 @@ static void check_tiled_gqa(const char *method, int Hkv, int T) {
     pos.Hkv = Hkv;
     const size_t N = (size_t)B * T, ld = (size_t)(H + 2 * Hkv) * D;
     float *qkv = xcalloc(N * ld, sizeof *qkv), *out = xcalloc(N * C, sizeof *out);
-    float *out1 = xcalloc(N * C, sizeof *out1), *ref = xcalloc(N * C, sizeof *ref);
+    float *out1 = xcalloc(N * C, sizeof *out1), *train = xcalloc(N * C, sizeof *train);
     float *probs = xcalloc((size_t)B * H * T * T, sizeof *probs);
+    double *ref = xcalloc(N * C, sizeof *ref);
     fill_random(qkv, N * ld, 1.5f, 2000 + Hkv);
     if (pos.m->rotate_forward) pos.m->rotate_forward(&pos, qkv, qkv + C, ld, layer, B, T, 0);
     int nt = omp_get_max_threads();
@@ -185,21 +195,17 @@ static void check_tiled_gqa(const char *method, int Hkv, int T) {
     attention_forward_tiled(out, qkv, &s, scratch);
     s.tile_threads = 1;
     attention_forward_tiled(out1, qkv, &s, scratch);
-    attention_forward(ref, probs, qkv, &s);
-    double worst = 0.0;
-    size_t at = 0, differ = 0;
-    for (size_t e = 0; e < N * C; e++) {
-        double err = fabs(out[e] - ref[e]) / (fabs(ref[e]) > 1.0 ? fabs(ref[e]) : 1.0);
-        if (err > worst || err != err) worst = err, at = e;
-        differ += out[e] != out1[e];
-    }
+    attention_forward(train, probs, qkv, &s);
+    for (size_t e = 0; e < N * C; e++) ref[e] = train[e];
+    size_t at, differ;
+    double worst = compare_outputs(out, out1, ref, N * C, &at, &differ);
     CHECK(worst <= 1e-5,
           "%s Hkv %d T=%d: tiled vs training kernel, max relative error %.3g at b=%zu i=%zu "
           "col %zu",
           method, Hkv, T, worst, at / C / T, at / C % T, at % C);
     CHECK(differ == 0, "%s Hkv %d T=%d: %zu outputs differ between 1 and %d threads", method, Hkv,
           T, differ, nt);
-    free(qkv), free(out), free(out1), free(ref), free(probs), free(scratch);
+    free(qkv), free(out), free(out1), free(train), free(ref), free(probs), free(scratch);
     model_free(&m);
     config_free(&cfg);
 }
