@@ -339,8 +339,8 @@ def write_architecture(runs, out):
         far = max(lv for r in rs for lv in r.nonoverlap)
         text += "# Architecture and extrapolation, models trained with L = %d\n\n" % L
         text += ("Nonoverlapping validation perplexity on %s at L_valid = L and at L_valid = %d "
-                 "(%gL); ratio = ppl(%d) / ppl(%d). Parameters counted from the checkpoint's "
-                 "tensors. Lowest perplexity per method in bold.\n\n" % (
+                 "(%gL); ratio = ppl(%d) / ppl(%d). Parameters as the training log's start row "
+                 "counts them. Lowest perplexity per method in bold.\n\n" % (
                      dataset_name(rs), far, far / float(L), far, L))
         rows = []
         for m in sorted({r.method for r in rs}, key=method_rank):
@@ -352,7 +352,8 @@ def write_architecture(runs, out):
                 rows.append([label(m), arch_variant(r), fmt_int(r.params), a, b,
                              "%.3f" % ratio if ratio else "–", r.name])
         text += md_table(["method", "architecture", "parameters", "ppl at L = %d" % L,
-                          "ppl at %d" % far, "ratio", "run"], rows)
+                          "ppl at %d" % far, "ratio", "run"], rows,
+                         [":---", ":---", "---:", "---:", "---:", "---:", ":---"])
         text += "\n"
     if made:
         write(os.path.join(out, "architecture.md"), text)
@@ -812,10 +813,11 @@ def figures(runs, out, fig4_names):
         if not rs:
             continue
         ms = sorted({r.method for r in rs}, key=method_rank)
-        variants = sorted({arch_variant(r) for r in rs})
+        # the default architecture solid, every other one its own dash pattern
+        variants = sorted({arch_variant(r) for r in rs}, key=lambda v: (v != "pre-LN, MHA", v))
         styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)),
                                      (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1))] * 2))
-        fig, axes = plt.subplots(1, len(ms), figsize=(5.2 * len(ms), 4.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(ms), figsize=(max(7.0, 5.2 * len(ms)), 4.8), squeeze=False)
         for ax, m in zip(axes[0], ms):
             ys = []
             for r in [r for r in rs if r.method == m]:
@@ -825,8 +827,8 @@ def figures(runs, out, fig4_names):
                 ys += [y for _, y in c]
             mark_train_length(ax, L)
             ppl_axes(ax, ys, "%s, trained at L = %d" % (label(m), L))
-        fig.suptitle("Architecture and extrapolation — %s validation perplexity vs L_valid "
-                     "(nonoverlapping)" % data)
+        fig.suptitle("Architecture and extrapolation: %s validation perplexity (nonoverlapping)"
+                     % data)
         save(fig, "fig_architecture_L%d.png" % L)
 
     # Figure 2: speed and memory per method and training length

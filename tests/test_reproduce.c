@@ -523,3 +523,33 @@ TEST(test_reproduce_errors) {
             g_py, FIXTURES, path);
     expect_user_error(rc, out, "no-bin/train", "`make`", path, "results.py without ./train");
 }
+
+/* arch/: ALiBi at L = 16 pre-LN (the default), post-LN (perplexities x 0.9) and with one kv
+ * head (x 1.1; 872 parameters in its log's start row): architecture.md lists each with its
+ * variant, parameters, perplexity at L and at the longest L_valid (256), and their ratio; the
+ * lowest per method is bold. A preset of one architecture writes no such file. */
+TEST(test_reproduce_architecture_table) {
+    if (!python_ready()) return;
+    const char *dir = results_of("arch", "reproduce_arch", has_matplotlib());
+    if (!dir) return;
+    char *t = slurp(dir, "architecture.md");
+    expect_line(t, "| ALiBi | pre-LN, MHA | 1,000 | 29.99 | 29.20 | 0.974 | alibi-L16 |",
+                "architecture.md");
+    expect_line(t,
+                "| ALiBi | post-LN, MHA | 1,000 | **26.99** | **26.28** | 0.974 | alibi-post-L16 |",
+                "architecture.md");
+    expect_line(t, "| ALiBi | pre-LN, MQA | 872 | 32.99 | 32.12 | 0.974 | alibi-mqa-L16 |",
+                "architecture.md");
+    free(t);
+    if (has_matplotlib())
+        CHECK(is_png(dir, "fig_architecture_L16.png"), "%s/fig_architecture_L16.png is not a PNG",
+              dir);
+    else
+        SKIP_NEED("matplotlib", "%s cannot import matplotlib: the figure is not checked", g_py);
+    char path[700];
+    struct stat st;
+    dir = results_of("mixed", "reproduce_arch_none", 0);
+    if (!dir) return;
+    snprintf(path, sizeof path, "%s/architecture.md", dir);
+    CHECK(stat(path, &st) != 0, "%s written for runs of one architecture", path);
+}
