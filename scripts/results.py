@@ -817,13 +817,14 @@ def figures(runs, out, fig4_names):
         variants = sorted({arch_variant(r) for r in rs}, key=lambda v: (v != "pre-LN, MHA", v))
         styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)),
                                      (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1))] * 2))
+        markers = dict(zip(variants, "osv^Dxp*" * 2))
         fig, axes = plt.subplots(1, len(ms), figsize=(max(7.0, 5.2 * len(ms)), 4.8), squeeze=False)
         for ax, m in zip(axes[0], ms):
             ys = []
             for r in [r for r in rs if r.method == m]:
                 c = r.curve()
-                ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3, lw=1.6,
-                        ls=styles[arch_variant(r)], color=color(m), label=arch_variant(r))
+                ax.plot([x for x, _ in c], [y for _, y in c], marker=markers[arch_variant(r)], ms=4,
+                        lw=1.6, ls=styles[arch_variant(r)], color=color(m), label=arch_variant(r))
                 ys += [y for _, y in c]
             mark_train_length(ax, L)
             ppl_axes(ax, ys, "%s, trained at L = %d" % (label(m), L))
@@ -940,7 +941,10 @@ def shape(r):
     o = ""
     if isinstance(out, dict) and out.get("type") == "adaptive":
         o = ", adaptive %s/%s" % (out.get("cutoffs"), out.get("factor"))
-    return "%s×%s, %s heads, d_ff %s%s" % (g("model.n_layers"), g("model.d_model"), g("model.n_heads"), g("model.d_ff"), o)
+    arch = arch_variant(r)
+    arch = "" if arch == "pre-LN, MHA" else ", " + arch
+    return "%s×%s, %s heads, d_ff %s%s%s" % (g("model.n_layers"), g("model.d_model"), g("model.n_heads"),
+                                           g("model.d_ff"), o, arch)
 
 
 def write_readme(runs, out, claims, manifest, files, runs_dir):
@@ -956,6 +960,10 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
             % (os.path.join(out, "runs"), out, NOTES)
     if os.path.isfile(os.path.join(out, "fig1_extrapolation.png")):
         text += "![Figure 1](fig1_extrapolation.png)\n\n"
+    for L in sorted(by_length(runs)):
+        fig = "fig_architecture_L%d.png" % L
+        if arch_runs(by_length(runs)[L]) and os.path.isfile(os.path.join(out, fig)):
+            text += "![Architecture and extrapolation, L = %d](%s)\n\n" % (L, fig)
     text += "## Claims\n\n" + md_table(["#", "claim", "verdict"], [[c.num, c.title, c.verdict()] for c in claims],
                                        ["---:", "---", "---"])
     text += "\nDetails and rules: [claims.md](claims.md).\n\n## Files\n\n"
