@@ -107,6 +107,13 @@ size_t attention_tiled_scratch_floats(int C, int H, int nthreads);
 /* qkv (B, T, (H + 2 Hkv) D) as above; out (B, T, C) = . */
 void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, float *scratch);
 
+/* ---- bf16.c: bfloat16 storage for bf16 matrix products ------------------------------ */
+/* float32 -> bf16, round to nearest even; NaN stays a quiet NaN, overflow goes to ±inf. */
+uint16_t bf16_round(float x);
+float bf16_to_float(uint16_t h); /* exact */
+void bf16_from_f32(uint16_t *out, const float *in, size_t n);
+void bf16_to_f32(float *out, const uint16_t *in, size_t n);
+
 /* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */
 /* The [N x V] logits are the largest tensor of the model (270 MB at N = 2048, V = 33k), so
  * they are never whole: rows are processed in chunks of XENT_CHUNK, and in training the
