@@ -10,8 +10,9 @@
 set -euo pipefail
 
 # build-essential: gcc and make. libopenblas-openmp-dev: BLAS built for OpenMP (see the
-# Makefile). libcjson-dev: the config parser. python3: the reference scripts.
-required=(build-essential libopenblas-openmp-dev libcjson-dev python3)
+# Makefile). libcjson-dev: the config parser. libdnnl-dev: oneDNN, the bf16 matrix products.
+# python3: the reference scripts.
+required=(build-essential libopenblas-openmp-dev libcjson-dev libdnnl-dev python3)
 optional=(python3-matplotlib)
 if [[ "${1:-}" == "--no-optional" ]]; then optional=(); fi
 

@@ -2,7 +2,8 @@
  * both directions, just above and below a tie, subnormals, the largest finite values and their
  * overflow to infinity, ±0, ±inf, NaN (quiet, sign kept, never rounded into infinity); bf16 ->
  * float32 exact for every one of the 65,536 patterns; the bulk converters equal the scalar ones
- * on every thread count's split. */
+ * on every thread count's split; the oneDNN bf16 products within bounds derived from bf16's
+ * 8-bit significand (the derivation is above the check), in every layout, with and without +=. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "../src/ops/ops.h"
 #include "../src/util/util.h"
+#include "gradcheck.h"
 #include "test.h"
 
 static float bits(uint32_t u) {
@@ -82,4 +84,94 @@ TEST(test_bf16_bulk_equals_scalar) {
     }
     CHECK(bad == 0, "%zu of %zu entries differ from the scalar conversion", bad, n);
     free(x), free(y), free(h);
+}
+
+/* ---- matmul_bf16.c ---- */
+
+/* Entry (i, j) of the product of layout l over A and B (either type through get), in double,
+ * and the sum of the absolute values of its terms. */
+typedef double (*Get)(const void *x, size_t i);
+static double get_bf16(const void *x, size_t i) {
+    return bf16_to_float(((const uint16_t *)x)[i]);
+}
+static double get_f32(const void *x, size_t i) {
+    return ((const float *)x)[i];
+}
+static double product(const void *A, const void *B, Get get, int M, int N, int K, MatmulLayout l,
+                      int i, int j, double *abs_sum) {
+    double s = 0.0, a_s = 0.0;
+    for (int k = 0; k < K; k++) {
+        size_t ia = l == MM_DW ? (size_t)k * M + i : (size_t)i * K + k;
+        size_t ib = l == MM_FWD ? (size_t)j * K + k : (size_t)k * N + j;
+        double t = get(A, ia) * get(B, ib);
+        s += t, a_s += fabs(t);
+    }
+    *abs_sum = a_s;
+    return s;
+}
+
+/* Error bounds, per entry, with S = sum_k |a_k b_k| (computed in double):
+ * - against the exact product of the same bf16 inputs: each a_k b_k has at most 16 significant
+ *   bits, so it is exact in float32; the K-term float32 sum (vdpbf16ps adds two products into
+ *   the accumulator per instruction, and oneDNN may add partial sums of blocks of K: at most 2K
+ *   roundings on any path) is within gamma_2K S, gamma_n = n u / (1 - n u), u = 2^-24;
+ * - against the exact product of the float32 inputs before rounding: rounding to bf16 (8
+ *   significant bits, unit roundoff 2^-8) changes each term by a relative 2 * 2^-8 + 2^-16 at
+ *   most, so the bound adds (2^-7 + 2^-16) S.
+ * The inputs are normal floats of modest size, so vdpbf16ps's flushing of subnormals does not
+ * enter. */
+static double gamma_n(double n) {
+    double u = ldexp(1.0, -24);
+    return n * u / (1.0 - n * u);
+}
+
+static void check_bf16_matmul(Bf16Matmul *mm, int M, int N, int K, MatmulLayout l, int acc) {
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    float *a = xcalloc(na, sizeof *a), *b = xcalloc(nb, sizeof *b), *c = xcalloc(nc, sizeof *c);
+    uint16_t *a16 = xcalloc(na, sizeof *a16), *b16 = xcalloc(nb, sizeof *b16);
+    fill_random(a, na, 1.0f, 11 + (unsigned)l), fill_random(b, nb, 1.0f, 23 + (unsigned)K);
+    fill_random(c, nc, 1.0f, 5);
+    float *c0 = xcalloc(nc, sizeof *c0);
+    memcpy(c0, c, nc * sizeof *c);
+    bf16_from_f32(a16, a, na), bf16_from_f32(b16, b, nb);
+    bf16_matmul(mm, c, a16, b16, M, N, K, l, acc);
+    double worst_same = 0.0, worst_f32 = 0.0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double S, S32, base = acc ? c0[(size_t)i * N + j] : 0.0;
+            double exact = base + product(a16, b16, get_bf16, M, N, K, l, i, j, &S);
+            double exact32 = base + product(a, b, get_f32, M, N, K, l, i, j, &S32);
+            double got = c[(size_t)i * N + j];
+            /* the accumulated C adds one more rounding of a value of size |C| */
+            double slack = acc ? ldexp(fabs(exact), -23) : 0.0;
+            double r1 = fabs(got - exact) / (gamma_n(2.0 * K) * S + slack + 1e-30);
+            double r2 = fabs(got - exact32) /
+                        ((ldexp(1.0, -7) + ldexp(1.0, -16) + gamma_n(2.0 * K)) * S32 + slack);
+            worst_same = fmax(worst_same, r1), worst_f32 = fmax(worst_f32, r2);
+        }
+    CHECK(worst_same <= 1.0, "layout %d, %dx%dx%d%s: %.3g of the bound against exact bf16 inputs",
+          (int)l, M, N, K, acc ? " (+=)" : "", worst_same);
+    CHECK(worst_f32 <= 1.0, "layout %d, %dx%dx%d%s: %.3g of the bound against the float32 inputs",
+          (int)l, M, N, K, acc ? " (+=)" : "", worst_f32);
+    free(a), free(b), free(c), free(c0), free(a16), free(b16);
+}
+
+TEST(test_bf16_matmul_within_derived_bounds) {
+    if (!bf16_cpu_supported()) {
+        SKIP("this CPU has no AVX512-BF16: the bf16 products are not checked");
+        return;
+    }
+    Bf16Matmul *mm = bf16_matmul_create();
+    const int shapes[][3] = {{37, 45, 300}, {64, 256, 1024}, {130, 33, 7}};
+    for (int s = 0; s < 3; s++)
+        for (int l = MM_FWD; l <= MM_DW; l++)
+            for (int acc = 0; acc < 2; acc++)
+                check_bf16_matmul(mm, shapes[s][0], shapes[s][1], shapes[s][2], (MatmulLayout)l,
+                                  acc);
+    /* every (shape, layout, accumulate) once: 18 primitives; calling again creates none */
+    int before = bf16_matmul_cached(mm);
+    check_bf16_matmul(mm, 37, 45, 300, MM_FWD, 0);
+    CHECK(before == 18 && bf16_matmul_cached(mm) == 18, "primitive cache: %d then %d, expected 18",
+          before, bf16_matmul_cached(mm));
+    bf16_matmul_free(mm);
 }

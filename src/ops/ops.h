@@ -114,6 +114,24 @@ float bf16_to_float(uint16_t h); /* exact */
 void bf16_from_f32(uint16_t *out, const float *in, size_t n);
 void bf16_to_f32(float *out, const uint16_t *in, size_t n);
 
+/* ---- matmul_bf16.c: bf16 x bf16 -> f32 products through oneDNN ---------------------- */
+/* The three products of a linear layer, A and B bfloat16 (bf16.c), C float32 (M, N):
+ *   MM_FWD   A (M, K), B (N, K):  C = A B^T     (out = in W^T)
+ *   MM_DINP  A (M, K), B (K, N):  C = A B       (din = dout W)
+ *   MM_DW    A (K, M), B (K, N):  C = A^T B     (dW = dout^T in)
+ * all row-major and contiguous. */
+typedef enum { MM_FWD, MM_DINP, MM_DW } MatmulLayout;
+typedef struct Bf16Matmul Bf16Matmul; /* oneDNN engine, stream and primitive cache */
+int bf16_cpu_supported(void);         /* AVX512-BF16 (vdpbf16ps) on this CPU */
+Bf16Matmul *bf16_matmul_create(void);
+void bf16_matmul_free(Bf16Matmul *m);
+/* C = (or += with accumulate) the product of layout. The primitive of each (M, N, K, layout,
+ * accumulate) is created at its first call and reused; call from outside parallel regions
+ * (oneDNN runs its own OpenMP threads). */
+void bf16_matmul(Bf16Matmul *m, float *C, const uint16_t *A, const uint16_t *B, int M, int N, int K,
+                 MatmulLayout layout, int accumulate);
+int bf16_matmul_cached(const Bf16Matmul *m); /* primitives created so far */
+
 /* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */
 /* The [N x V] logits are the largest tensor of the model (270 MB at N = 2048, V = 33k), so
  * they are never whole: rows are processed in chunks of XENT_CHUNK, and in training the
