@@ -477,6 +477,9 @@ int main(int argc, char **argv) {
     int V;
     long step;
     if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
+    /* evaluation is float32 whatever precision trained the model, so every row is reproducible
+     * (a bf16 evaluation mode is issue 19's ./eval --precision) */
+    if (config_set(&cfg, "train.precision=fp32", err, sizeof err)) sys_error("internal: %s", err);
     apply_rope_flags(&a, &cfg, a.ckpt);
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     int lengths[LENGTHS_MAX], todo[LENGTHS_MAX];

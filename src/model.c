@@ -214,6 +214,7 @@ void model_spec_init(ModelSpec *s, const Config *cfg, int V) {
     s->eps = (float)cfg->model.norm_eps;
     s->alpha = s->place == NORM_DEEPNORM ? (float)pow(2.0 * s->L, 0.25) : 1.0f;
     s->final_norm = cfg->model.final_norm;
+    s->bf16 = !strcmp(cfg->train.precision, "bf16");
     s->pos = cfg->model.pos_method;
     s->out = output_of(cfg);
     s->layer = xcalloc((size_t)s->L, sizeof *s->layer);
@@ -370,12 +371,20 @@ static void alloc_activations(RunState *r, const ModelSpec *s) {
 void weights_alloc(Weights *w, const ModelSpec *s, int grads) {
     w->params = xcalloc(s->pt.total, sizeof(float));
     w->grads = grads ? xcalloc(s->pt.total, sizeof(float)) : NULL;
+    w->params16 = s->bf16 ? xcalloc(s->pt.total, sizeof(uint16_t)) : NULL;
 }
 
 void weights_free(Weights *w) {
     free(w->params);
     free(w->grads);
+    free(w->params16);
     memset(w, 0, sizeof *w);
+}
+
+/* The whole buffer, not just the matrices: one pass, and a tensor's bf16 copy sits at its
+ * float32 offset. */
+void weights_sync_bf16(Weights *w, const ModelSpec *s) {
+    if (w->params16) bf16_from_f32(w->params16, w->params, s->pt.total);
 }
 
 void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_B, int max_T,
@@ -396,9 +405,27 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
                    .params = w->params,
                    .grads = w->grads};
     if (s->pos->setup) s->pos->setup(&r->pos, s->cfg);
+    if (s->bf16) {
+        /* the widest linear-layer input or output of a pass: C, F or the fused Q */
+        size_t wide = (size_t)(s->F > s->Q ? s->F : s->Q);
+        size_t n = mul_sat((size_t)max_B * max_T, wide > (size_t)s->C ? wide : (size_t)s->C);
+        r->bf16 = (Bf16Ctx){bf16_matmul_create(), xcalloc(n, sizeof(uint16_t)),
+                            xcalloc(n, sizeof(uint16_t))};
+        r->act_bytes += 2 * n * sizeof(uint16_t);
+        if (s->tok_emb >= 0) { /* the full softmax's logit gradients (an adaptive output stays
+                                * float32) */
+            size_t nl = (size_t)XENT_CHUNK * s->V;
+            r->logits16 = xcalloc(nl, sizeof(uint16_t));
+            r->act_bytes += nl * sizeof(uint16_t);
+        }
+    }
 }
 
 void run_state_free(RunState *r) {
+    bf16_matmul_free(r->bf16.mm);
+    free(r->bf16.x16);
+    free(r->bf16.y16);
+    free(r->logits16);
     free(r->a.res);
     free(r->a.rows);
     free(r->pos.state);
@@ -449,6 +476,7 @@ void model_init(Model *m, uint64_t seed) {
         init_tensor(m->weights.params + t->offset, t, rng_key(seed, (uint64_t)k), m->spec.L);
     }
     if (m->state.pos.m->init) m->state.pos.m->init(&m->state.pos, rng_key(seed, 0x706f73ull));
+    weights_sync_bf16(&m->weights, &m->spec);
 }
 
 /* The one place a norm is applied: out (N, C) = norm(x) * g (+ b), its statistics saved for
@@ -486,6 +514,29 @@ static void residual_add(float *out, float alpha, const float *x, const float *y
 static void scale_into(float *out, float alpha, const float *x, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = alpha * x[i];
+}
+
+/* The one place a linear layer multiplies: float32 through OpenBLAS, or (train.precision bf16)
+ * bfloat16 through oneDNN with the weight's bf16 copy at the same offset. */
+static void linear_forward(const Model *m, float *out, const float *inp, const float *w,
+                           const float *b, size_t N, int IC, int OC) {
+    if (!m->spec.bf16) {
+        matmul_forward(out, inp, w, b, N, IC, OC);
+        return;
+    }
+    const uint16_t *w16 = m->weights.params16 + (w - m->weights.params);
+    matmul_forward_bf16(&m->state.bf16, out, inp, w16, b, N, IC, OC);
+}
+
+static void linear_backward(const Model *m, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, size_t N, int IC, int OC,
+                            int accumulate) {
+    if (!m->spec.bf16) {
+        matmul_backward(dinp, dw, db, dout, inp, w, N, IC, OC, accumulate);
+        return;
+    }
+    const uint16_t *w16 = m->weights.params16 + (w - m->weights.params);
+    matmul_backward_bf16(&m->state.bf16, dinp, dw, db, dout, inp, w16, N, IC, OC, accumulate);
 }
 
 /* The attention shape of layer l in pass p. */
@@ -638,7 +689,7 @@ static void attn_forward(Model *m, const Pass *p, int l, const float *in, float 
     LayerView w = layer_view(s, m->weights.params, l);
     float *qkv = a->qkv + sl * N * Q, *att = a->att + sl * N * C;
     const PosMethod *pm = s->pos;
-    TIMED(PF_QKV, 0, matmul_forward(qkv, in, w.qkv_w, w.qkv_b, N, C, s->Q));
+    TIMED(PF_QKV, 0, linear_forward(m, qkv, in, w.qkv_w, w.qkv_b, N, C, s->Q));
     if (pm->rotate_forward)
         TIMED(PF_ATTN, 0,
               pm->rotate_forward(&m->state.pos, qkv, qkv + C, Q, l, p->B, p->T, p->pos0));
@@ -646,7 +697,7 @@ static void attn_forward(Model *m, const Pass *p, int l, const float *in, float 
         TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, &as, a->att_tiles));
     else
         TIMED(PF_ATTN, 0, attention_forward(att, a->probs + sl * BHTT, qkv, &as));
-    TIMED(PF_PROJ, 0, matmul_forward(y, att, w.proj_w, w.proj_b, N, C, C));
+    TIMED(PF_PROJ, 0, linear_forward(m, y, att, w.proj_w, w.proj_b, N, C, C));
 }
 
 /* a->dln = d in, from a->dtmp = d y; parameter gradients +=. */
@@ -661,7 +712,7 @@ static void attn_backward(Model *m, const Pass *p, int l, const float *in) {
     const float *qkv = a->qkv + (size_t)l * N * Q, *att = a->att + (size_t)l * N * C;
     const PosMethod *pm = s->pos;
     TIMED(PF_PROJ, 1,
-          matmul_backward(a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
+          linear_backward(m, a->datt, g.proj_w, g.proj_b, a->dtmp, att, w.proj_w, N, C, C, 0));
     TIMED(PF_ATTN, 1, {
         attention_backward(a->dqkv, a->bh_tt, a->datt, qkv, a->probs + (size_t)l * BHTT, &as);
         if (pm->bias_backward) pm->bias_backward(&m->state.pos, a->bh_tt, l, p->B, p->T);
@@ -669,7 +720,7 @@ static void attn_backward(Model *m, const Pass *p, int l, const float *in) {
             pm->rotate_backward(&m->state.pos, a->dqkv, a->dqkv + C, Q, l, p->B, p->T, p->pos0);
     });
     TIMED(PF_QKV, 1,
-          matmul_backward(a->dln, g.qkv_w, g.qkv_b, a->dqkv, in, w.qkv_w, N, C, s->Q, 0));
+          linear_backward(m, a->dln, g.qkv_w, g.qkv_b, a->dqkv, in, w.qkv_w, N, C, s->Q, 0));
 }
 
 /* y (N, C) = FFN of layer l on its input in. */
@@ -680,17 +731,17 @@ static void ffn_forward(Model *m, const Pass *p, int l, const float *in, float *
     const size_t N = (size_t)p->B * p->T, NF = N * F, sl = slot(p, l);
     LayerView w = layer_view(s, m->weights.params, l);
     float *fc1 = a->fc1 + sl * NF, *act = a->act + sl * NF;
-    TIMED(PF_FFN_MM, 0, matmul_forward(fc1, in, w.fc1_w, w.fc1_b, N, C, F));
+    TIMED(PF_FFN_MM, 0, linear_forward(m, fc1, in, w.fc1_w, w.fc1_b, N, C, F));
     if (s->gated) {
         float *gate = a->gate + sl * NF;
-        TIMED(PF_FFN_MM, 0, matmul_forward(gate, in, w.gate_w, w.gate_b, N, C, F));
+        TIMED(PF_FFN_MM, 0, linear_forward(m, gate, in, w.gate_w, w.gate_b, N, C, F));
         TIMED(PF_ACT, 0, glu_forward(act, gate, fc1, NF, s->act));
     } else {
         TIMED(PF_ACT, 0, act_forward(act, fc1, NF, s->act));
     }
     float act_drop = p->train ? (float)s->cfg->model.act_dropout : 0.0f;
     TIMED(PF_ACT, 0, dropout_forward(act, act, NF, act_drop, site_key(p->key, l, SITE_ACT)));
-    TIMED(PF_FFN_MM, 0, matmul_forward(y, act, w.fc2_w, w.fc2_b, N, F, C));
+    TIMED(PF_FFN_MM, 0, linear_forward(m, y, act, w.fc2_w, w.fc2_b, N, F, C));
 }
 
 /* a->dln = d in, from a->dtmp = d y; parameter gradients +=. */
@@ -703,20 +754,20 @@ static void ffn_backward(Model *m, const Pass *p, int l, const float *in) {
     const float *fc1 = a->fc1 + sl * NF, *act = a->act + sl * NF;
     float act_drop = (float)s->cfg->model.act_dropout;
     TIMED(PF_FFN_MM, 1,
-          matmul_backward(a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
+          linear_backward(m, a->dff1, g.fc2_w, g.fc2_b, a->dtmp, act, w.fc2_w, N, F, C, 0));
     TIMED(PF_ACT, 1,
           dropout_backward(a->dff1, a->dff1, NF, act_drop, site_key(p->key, l, SITE_ACT)));
     if (s->gated) {
         const float *gate = a->gate + sl * NF;
         TIMED(PF_ACT, 1, glu_backward(a->dff2, a->dff1, a->dff1, gate, fc1, NF, s->act));
         TIMED(PF_FFN_MM, 1, {
-            matmul_backward(a->dln, g.gate_w, g.gate_b, a->dff2, in, w.gate_w, N, C, F, 0);
-            matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 1);
+            linear_backward(m, a->dln, g.gate_w, g.gate_b, a->dff2, in, w.gate_w, N, C, F, 0);
+            linear_backward(m, a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 1);
         });
     } else {
         TIMED(PF_ACT, 1, act_backward(a->dff1, a->dff1, fc1, NF, s->act));
         TIMED(PF_FFN_MM, 1,
-              matmul_backward(a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 0));
+              linear_backward(m, a->dln, g.fc1_w, g.fc1_b, a->dff1, in, w.fc1_w, N, C, F, 0));
     }
 }
 
@@ -838,18 +889,28 @@ static void full_embed_backward(Model *m, const float *dx, const int32_t *tokens
                        m->spec.C, sqrtf((float)m->spec.C));
 }
 
+/* The bf16 products of the tied output layer (NULL in float32), in *b. */
+static const XentBf16 *full_bf16(const Model *m, XentBf16 *b) {
+    if (!m->spec.bf16) return NULL;
+    size_t off = m->spec.pt.t[m->spec.tok_emb].offset;
+    *b = (XentBf16){&m->state.bf16, m->weights.params16 + off, m->state.logits16};
+    return b;
+}
+
 static void full_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
+    XentBf16 b;
     xent_forward(losses, model_hidden(m, p),
                  tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets,
-                 (size_t)p->B * p->T, m->spec.C, m->spec.V, m->state.a.logits);
+                 (size_t)p->B * p->T, m->spec.C, m->spec.V, m->state.a.logits, full_bf16(m, &b));
 }
 
 static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
                                  float scale) {
+    XentBf16 b;
     return xent_forward_backward(
         dx, tensor_ptr(&m->spec, m->weights.grads, m->spec.tok_emb), model_hidden(m, p),
         tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets, (size_t)p->B * p->T,
-        m->spec.C, m->spec.V, scale, m->state.a.logits);
+        m->spec.C, m->spec.V, scale, m->state.a.logits, full_bf16(m, &b));
 }
 
 static double full_flops(const Config *cfg, int V) {

@@ -90,6 +90,7 @@ typedef struct {
     NormPlace place; /* model.norm_position */
     float eps;       /* model.norm_eps */
     float alpha;     /* deepnorm's residual weight (2L)^(1/4); 1 otherwise */
+    int bf16;        /* train.precision bf16: the linear layers multiply in bfloat16 */
     int final_norm;
     ParamTable pt;
     int tok_emb, lnf_w, lnf_b; /* tok_emb: -1 with an adaptive output */
@@ -103,6 +104,7 @@ typedef struct {
 /* The numbers: parameters and their gradients, each pt.total floats in the table's layout. */
 typedef struct {
     float *params, *grads; /* grads NULL when not training */
+    uint16_t *params16;    /* bf16 models: params rounded to bf16 (weights_sync_bf16) */
 } Weights;
 
 /* What running the model needs: activations and scratch for sequences of up to max_T tokens,
@@ -113,6 +115,8 @@ typedef struct {
     Activations a;
     size_t act_bytes;
     Pos pos;
+    Bf16Ctx bf16;         /* bf16 models: the oneDNN engine and the activations' bf16 scratch */
+    uint16_t *logits16;   /* bf16 with the full output: a chunk's logit gradients (XentBf16) */
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
 } RunState;
 
@@ -142,6 +146,9 @@ void model_spec_free(ModelSpec *s);
 /* Parameters (and, with grads, gradients) for the spec's table, zeroed. */
 void weights_alloc(Weights *w, const ModelSpec *s, int grads);
 void weights_free(Weights *w);
+/* bf16 models: params16 = params rounded to bf16. Call after every change of params (init,
+ * load, each optimizer step): the bf16 products read params16 only. */
+void weights_sync_bf16(Weights *w, const ModelSpec *s);
 /* Activations for max_B x max_T and the position method's state, reading w's buffers. An
  * evaluation state (training = 0) keeps one layer's activations and uses the tiled attention,
  * so it grows as O(max_B * max_T * (C + F)), with no T x T term; it runs with at most the

@@ -471,6 +471,9 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
            (model_param_bytes(&tr->m) + tr->m.state.act_bytes + data_bytes) / 1e6,
            model_param_bytes(&tr->m) / 1e6, tr->m.state.act_bytes / 1e6, data_bytes / 1e6);
     printf("  threads    %d, BLAS kernel %s\n", threads, blas_kernel_name());
+    printf("  precision  %s\n", tr->m.spec.bf16 ? "bf16: linear layers through oneDNN (bf16 x bf16 "
+                                                  "-> f32), the rest float32"
+                                                : "fp32 (OpenBLAS)");
     if (d->valid.n_unk)
         printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
     fflush(stdout);
@@ -500,6 +503,7 @@ static double train_step(Trainer *tr, Batcher *bt, int32_t *in, int32_t *tg, dou
     AdamW opt = {lr, c->train.beta1, c->train.beta2, c->train.eps, c->train.weight_decay};
     adamw_step(m->weights.params, m->weights.grads, tr->adam_m, tr->adam_v, &m->spec.pt, &opt,
                tr->ts.step + 1);
+    weights_sync_bf16(&m->weights, &m->spec); /* once per step, not per micro-batch */
     return loss;
 }
 
@@ -553,6 +557,7 @@ static void log_start(RunLog *log, const Trainer *tr, int threads, int resumed) 
     cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
     cJSON_AddNumberToObject(o, "threads", threads);
     cJSON_AddStringToObject(o, "blas", blas_kernel_name());
+    cJSON_AddStringToObject(o, "precision", c->train.precision);
     cJSON_AddNumberToObject(o, "cores", omp_get_num_procs()); /* what threads default to */
     cJSON_AddStringToObject(o, "cpu", cpu);
     cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.spec.pt));
@@ -661,6 +666,9 @@ int main(int argc, char **argv) {
     Args a = parse_args(argc, argv);
     Trainer tr = {.saved_step = -1};
     Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
+    if (!strcmp(cfg.train.precision, "bf16") && !bf16_cpu_supported())
+        user_error("train.precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this "
+                   "one lacks; use train.precision=fp32");
     check_token_count(&cfg);
     if (a.resume) lock_run_dir(tr.dir); /* before ckpt_recover touches its files */
     int threads = threads_setup(cfg.train.threads);

@@ -232,7 +232,7 @@ TEST(test_adaptive_no_cutoffs_is_full_softmax) {
     float *s1 = xcalloc(adaptive_scratch_floats(&l.w), sizeof(float));
     float *s2 = xcalloc((size_t)XENT_CHUNK * V, sizeof(float));
     adaptive_softmax_forward(a, x, &l.w, tg, N, NULL, rows, s1);
-    xent_forward(b, x, l.w.emb[0], tg, N, 8, V, s2);
+    xent_forward(b, x, l.w.emb[0], tg, N, 8, V, s2, NULL);
     double worst = 0;
     for (size_t i = 0; i < N; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
     CHECK(worst < 1e-6, "no cutoffs: the full softmax's loss (worst diff %.3g)", worst);

@@ -10,6 +10,7 @@
  *   tr -s ' ' '\n' < wiki.train.tokens | grep -v '^$' | sort -u | wc -l   (distinct words)
  * train has 794 tokens and 264 distinct words (no "<unk>"), so the vocabulary is 264 + <eos> +
  * <unk> = 266; valid has 105 tokens (= 3 * 5 * 7), test 51. */
+#include "../src/ops/ops.h"
 #include "test.h"
 
 #include <stdarg.h>
@@ -448,6 +449,34 @@ TEST(test_cli_architecture_variants) {
         CHECK(rc == 0 && strstr(out, "40") != NULL, "%s: ./eval failed (%d): %s",
               cases[i].overrides[0], rc, out);
     }
+}
+
+/* train.precision bf16 through the binaries: it trains and says so (summary and the log's start
+ * row), its checkpoint evaluates (in float32); on a CPU without AVX512-BF16 (simulated) it is one
+ * line naming the key and nothing is written. */
+TEST(test_cli_precision_bf16) {
+    char dir[256], out[OUT_LEN], run[600];
+    cli_scratch("cli_bf16", dir, sizeof dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/cfg.json", dir);
+    write_config(cfg, dir, (const char *[]){"train.precision=bf16", NULL});
+    int rc = sh(out, "TRAINSHORT_NO_BF16=1 ./train --config %s --out %s", cfg, run);
+    expect_user_error(rc, out, "train.precision bf16", "AVX512-BF16", run, "bf16 without the CPU");
+    if (!bf16_cpu_supported()) {
+        SKIP("this CPU has no AVX512-BF16: bf16 training is not run");
+        return;
+    }
+    rc = sh(out, "./train --config %s --out %s", cfg, run);
+    CHECK(rc == 0 && strstr(out, "precision  bf16"), "bf16 training failed (%d): %s", rc, out);
+    char path[700];
+    snprintf(path, sizeof path, "%s/log.jsonl", run);
+    size_t len;
+    char *log = read_file(path, &len);
+    CHECK(log && strstr(log, "\"precision\":\"bf16\""), "the log's start row lacks the precision");
+    free(log);
+    rc = sh(out, "./eval --ckpt %s --lvalid 16", run);
+    CHECK(rc == 0, "./eval of a bf16-trained run failed (%d): %s", rc, out);
 }
 
 TEST(test_cli_eval_repeatable) {

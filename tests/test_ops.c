@@ -308,7 +308,7 @@ typedef struct {
 } XentCtx;
 static double xent_f(void *p) {
     XentCtx *c = p;
-    xent_forward(c->losses, c->x, c->W, c->tg, c->N, c->C, c->V, c->scratch);
+    xent_forward(c->losses, c->x, c->W, c->tg, c->N, c->C, c->V, c->scratch, NULL);
     double s = 0;
     for (size_t i = 0; i < c->N; i++) s += c->losses[i];
     return s * 0.5;
@@ -321,13 +321,14 @@ TEST(test_ops_xent_grad) {
     fill_random(c.x, c.N * c.C, 1, 14), fill_random(c.W, c.V * c.C, 1, 15);
     for (size_t i = 0; i < c.N; i++) c.tg[i] = (int32_t)(hash64(i) % c.V);
     float *dx = xcalloc(c.N * c.C, 4), *dW = xcalloc(c.V * c.C, 4);
-    double sum = xent_forward_backward(dx, dW, c.x, c.W, c.tg, c.N, c.C, c.V, 0.5f, c.scratch);
+    double sum =
+        xent_forward_backward(dx, dW, c.x, c.W, c.tg, c.N, c.C, c.V, 0.5f, c.scratch, NULL);
     CHECK_CLOSE(sum * 0.5, xent_f(&c), 1e-6, "fused and plain forward agree");
     gradcheck("xent dx", c.x, c.N * c.C, dx, xent_f, &c, 60);
     gradcheck("xent dW", c.W, c.V * c.C, dW, xent_f, &c, 60);
     /* loss of a uniform softmax is log V */
     memset(c.x, 0, c.N * c.C * 4);
-    xent_forward(c.losses, c.x, c.W, c.tg, 1, c.C, c.V, c.scratch);
+    xent_forward(c.losses, c.x, c.W, c.tg, 1, c.C, c.V, c.scratch, NULL);
     CHECK_CLOSE(c.losses[0], log(9.0), 1e-6, "uniform logits give log V");
     free(c.x), free(c.W), free(c.losses), free(c.scratch), free(c.tg), free(dx), free(dW);
 }

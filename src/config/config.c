@@ -119,6 +119,11 @@ static ConfigKey core_keys[] = {
      "steps of linear learning-rate warmup (may exceed train.steps)", FIELD(train.warmup)},
     {"train.schedule", KEY_ENUM, "\"cosine\"", 1, CAP(train.schedule),
      "cosine|inverse_sqrt|constant", "learning-rate decay after warmup", FIELD(train.schedule)},
+    {"train.precision", KEY_ENUM, "\"fp32\"", 1, CAP(train.precision), "fp32|bf16",
+     "fp32: every product in float32 through OpenBLAS; bf16: the linear layers' products take "
+     "bfloat16 inputs with float32 accumulation through oneDNN (a CPU with AVX512-BF16); weights, "
+     "gradients, optimizer state, norms, softmax and the loss stay float32",
+     FIELD(train.precision)},
     {"train.weight_decay", KEY_FLOAT, "0.01", 0, 10, NULL,
      "AdamW decoupled weight decay (weight matrices only)", FIELD(train.weight_decay)},
     {"train.beta1", KEY_FLOAT, "0.9", 0, 0.999999, NULL, "AdamW decay rate of the first moment",

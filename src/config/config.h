@@ -66,6 +66,7 @@ typedef struct {
         int seq_len, batch, accum, steps, warmup;
         double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
         char schedule[16]; /* cosine | inverse_sqrt | constant */
+        char precision[8]; /* fp32 | bf16 */
         int seed;
         int log_every, eval_every, eval_tokens, ckpt_every;
         int threads;

@@ -22,6 +22,21 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, size_t N, int IC, int OC, int accumulate);
 
+/* The bf16 precision of the same two functions (train.precision = bf16): the weight as its
+ * bf16 copy (same layout), the inputs converted to bf16 in the scratch, products through
+ * oneDNN with float32 accumulation; the same = / += contract. The scratch holds N * IC (x16)
+ * and N * OC (y16) values. */
+typedef struct Bf16Matmul Bf16Matmul;
+typedef struct {
+    Bf16Matmul *mm;
+    uint16_t *x16, *y16;
+} Bf16Ctx;
+void matmul_forward_bf16(const Bf16Ctx *c, float *out, const float *inp, const uint16_t *weight,
+                         const float *bias, size_t N, int IC, int OC);
+void matmul_backward_bf16(const Bf16Ctx *c, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const uint16_t *weight, size_t N,
+                          int IC, int OC, int accumulate);
+
 /* ---- norm.c: LayerNorm and RMSNorm ----------------------------------------------------- */
 /* out (N, C) = (inp - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps); saves mean,
  * rstd (N). */
@@ -121,8 +136,8 @@ void bf16_to_f32(float *out, const uint16_t *in, size_t n);
  *   MM_DW    A (K, M), B (K, N):  C = A^T B     (dW = dout^T in)
  * all row-major and contiguous. */
 typedef enum { MM_FWD, MM_DINP, MM_DW } MatmulLayout;
-typedef struct Bf16Matmul Bf16Matmul; /* oneDNN engine, stream and primitive cache */
-int bf16_cpu_supported(void);         /* AVX512-BF16 (vdpbf16ps) on this CPU */
+/* Bf16Matmul (declared with matmul.c's bf16 functions): oneDNN engine, stream, primitive cache */
+int bf16_cpu_supported(void); /* AVX512-BF16 (vdpbf16ps) on this CPU */
 Bf16Matmul *bf16_matmul_create(void);
 void bf16_matmul_free(Bf16Matmul *m);
 /* C = (or += with accumulate) the product of layout. The primitive of each (M, N, K, layout,
@@ -140,14 +155,21 @@ int bf16_matmul_cached(const Bf16Matmul *m); /* primitives created so far */
 /* One row of logits (V): returns -log softmax(row)[target]; with grad, the row becomes
  * scale * (softmax - onehot(target)) (overwrite). */
 double xent_row(float *row, int V, int target, float scale, int grad);
+/* The bf16 precision of the products below (NULL: float32): the engine and its x16 scratch
+ * (XENT_CHUNK * C at least), W's bf16 copy, and XENT_CHUNK * V values for the logits' gradient. */
+typedef struct {
+    const Bf16Ctx *ctx;
+    const uint16_t *weight;
+    uint16_t *logits16;
+} XentBf16;
 /* losses (N) = -log softmax(x W^T)[target]; scratch: XENT_CHUNK * V floats. */
 void xent_forward(float *losses, const float *x, const float *weight, const int32_t *targets,
-                  size_t N, int C, int V, float *scratch);
+                  size_t N, int C, int V, float *scratch, const XentBf16 *bf);
 /* As xent_forward, plus the gradient of scale * sum(losses): dx (N, C) = ; dweight (V, C) +=.
  * Returns the sum of the losses. */
 double xent_forward_backward(float *dx, float *dweight, const float *x, const float *weight,
                              const int32_t *targets, size_t N, int C, int V, float scale,
-                             float *scratch);
+                             float *scratch, const XentBf16 *bf);
 
 /* ---- adaptive.c: adaptive input (Baevski & Auli 2019) + adaptive softmax (Grave et al. 2017) */
 /* The frequency-sorted vocabulary is cut into K clusters, the head and K-1 tails: cluster k
