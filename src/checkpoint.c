@@ -148,8 +148,10 @@ static StFile *load_params(const char *path, Model *m, char *err, size_t n) {
     for (int k = 0; !rc && k < m->spec.pt.n; k++)
         rc = copy_tensor(f, path, m->spec.pt.t[k].name, &m->spec.pt.t[k],
                          m->weights.params + m->spec.pt.t[k].offset, err, n);
-    if (rc) st_close(f);
-    else weights_sync_bf16(&m->weights, &m->spec);
+    if (rc)
+        st_close(f);
+    else
+        weights_sync_bf16(&m->weights, &m->spec);
     return rc ? NULL : f;
 }
 
