@@ -90,7 +90,8 @@ typedef struct {
     NormPlace place; /* model.norm_position */
     float eps;       /* model.norm_eps */
     float alpha;     /* deepnorm's residual weight (2L)^(1/4); 1 otherwise */
-    int bf16;        /* train.precision bf16: the linear layers multiply in bfloat16 */
+    int bf16;        /* train.precision bf16: the linear layers and the full softmax multiply
+                      * in bfloat16 (oneDNN) */
     int final_norm;
     ParamTable pt;
     int tok_emb, lnf_w, lnf_b; /* tok_emb: -1 with an adaptive output */
@@ -101,7 +102,8 @@ typedef struct {
     LayerIdx *layer; /* L entries */
 } ModelSpec;
 
-/* The numbers: parameters and their gradients, each pt.total floats in the table's layout. */
+/* The numbers: parameters and their gradients, each pt.total floats in the table's layout, and
+ * for bf16 models the parameters' bf16 copy in the same layout. */
 typedef struct {
     float *params, *grads; /* grads NULL when not training */
     uint16_t *params16;    /* bf16 models: params rounded to bf16 (weights_sync_bf16) */
@@ -109,7 +111,8 @@ typedef struct {
 
 /* What running the model needs: activations and scratch for sequences of up to max_T tokens,
  * max_B at a time (training: every layer's activations and the gradient scratch), the position
- * method's precomputed state, and the profiler. Allocated once; passes only reuse it. */
+ * method's precomputed state, bf16 scratch and the oneDNN engine (bf16 models), and the
+ * profiler. Allocated once; passes only reuse it (oneDNN primitives: created at first use). */
 typedef struct {
     int max_B, max_T, training;
     Activations a;
