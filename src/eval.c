@@ -18,6 +18,7 @@
 #include "io/lengths.h"
 #include "io/progress.h"
 #include "model.h"
+#include "ops/ops.h"
 #include "position/position.h"
 #include "util/blas_env.h"
 #include "util/util.h"
@@ -68,6 +69,9 @@ static const char *USAGE =
     "  --per-position-buckets N  number of buckets (default 64)\n"
     "  --per-position-scale S    linear (default) or log bucket widths\n"
     "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n"
+    "  --precision P  fp32 (default, whatever precision trained the model) or bf16: the linear\n"
+    "                 layers and the full softmax multiply bf16 x bf16 -> f32 through oneDNN\n"
+    "                 (a CPU with AVX512-BF16); bf16 rows say \"precision\": \"bf16\"\n"
     "RoPE context extension (rotary models only; sets model.position.scaling/factor/orig_len):\n"
     "  --rope-scaling none|pi|ntk|dynamic-ntk|yarn\n"
     "                 position interpolation, NTK-aware base, NTK per segment length, YaRN\n"
@@ -75,7 +79,7 @@ static const char *USAGE =
     "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n";
 
 typedef struct {
-    const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position;
+    const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position, *precision;
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
     int threads, stride, sliding, skip_done, buckets, log_scale;
 } Args;
@@ -107,6 +111,7 @@ static int parse_flag(Args *a, const char *o, const char *v) {
                        : !strcmp(o, "--json")          ? &a->json
                        : !strcmp(o, "--mode")          ? &a->mode
                        : !strcmp(o, "--per-position")  ? &a->per_position
+                       : !strcmp(o, "--precision")     ? &a->precision
                        : !strcmp(o, "--rope-scaling")  ? &a->rope_scaling
                        : !strcmp(o, "--rope-factor")   ? &a->rope_factor
                        : !strcmp(o, "--rope-orig-len") ? &a->rope_orig_len
@@ -139,10 +144,19 @@ static void check_args(Args *a) {
     if (a->sliding && !a->stride) user_error("--mode sliding needs --stride S (1 <= S <= L_valid)");
     if (!a->sliding && a->stride) user_error("--stride applies to --mode sliding only");
     if (a->skip_done && !a->json) user_error("--skip-done needs --json FILE (the rows to skip)");
+    if (strcmp(a->precision, "fp32") && strcmp(a->precision, "bf16"))
+        user_error("--precision: expected fp32 or bf16, got '%s'", a->precision);
+    if (!strcmp(a->precision, "bf16") && !bf16_cpu_supported())
+        user_error("--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this one "
+                   "lacks; use --precision fp32");
 }
 
 static Args parse_args(int argc, char **argv) {
-    Args a = {.split = "valid", .mode = "nonoverlapping", .threads = -1, .buckets = 64};
+    Args a = {.split = "valid",
+              .mode = "nonoverlapping",
+              .precision = "fp32",
+              .threads = -1,
+              .buckets = 64};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit_flushed();
@@ -242,6 +256,8 @@ static cJSON *row_identity(const Sweep *s, int L) {
     cJSON_AddNumberToObject(o, "stride", stride_of(s->a, L));
     cJSON_AddNumberToObject(o, "lvalid", L);
     json_scaling(o, s->cfg);
+    /* only bf16 rows carry it, so the float32 rows of before stay what they were */
+    if (!strcmp(s->a->precision, "bf16")) cJSON_AddStringToObject(o, "precision", "bf16");
     return o;
 }
 
@@ -477,9 +493,11 @@ int main(int argc, char **argv) {
     int V;
     long step;
     if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
-    /* evaluation is float32 whatever precision trained the model, so every row is reproducible
-     * (a bf16 evaluation mode is issue 19's ./eval --precision) */
-    if (config_set(&cfg, "train.precision=fp32", err, sizeof err)) sys_error("internal: %s", err);
+    /* the precision is the flag's, not the training's: float32 unless asked, so every row is
+     * reproducible whichever precision trained the model */
+    char prec[64];
+    snprintf(prec, sizeof prec, "train.precision=%s", a.precision);
+    if (config_set(&cfg, prec, err, sizeof err)) sys_error("internal: %s", err);
     apply_rope_flags(&a, &cfg, a.ckpt);
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     int lengths[LENGTHS_MAX], todo[LENGTHS_MAX];

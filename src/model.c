@@ -412,7 +412,7 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
         r->bf16 = (Bf16Ctx){bf16_matmul_create(), xcalloc(n, sizeof(uint16_t)),
                             xcalloc(n, sizeof(uint16_t))};
         r->act_bytes += 2 * n * sizeof(uint16_t);
-        if (s->tok_emb >= 0) { /* the full softmax's logit gradients (an adaptive output stays
+        if (s->tok_emb >= 0 && training) { /* the full softmax's logit gradients (an adaptive output stays
                                 * float32) */
             size_t nl = (size_t)XENT_CHUNK * s->V;
             r->logits16 = xcalloc(nl, sizeof(uint16_t));

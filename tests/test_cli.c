@@ -477,6 +477,38 @@ TEST(test_cli_precision_bf16) {
     free(log);
     rc = sh(out, "./eval --ckpt %s --lvalid 16", run);
     CHECK(rc == 0, "./eval of a bf16-trained run failed (%d): %s", rc, out);
+
+    /* an fp32 model evaluated in bf16: within 0.5% of its fp32 perplexity at L and 16L, in rows
+     * of their own (--skip-done does not take the fp32 row for the bf16 one) */
+    char run32[700], rows[700];
+    snprintf(run32, sizeof run32, "%s/run32", dir);
+    snprintf(rows, sizeof rows, "%s/rows.jsonl", dir);
+    write_config(cfg, dir, NULL);
+    rc = sh(out, "./train --config %s --out %s", cfg, run32);
+    CHECK(rc == 0, "fp32 training failed (%d): %s", rc, out);
+    rc = sh(out,
+            "./eval --ckpt %s --lvalid 16,256 --json %s && ./eval --ckpt %s --lvalid 16,256 "
+            "--json %s --skip-done --precision bf16",
+            run32, rows, run32, rows);
+    CHECK(rc == 0 && !strstr(out, "skipped"), "bf16 evaluation failed or skipped (%d): %s", rc,
+          out);
+    double ppl[2][2] = {{0}};
+    int n = 0;
+    char *text = read_file(rows, &len);
+    for (char *line = text; line && *line; line = strchr(line, '\n') + 1) {
+        cJSON *r = cJSON_Parse(line);
+        int bf = cJSON_GetObjectItem(r, "precision") != NULL;
+        int lv = cJSON_GetObjectItem(r, "lvalid") ? cJSON_GetObjectItem(r, "lvalid")->valueint : 0;
+        if (r && (lv == 16 || lv == 256))
+            ppl[bf][lv == 256] = cJSON_GetObjectItem(r, "ppl")->valuedouble, n++;
+        cJSON_Delete(r);
+        if (!strchr(line, '\n')) break;
+    }
+    free(text);
+    CHECK(n == 4, "%s: %d rows, expected fp32 and bf16 at 16 and 256", rows, n);
+    for (int k = 0; k < 2; k++)
+        CHECK(ppl[0][k] > 0 && fabs(ppl[1][k] / ppl[0][k] - 1.0) < 0.005,
+              "L_valid %d: bf16 ppl %.4f vs fp32 %.4f", k ? 256 : 16, ppl[1][k], ppl[0][k]);
 }
 
 TEST(test_cli_eval_repeatable) {
