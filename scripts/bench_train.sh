@@ -35,6 +35,8 @@
 # Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--no-outputs]
 #        [--only-outputs] (default methods: every registered position method, in registry order)
 #        scripts/bench_train.sh --variants [--steps N] [--baseline-bin DIR]
+# --precision fp32|bf16 (default fp32) trains every row in that precision (train.precision) and
+# adds "precision" to its JSON line.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,6 +47,7 @@ outputs=1
 only_outputs=0
 variants=0
 base_bin=""
+precision=fp32
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
@@ -53,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     --only-outputs) only_outputs=1; shift ;;
     --variants) variants=1; shift ;;
     --baseline-bin) base_bin=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -79,6 +83,8 @@ trap 'rm -rf "$tmp"' EXIT
 # bench NAME CONFIG [--set ...]: train `steps` steps with $bin/train, print the JSON line
 bin=.
 runs=0
+prec=() # fp32 sets nothing, so a --baseline-bin build older than train.precision runs too
+[[ $precision == fp32 ]] || prec=(--set train.precision="$precision")
 bench() {
     local name=$1 config=$2 out
     shift 2
@@ -86,18 +92,21 @@ bench() {
     out=$tmp/$runs # a row's name may repeat (the alternating baseline)
     "$bin/train" --config "$config" --out "$out" --set train.steps="$steps" --set train.warmup=10 \
         --set train.log_every=1 --set train.eval_every=0 --set train.eval_tokens=256 \
-        --set train.ckpt_every=0 "$@" >"$out.out"
+        --set train.ckpt_every=0 "${prec[@]}" "$@" >"$out.out"
     fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$out.out")
     # mean tokens/s over steps after the warm-up, from the per-step elapsed times in the log
-    /usr/bin/env python3 - "$out/log.jsonl" "$name" "$fpt" "$warm" <<'PY'
+    /usr/bin/env python3 - "$out/log.jsonl" "$name" "$fpt" "$warm" "$precision" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 warm = min(int(sys.argv[4]), len(rows) - 1)  # fewer steps than the warm-up: skip the first only
 a, b = rows[warm - 1], rows[-1]
 tps = (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
 fpt = float(sys.argv[3]) * 1e6
-print(json.dumps({"name": sys.argv[2], "tokens_per_s": round(tps, 1),
-                  "gflops": round(tps * fpt / 1e9, 1), "flops_per_token": round(fpt)}))
+row = {"name": sys.argv[2], "tokens_per_s": round(tps, 1), "gflops": round(tps * fpt / 1e9, 1),
+       "flops_per_token": round(fpt)}
+if sys.argv[5] != "fp32":  # fp32 rows keep their old form
+    row["precision"] = sys.argv[5]
+print(json.dumps(row))
 PY
 }
 
