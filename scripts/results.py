@@ -960,9 +960,9 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
             % (os.path.join(out, "runs"), out, NOTES)
     if os.path.isfile(os.path.join(out, "fig1_extrapolation.png")):
         text += "![Figure 1](fig1_extrapolation.png)\n\n"
-    for L in sorted(by_length(runs)):
+    for L, rs in sorted(by_length(runs).items()):
         fig = "fig_architecture_L%d.png" % L
-        if arch_runs(by_length(runs)[L]) and os.path.isfile(os.path.join(out, fig)):
+        if arch_runs(rs) and os.path.isfile(os.path.join(out, fig)):
             text += "![Architecture and extrapolation, L = %d](%s)\n\n" % (L, fig)
     text += "## Claims\n\n" + md_table(["#", "claim", "verdict"], [[c.num, c.title, c.verdict()] for c in claims],
                                        ["---:", "---", "---"])

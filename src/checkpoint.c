@@ -155,21 +155,24 @@ static StFile *load_params(const char *path, Model *m, char *err, size_t n) {
     return rc ? NULL : f;
 }
 
+/* The index of the first tensor of f from i on that m's table lacks, or -1. */
+static int next_unused(const StFile *f, const Model *m, int i) {
+    for (; i < st_count(f); i++)
+        if (param_find(&m->spec.pt, st_at(f, i)->name) < 0) return i;
+    return -1;
+}
+
 int ckpt_load_model(const char *path, Model *m, char *err, size_t n) {
     StFile *f = load_params(path, m, err, n);
     if (!f) return -1;
-    int rc = 0;
-    for (int i = 0; !rc && i < st_count(f); i++) {
-        const char *name = st_at(f, i)->name;
-        if (param_find(&m->spec.pt, name) >= 0) continue;
+    int extra = next_unused(f, m, 0);
+    if (extra >= 0)
         snprintf(err, n,
                  "%s: tensor '%s' is not in the config's model (a checkpoint of another "
                  "architecture?)",
-                 path, name);
-        rc = -1;
-    }
+                 path, st_at(f, extra)->name);
     st_close(f);
-    return rc;
+    return extra >= 0 ? -1 : 0;
 }
 
 int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *err, size_t n) {
@@ -178,9 +181,8 @@ int ckpt_init_model(const char *path, Model *m, char *unused, size_t un, char *e
     int n_unused = 0;
     size_t len = 0;
     if (un) unused[0] = 0;
-    for (int i = 0; i < st_count(f); i++) {
+    for (int i = next_unused(f, m, 0); i >= 0; i = next_unused(f, m, i + 1)) {
         const char *name = st_at(f, i)->name;
-        if (param_find(&m->spec.pt, name) >= 0) continue;
         if (len < un)
             len += (size_t)snprintf(unused + len, un - len, "%s%s", n_unused ? ", " : "", name);
         n_unused++;

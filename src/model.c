@@ -412,8 +412,8 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
         r->bf16 = (Bf16Ctx){bf16_matmul_create(), xcalloc(n, sizeof(uint16_t)),
                             xcalloc(n, sizeof(uint16_t))};
         r->act_bytes += 2 * n * sizeof(uint16_t);
-        if (s->tok_emb >= 0 && training) { /* the full softmax's logit gradients (an adaptive output stays
-                                * float32) */
+        if (s->tok_emb >= 0 && training) { /* the full softmax's logit gradients (an adaptive output
+                                            * stays float32) */
             size_t nl = (size_t)XENT_CHUNK * s->V;
             r->logits16 = xcalloc(nl, sizeof(uint16_t));
             r->act_bytes += nl * sizeof(uint16_t);
@@ -516,6 +516,11 @@ static void scale_into(float *out, float alpha, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = alpha * x[i];
 }
 
+/* The bf16 copy of the parameter at w (same offset in params16). */
+static const uint16_t *bf16_copy(const Model *m, const float *w) {
+    return m->weights.params16 + (w - m->weights.params);
+}
+
 /* The one place a linear layer multiplies: float32 through OpenBLAS, or (train.precision bf16)
  * bfloat16 through oneDNN with the weight's bf16 copy at the same offset. */
 static void linear_forward(const Model *m, float *out, const float *inp, const float *w,
@@ -524,8 +529,7 @@ static void linear_forward(const Model *m, float *out, const float *inp, const f
         matmul_forward(out, inp, w, b, N, IC, OC);
         return;
     }
-    const uint16_t *w16 = m->weights.params16 + (w - m->weights.params);
-    matmul_forward_bf16(&m->state.bf16, out, inp, w16, b, N, IC, OC);
+    matmul_forward_bf16(&m->state.bf16, out, inp, bf16_copy(m, w), b, N, IC, OC);
 }
 
 static void linear_backward(const Model *m, float *dinp, float *dw, float *db, const float *dout,
@@ -535,8 +539,8 @@ static void linear_backward(const Model *m, float *dinp, float *dw, float *db, c
         matmul_backward(dinp, dw, db, dout, inp, w, N, IC, OC, accumulate);
         return;
     }
-    const uint16_t *w16 = m->weights.params16 + (w - m->weights.params);
-    matmul_backward_bf16(&m->state.bf16, dinp, dw, db, dout, inp, w16, N, IC, OC, accumulate);
+    matmul_backward_bf16(&m->state.bf16, dinp, dw, db, dout, inp, bf16_copy(m, w), N, IC, OC,
+                         accumulate);
 }
 
 /* The attention shape of layer l in pass p. */
@@ -892,8 +896,8 @@ static void full_embed_backward(Model *m, const float *dx, const int32_t *tokens
 /* The bf16 products of the tied output layer (NULL in float32), in *b. */
 static const XentBf16 *full_bf16(const Model *m, XentBf16 *b) {
     if (!m->spec.bf16) return NULL;
-    size_t off = m->spec.pt.t[m->spec.tok_emb].offset;
-    *b = (XentBf16){&m->state.bf16, m->weights.params16 + off, m->state.logits16};
+    const float *emb = tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb);
+    *b = (XentBf16){&m->state.bf16, bf16_copy(m, emb), m->state.logits16};
     return b;
 }
 
