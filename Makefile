@@ -7,7 +7,7 @@ BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -fopenmp -std=c11 -Wall -Wextra -D_GNU_SOURCE -I$(BLAS_INC) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS ?= -fopenmp -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) $(EXTRA_LDFLAGS)
-# oneDNN (libdnnl-dev): the bf16 matrix products (src/ops/matmul_bf16.c)
+# oneDNN (libdnnl-dev): the oneDNN float32 and bf16 matrix products (src/ops/gemm.c)
 LDLIBS  := -lopenblas -ldnnl -lcjson -lm
 BUILD   ?= build
 BIN     ?= .

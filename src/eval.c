@@ -72,6 +72,9 @@ static const char *USAGE =
     "  --precision P  fp32 (default, whatever precision trained the model) or bf16: the linear\n"
     "                 layers and the full softmax multiply bf16 x bf16 -> f32 through oneDNN\n"
     "                 (a CPU with AVX512-BF16); bf16 rows say \"precision\": \"bf16\"\n"
+    "  --matmul E     openblas (default) or onednn: the engine of the float32 products outside\n"
+    "                 attention (train.matmul; bf16 always uses oneDNN); onednn rows say\n"
+    "                 \"matmul\": \"onednn\"\n"
     "RoPE context extension (rotary models only; sets model.position.scaling/factor/orig_len):\n"
     "  --rope-scaling none|pi|ntk|dynamic-ntk|yarn\n"
     "                 position interpolation, NTK-aware base, NTK per segment length, YaRN\n"
@@ -79,7 +82,7 @@ static const char *USAGE =
     "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n";
 
 typedef struct {
-    const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position, *precision;
+    const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position, *precision, *matmul;
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
     int threads, stride, sliding, skip_done, buckets, log_scale;
 } Args;
@@ -112,6 +115,7 @@ static int parse_flag(Args *a, const char *o, const char *v) {
                        : !strcmp(o, "--mode")          ? &a->mode
                        : !strcmp(o, "--per-position")  ? &a->per_position
                        : !strcmp(o, "--precision")     ? &a->precision
+                       : !strcmp(o, "--matmul")        ? &a->matmul
                        : !strcmp(o, "--rope-scaling")  ? &a->rope_scaling
                        : !strcmp(o, "--rope-factor")   ? &a->rope_factor
                        : !strcmp(o, "--rope-orig-len") ? &a->rope_orig_len
@@ -149,12 +153,15 @@ static void check_args(Args *a) {
     if (!strcmp(a->precision, "bf16") && !bf16_cpu_supported())
         user_error("--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this one "
                    "lacks; use --precision fp32");
+    if (strcmp(a->matmul, "openblas") && strcmp(a->matmul, "onednn"))
+        user_error("--matmul: expected openblas or onednn, got '%s'", a->matmul);
 }
 
 static Args parse_args(int argc, char **argv) {
     Args a = {.split = "valid",
               .mode = "nonoverlapping",
               .precision = "fp32",
+              .matmul = "openblas",
               .threads = -1,
               .buckets = 64};
     for (int i = 1; i < argc; i++) {
@@ -256,8 +263,11 @@ static cJSON *row_identity(const Sweep *s, int L) {
     cJSON_AddNumberToObject(o, "stride", stride_of(s->a, L));
     cJSON_AddNumberToObject(o, "lvalid", L);
     json_scaling(o, s->cfg);
-    /* only bf16 rows carry it, so the float32 rows of before stay what they were */
-    if (!strcmp(s->a->precision, "bf16")) cJSON_AddStringToObject(o, "precision", "bf16");
+    /* only bf16 and oneDNN rows carry these, so the float32 rows of before stay what they were */
+    if (!strcmp(s->a->precision, "bf16"))
+        cJSON_AddStringToObject(o, "precision", "bf16");
+    else if (!strcmp(s->a->matmul, "onednn"))
+        cJSON_AddStringToObject(o, "matmul", "onednn");
     return o;
 }
 
@@ -269,7 +279,23 @@ static cJSON *profile_identity(const Sweep *s, int L) {
     return o;
 }
 
-/* Is a row with every field of id among the JSON lines of text? */
+/* Identity fields a row carries only when they differ from the default (so the rows of before
+ * stay what they were): a row that has one the id lacks is another evaluation. */
+static const char *const optional_identity[] = {"rope_scaling", "rope_factor", "rope_orig_len",
+                                                "precision", "matmul"};
+
+static int same_row(const cJSON *row, const cJSON *id) {
+    if (!cJSON_IsObject(row)) return 0;
+    for (const cJSON *f = id->child; f; f = f->next)
+        if (!cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(row, f->string), 1)) return 0;
+    for (size_t i = 0; i < sizeof optional_identity / sizeof *optional_identity; i++)
+        if (!cJSON_HasObjectItem(id, optional_identity[i]) &&
+            cJSON_HasObjectItem(row, optional_identity[i]))
+            return 0;
+    return 1;
+}
+
+/* Is a row of exactly this identity among the JSON lines of text? */
 static int row_done(char *text, const cJSON *id) {
     int found = 0;
     for (char *line = text, *nl; line && *line && !found; line = nl ? nl + 1 : NULL) {
@@ -281,9 +307,7 @@ static int row_done(char *text, const cJSON *id) {
         char err[256];
         cJSON *row =
             json_check(line, strlen(line), 0, &pos, err, sizeof err) ? NULL : cJSON_Parse(line);
-        found = cJSON_IsObject(row);
-        for (const cJSON *f = id->child; f && found; f = f->next)
-            found = cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(row, f->string), 1);
+        found = same_row(row, id);
         cJSON_Delete(row);
         if (nl) *nl = '\n';
     }
@@ -495,9 +519,11 @@ int main(int argc, char **argv) {
     if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
     /* the precision is the flag's, not the training's: float32 unless asked, so every row is
      * reproducible whichever precision trained the model */
-    char prec[64];
-    snprintf(prec, sizeof prec, "train.precision=%s", a.precision);
-    if (config_set(&cfg, prec, err, sizeof err)) sys_error("internal: %s", err);
+    char set[64];
+    snprintf(set, sizeof set, "train.precision=%s", a.precision);
+    if (config_set(&cfg, set, err, sizeof err)) sys_error("internal: %s", err);
+    snprintf(set, sizeof set, "train.matmul=%s", a.matmul);
+    if (config_set(&cfg, set, err, sizeof err)) sys_error("internal: %s", err);
     apply_rope_flags(&a, &cfg, a.ckpt);
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     int lengths[LENGTHS_MAX], todo[LENGTHS_MAX];

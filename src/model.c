@@ -215,6 +215,9 @@ void model_spec_init(ModelSpec *s, const Config *cfg, int V) {
     s->alpha = s->place == NORM_DEEPNORM ? (float)pow(2.0 * s->L, 0.25) : 1.0f;
     s->final_norm = cfg->model.final_norm;
     s->bf16 = !strcmp(cfg->train.precision, "bf16");
+    s->engine = s->bf16                                ? GEMM_ONEDNN_BF16
+                : !strcmp(cfg->train.matmul, "onednn") ? GEMM_ONEDNN_F32
+                                                       : GEMM_OPENBLAS;
     s->pos = cfg->model.pos_method;
     s->out = output_of(cfg);
     s->layer = xcalloc((size_t)s->L, sizeof *s->layer);
@@ -405,27 +408,20 @@ void run_state_alloc(RunState *r, const ModelSpec *s, const Weights *w, int max_
                    .params = w->params,
                    .grads = w->grads};
     if (s->pos->setup) s->pos->setup(&r->pos, s->cfg);
+    r->gemm = gemm_create(s->engine, w->params, w->params16, s->pt.total);
     if (s->bf16) {
-        /* the widest linear-layer input or output of a pass: C, F or the fused Q */
+        /* gemm.c rounds activations into two buffers that grow to the largest operands: about
+         * the widest linear-layer input or output of a pass (C, F or the fused Q), or a chunk
+         * of the full softmax's logit gradients */
         size_t wide = (size_t)(s->F > s->Q ? s->F : s->Q);
         size_t n = mul_sat((size_t)max_B * max_T, wide > (size_t)s->C ? wide : (size_t)s->C);
-        r->bf16 = (Bf16Ctx){bf16_matmul_create(), xcalloc(n, sizeof(uint16_t)),
-                            xcalloc(n, sizeof(uint16_t))};
-        r->act_bytes += 2 * n * sizeof(uint16_t);
-        if (s->tok_emb >= 0 && training) { /* the full softmax's logit gradients (an adaptive output
-                                            * stays float32) */
-            size_t nl = (size_t)XENT_CHUNK * s->V;
-            r->logits16 = xcalloc(nl, sizeof(uint16_t));
-            r->act_bytes += nl * sizeof(uint16_t);
-        }
+        size_t nl = s->tok_emb >= 0 && training ? (size_t)XENT_CHUNK * s->V : 0;
+        r->act_bytes += (n + (nl > n ? nl : n)) * sizeof(uint16_t);
     }
 }
 
 void run_state_free(RunState *r) {
-    bf16_matmul_free(r->bf16.mm);
-    free(r->bf16.x16);
-    free(r->bf16.y16);
-    free(r->logits16);
+    gemm_free(r->gemm);
     free(r->a.res);
     free(r->a.rows);
     free(r->pos.state);
@@ -516,31 +512,17 @@ static void scale_into(float *out, float alpha, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = alpha * x[i];
 }
 
-/* The bf16 copy of the parameter at w (same offset in params16). */
-static const uint16_t *bf16_copy(const Model *m, const float *w) {
-    return m->weights.params16 + (w - m->weights.params);
-}
-
-/* The one place a linear layer multiplies: float32 through OpenBLAS, or (train.precision bf16)
- * bfloat16 through oneDNN with the weight's bf16 copy at the same offset. */
+/* The one place a linear layer multiplies, on the run's engine (gemm.c: OpenBLAS, oneDNN
+ * float32, or bf16 reading the weight's bf16 copy). */
 static void linear_forward(const Model *m, float *out, const float *inp, const float *w,
                            const float *b, size_t N, int IC, int OC) {
-    if (!m->spec.bf16) {
-        matmul_forward(out, inp, w, b, N, IC, OC);
-        return;
-    }
-    matmul_forward_bf16(&m->state.bf16, out, inp, bf16_copy(m, w), b, N, IC, OC);
+    matmul_forward(m->state.gemm, out, inp, w, b, N, IC, OC);
 }
 
 static void linear_backward(const Model *m, float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, size_t N, int IC, int OC,
                             int accumulate) {
-    if (!m->spec.bf16) {
-        matmul_backward(dinp, dw, db, dout, inp, w, N, IC, OC, accumulate);
-        return;
-    }
-    matmul_backward_bf16(&m->state.bf16, dinp, dw, db, dout, inp, bf16_copy(m, w), N, IC, OC,
-                         accumulate);
+    matmul_backward(m->state.gemm, dinp, dw, db, dout, inp, w, N, IC, OC, accumulate);
 }
 
 /* The attention shape of layer l in pass p. */
@@ -893,28 +875,18 @@ static void full_embed_backward(Model *m, const float *dx, const int32_t *tokens
                        m->spec.C, sqrtf((float)m->spec.C));
 }
 
-/* The bf16 products of the tied output layer (NULL in float32), in *b. */
-static const XentBf16 *full_bf16(const Model *m, XentBf16 *b) {
-    if (!m->spec.bf16) return NULL;
-    const float *emb = tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb);
-    *b = (XentBf16){&m->state.bf16, bf16_copy(m, emb), m->state.logits16};
-    return b;
-}
-
 static void full_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
-    XentBf16 b;
-    xent_forward(losses, model_hidden(m, p),
+    xent_forward(m->state.gemm, losses, model_hidden(m, p),
                  tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets,
-                 (size_t)p->B * p->T, m->spec.C, m->spec.V, m->state.a.logits, full_bf16(m, &b));
+                 (size_t)p->B * p->T, m->spec.C, m->spec.V, m->state.a.logits);
 }
 
 static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
                                  float scale) {
-    XentBf16 b;
     return xent_forward_backward(
-        dx, tensor_ptr(&m->spec, m->weights.grads, m->spec.tok_emb), model_hidden(m, p),
-        tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets, (size_t)p->B * p->T,
-        m->spec.C, m->spec.V, scale, m->state.a.logits, full_bf16(m, &b));
+        m->state.gemm, dx, tensor_ptr(&m->spec, m->weights.grads, m->spec.tok_emb),
+        model_hidden(m, p), tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), targets,
+        (size_t)p->B * p->T, m->spec.C, m->spec.V, scale, m->state.a.logits);
 }
 
 static double full_flops(const Config *cfg, int V) {
@@ -943,15 +915,15 @@ static void adaptive_scratch(const ModelSpec *s, int training, size_t N, size_t 
 
 static void adaptive_embed_forward(Model *m, float *x, const int32_t *tokens, size_t N) {
     Adaptive w = adaptive_view(&m->spec, m->weights.params);
-    adaptive_input_forward(x, tokens, &w, N, sqrtf((float)m->spec.C), m->state.a.rows,
-                           m->state.a.logits);
+    adaptive_input_forward(m->state.gemm, x, tokens, &w, N, sqrtf((float)m->spec.C),
+                           m->state.a.rows, m->state.a.logits);
 }
 
 static void adaptive_embed_backward(Model *m, const float *dx, const int32_t *tokens, size_t N) {
     Adaptive w = adaptive_view(&m->spec, m->weights.params),
              g = adaptive_view(&m->spec, m->weights.grads);
-    adaptive_input_backward(&g, dx, tokens, &w, N, sqrtf((float)m->spec.C), m->state.a.rows,
-                            m->state.a.logits);
+    adaptive_input_backward(m->state.gemm, &g, dx, tokens, &w, N, sqrtf((float)m->spec.C),
+                            m->state.a.rows, m->state.a.logits);
 }
 
 /* The adaptive softmax's input: the final hidden state, after its dropout in training. */
@@ -972,8 +944,8 @@ static AdaptiveDrop tail_dropout(const Model *m, const Pass *p) {
 static void adaptive_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
     Adaptive w = adaptive_view(&m->spec, m->weights.params);
     AdaptiveDrop drop = tail_dropout(m, p);
-    adaptive_softmax_forward(losses, softmax_input(m, p), &w, targets, (size_t)p->B * p->T, &drop,
-                             m->state.a.rows, m->state.a.logits);
+    adaptive_softmax_forward(m->state.gemm, losses, softmax_input(m, p), &w, targets,
+                             (size_t)p->B * p->T, &drop, m->state.a.rows, m->state.a.logits);
 }
 
 static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const int32_t *targets,
@@ -982,9 +954,9 @@ static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const i
     Adaptive w = adaptive_view(&m->spec, m->weights.params),
              g = adaptive_view(&m->spec, m->weights.grads);
     AdaptiveDrop drop = tail_dropout(m, p);
-    double loss = adaptive_softmax_forward_backward(dx, &g, m->state.a.losses, softmax_input(m, p),
-                                                    &w, targets, N, scale, &drop, m->state.a.rows,
-                                                    m->state.a.logits);
+    double loss = adaptive_softmax_forward_backward(m->state.gemm, dx, &g, m->state.a.losses,
+                                                    softmax_input(m, p), &w, targets, N, scale,
+                                                    &drop, m->state.a.rows, m->state.a.logits);
     dropout_backward(dx, dx, N * m->spec.C, (float)m->spec.cfg->model.output.dropout,
                      site_key(p->key, m->spec.L, SITE_OUT));
     return loss;

@@ -85,13 +85,14 @@ typedef struct {
     int L, C, H, F, V;
     int Hkv, D, Q; /* kv heads, head width C / H, fused projection width (H + 2 Hkv) D */
     Activation act;
-    int gated;       /* act_gated(act): the FFN has a gate projection */
-    int rms;         /* model.norm: RMSNorm (gains only) instead of LayerNorm */
-    NormPlace place; /* model.norm_position */
-    float eps;       /* model.norm_eps */
-    float alpha;     /* deepnorm's residual weight (2L)^(1/4); 1 otherwise */
-    int bf16;        /* train.precision bf16: the linear layers and the full softmax multiply
-                      * in bfloat16 (oneDNN) */
+    int gated;         /* act_gated(act): the FFN has a gate projection */
+    int rms;           /* model.norm: RMSNorm (gains only) instead of LayerNorm */
+    NormPlace place;   /* model.norm_position */
+    float eps;         /* model.norm_eps */
+    float alpha;       /* deepnorm's residual weight (2L)^(1/4); 1 otherwise */
+    int bf16;          /* train.precision bf16: every product outside attention takes bfloat16
+                        * inputs (oneDNN) */
+    GemmEngine engine; /* those products' engine: train.precision and train.matmul */
     int final_norm;
     ParamTable pt;
     int tok_emb, lnf_w, lnf_b; /* tok_emb: -1 with an adaptive output */
@@ -111,15 +112,15 @@ typedef struct {
 
 /* What running the model needs: activations and scratch for sequences of up to max_T tokens,
  * max_B at a time (training: every layer's activations and the gradient scratch), the position
- * method's precomputed state, bf16 scratch and the oneDNN engine (bf16 models), and the
- * profiler. Allocated once; passes only reuse it (oneDNN primitives: created at first use). */
+ * method's precomputed state, the matrix-product engine (with its oneDNN primitives and bf16
+ * scratch), and the profiler. Allocated once; passes only reuse it (oneDNN primitives: created at
+ * first use). */
 typedef struct {
     int max_B, max_T, training;
     Activations a;
     size_t act_bytes;
     Pos pos;
-    Bf16Ctx bf16;         /* bf16 models: the oneDNN engine and the activations' bf16 scratch */
-    uint16_t *logits16;   /* bf16 with the full output: a chunk's logit gradients (XentBf16) */
+    Gemm *gemm;           /* the engine of every product outside attention (gemm.c) */
     double prof[2][PF_N]; /* seconds per op family: [0] forward, [1] backward */
 } RunState;
 

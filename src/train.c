@@ -471,9 +471,11 @@ static void print_summary(const Trainer *tr, const RunData *d, int threads) {
            (model_param_bytes(&tr->m) + tr->m.state.act_bytes + data_bytes) / 1e6,
            model_param_bytes(&tr->m) / 1e6, tr->m.state.act_bytes / 1e6, data_bytes / 1e6);
     printf("  threads    %d, BLAS kernel %s\n", threads, blas_kernel_name());
-    printf("  precision  %s\n", tr->m.spec.bf16 ? "bf16: linear layers through oneDNN (bf16 x bf16 "
-                                                  "-> f32), the rest float32"
-                                                : "fp32 (OpenBLAS)");
+    printf("  precision  %s, products on %s\n",
+           tr->m.spec.bf16
+               ? "bf16 (bf16 x bf16 -> f32 products outside attention, the rest float32)"
+               : "fp32",
+           gemm_engine_name(tr->m.spec.engine));
     if (d->valid.n_unk)
         printf("  note       %zu valid words not in the vocabulary map to <unk>\n", d->valid.n_unk);
     fflush(stdout);
@@ -558,6 +560,7 @@ static void log_start(RunLog *log, const Trainer *tr, int threads, int resumed) 
     cJSON_AddNumberToObject(o, "threads", threads);
     cJSON_AddStringToObject(o, "blas", blas_kernel_name());
     cJSON_AddStringToObject(o, "precision", c->train.precision);
+    cJSON_AddStringToObject(o, "matmul", gemm_engine_name(tr->m.spec.engine));
     cJSON_AddNumberToObject(o, "cores", omp_get_num_procs()); /* what threads default to */
     cJSON_AddStringToObject(o, "cpu", cpu);
     cJSON_AddNumberToObject(o, "params", (double)param_count(&tr->m.spec.pt));

@@ -85,7 +85,8 @@ typedef struct {
 
 static double softmax_f(void *p) {
     SoftmaxCtx *c = p;
-    adaptive_softmax_forward(c->losses, c->x, &c->l->w, c->tg, c->N, &c->drop, c->rows, c->scratch);
+    adaptive_softmax_forward(NULL, c->losses, c->x, &c->l->w, c->tg, c->N, &c->drop, c->rows,
+                             c->scratch);
     double s = 0;
     for (size_t i = 0; i < c->N; i++) s += c->losses[i];
     return 0.5 * s;
@@ -116,7 +117,7 @@ static void check_softmax(const char *what, int tie, float p) {
                     xcalloc(adaptive_scratch_floats(&l.w), sizeof(float)),
                     rows,
                     {p, 77}};
-    double sum = adaptive_softmax_forward_backward(dx, &l.g, c.losses, x, &l.w, tg, N, 0.5f,
+    double sum = adaptive_softmax_forward_backward(NULL, dx, &l.g, c.losses, x, &l.w, tg, N, 0.5f,
                                                    &c.drop, rows, c.scratch);
     CHECK_CLOSE(0.5 * sum, softmax_f(&c), 1e-6, "fused and plain forward agree");
     char name[128];
@@ -154,7 +155,7 @@ typedef struct {
 /* sum_i w_i out_i with fixed random weights: its gradient w.r.t. out is w */
 static double input_f(void *p) {
     InputCtx *c = p;
-    adaptive_input_forward(c->out, c->tok, &c->l->w, c->N, 1.5f, c->rows, c->scratch);
+    adaptive_input_forward(NULL, c->out, c->tok, &c->l->w, c->N, 1.5f, c->rows, c->scratch);
     double s = 0;
     for (size_t i = 0; i < c->N * 8; i++) s += (double)c->wsum[i] * c->out[i];
     return s;
@@ -181,7 +182,7 @@ TEST(test_adaptive_input_grad) {
     double want = 0;
     for (int j = 0; j < d; j++) want += (double)l.w.proj[k][3 * d + j] * e[j];
     CHECK_CLOSE(c.out[3], 1.5 * want, 1e-6, "adaptive input row 0, column 3");
-    adaptive_input_backward(&l.g, c.wsum, tok, &l.w, N, 1.5f, c.rows, c.scratch);
+    adaptive_input_backward(NULL, &l.g, c.wsum, tok, &l.w, N, 1.5f, c.rows, c.scratch);
     char name[64];
     for (int k2 = 0; k2 < l.w.K; k2++) {
         size_t size = (size_t)(l.w.start[k2 + 1] - l.w.start[k2]);
@@ -209,7 +210,7 @@ TEST(test_adaptive_probabilities_sum_to_one) {
             for (int v = 0; v < V; v++) sum += exp((double)lp[v]);
             worst = fmax(worst, fabs(sum - 1.0));
             int32_t t = (int32_t)(hash64((uint64_t)trial) % V);
-            adaptive_softmax_forward(&loss, x, &l.w, &t, 1, NULL, rows, scratch);
+            adaptive_softmax_forward(NULL, &loss, x, &l.w, &t, 1, NULL, rows, scratch);
             worst_loss = fmax(worst_loss, fabs(loss + lp[t]));
         }
         CHECK(worst < 1e-5, "%s: sum of p over the vocabulary is 1 (worst |sum - 1| %.3g)",
@@ -231,8 +232,8 @@ TEST(test_adaptive_no_cutoffs_is_full_softmax) {
     for (size_t i = 0; i < N; i++) tg[i] = (int32_t)(hash64(i) % V);
     float *s1 = xcalloc(adaptive_scratch_floats(&l.w), sizeof(float));
     float *s2 = xcalloc((size_t)XENT_CHUNK * V, sizeof(float));
-    adaptive_softmax_forward(a, x, &l.w, tg, N, NULL, rows, s1);
-    xent_forward(b, x, l.w.emb[0], tg, N, 8, V, s2, NULL);
+    adaptive_softmax_forward(NULL, a, x, &l.w, tg, N, NULL, rows, s1);
+    xent_forward(NULL, b, x, l.w.emb[0], tg, N, 8, V, s2);
     double worst = 0;
     for (size_t i = 0; i < N; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
     CHECK(worst < 1e-6, "no cutoffs: the full softmax's loss (worst diff %.3g)", worst);

@@ -33,7 +33,7 @@ typedef struct {
 } MatCtx;
 static double mat_f(void *p) {
     MatCtx *c = p;
-    matmul_forward(c->y, c->x, c->W, c->b, c->N, c->IC, c->OC);
+    matmul_forward(NULL, c->y, c->x, c->W, c->b, c->N, c->IC, c->OC);
     return wsum(c->y, c->w, c->N * c->OC);
 }
 TEST(test_ops_matmul_grad) {
@@ -43,14 +43,14 @@ TEST(test_ops_matmul_grad) {
     fill_random(c.x, 35, 1, 1), fill_random(c.W, 30, 1, 2), fill_random(c.b, 6, 1, 3),
         fill_random(c.w, 42, 1, 4);
     float *dx = xcalloc(35, 4), *dW = xcalloc(30, 4), *db = xcalloc(6, 4);
-    matmul_backward(dx, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 0);
+    matmul_backward(NULL, dx, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 0);
     gradcheck("matmul dx", c.x, 35, dx, mat_f, &c, 64);
     gradcheck("matmul dW", c.W, 30, dW, mat_f, &c, 64);
     gradcheck("matmul db", c.b, 6, db, mat_f, &c, 64);
     /* accumulate flag adds into dinp; parameter gradients always accumulate */
     float *dx2 = xcalloc(35, 4);
     for (int i = 0; i < 35; i++) dx2[i] = 1.0f;
-    matmul_backward(dx2, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 1);
+    matmul_backward(NULL, dx2, dW, db, c.w, c.x, c.W, c.N, c.IC, c.OC, 1);
     CHECK_CLOSE(dx2[3], dx[3] + 1.0f, 1e-6, "matmul accumulate dinp");
     free(c.x), free(c.W), free(c.b), free(c.y), free(c.w), free(dx), free(dW), free(db), free(dx2);
 }
@@ -308,7 +308,7 @@ typedef struct {
 } XentCtx;
 static double xent_f(void *p) {
     XentCtx *c = p;
-    xent_forward(c->losses, c->x, c->W, c->tg, c->N, c->C, c->V, c->scratch, NULL);
+    xent_forward(NULL, c->losses, c->x, c->W, c->tg, c->N, c->C, c->V, c->scratch);
     double s = 0;
     for (size_t i = 0; i < c->N; i++) s += c->losses[i];
     return s * 0.5;
@@ -322,13 +322,13 @@ TEST(test_ops_xent_grad) {
     for (size_t i = 0; i < c.N; i++) c.tg[i] = (int32_t)(hash64(i) % c.V);
     float *dx = xcalloc(c.N * c.C, 4), *dW = xcalloc(c.V * c.C, 4);
     double sum =
-        xent_forward_backward(dx, dW, c.x, c.W, c.tg, c.N, c.C, c.V, 0.5f, c.scratch, NULL);
+        xent_forward_backward(NULL, dx, dW, c.x, c.W, c.tg, c.N, c.C, c.V, 0.5f, c.scratch);
     CHECK_CLOSE(sum * 0.5, xent_f(&c), 1e-6, "fused and plain forward agree");
     gradcheck("xent dx", c.x, c.N * c.C, dx, xent_f, &c, 60);
     gradcheck("xent dW", c.W, c.V * c.C, dW, xent_f, &c, 60);
     /* loss of a uniform softmax is log V */
     memset(c.x, 0, c.N * c.C * 4);
-    xent_forward(c.losses, c.x, c.W, c.tg, 1, c.C, c.V, c.scratch, NULL);
+    xent_forward(NULL, c.losses, c.x, c.W, c.tg, 1, c.C, c.V, c.scratch);
     CHECK_CLOSE(c.losses[0], log(9.0), 1e-6, "uniform logits give log V");
     free(c.x), free(c.W), free(c.losses), free(c.scratch), free(c.tg), free(dx), free(dW);
 }

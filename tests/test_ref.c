@@ -91,8 +91,8 @@ static int check_case(const char *file) {
         free(scratch);
         compare(file, "log-probabilities", logits, st_get(f, "expect.logprobs"));
     } else {
-        matmul_forward(logits, final, m.weights.params + m.spec.pt.t[m.spec.tok_emb].offset, NULL,
-                       N, m.spec.C, V);
+        matmul_forward(NULL, logits, final, m.weights.params + m.spec.pt.t[m.spec.tok_emb].offset,
+                       NULL, N, m.spec.C, V);
         compare(file, "logits", logits, st_get(f, "expect.logits"));
     }
     double loss = model_backward(&m, &p, in->data, tg->data, 1.0f / (float)N) / (double)N;

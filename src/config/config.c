@@ -120,10 +120,15 @@ static ConfigKey core_keys[] = {
     {"train.schedule", KEY_ENUM, "\"cosine\"", 1, CAP(train.schedule),
      "cosine|inverse_sqrt|constant", "learning-rate decay after warmup", FIELD(train.schedule)},
     {"train.precision", KEY_ENUM, "\"fp32\"", 1, CAP(train.precision), "fp32|bf16",
-     "fp32: every product in float32 through OpenBLAS; bf16: the linear layers' products take "
-     "bfloat16 inputs with float32 accumulation through oneDNN (a CPU with AVX512-BF16); weights, "
-     "gradients, optimizer state, norms, softmax and the loss stay float32",
+     "fp32: every product in float32 (train.matmul's engine); bf16: the products of the linear "
+     "layers and the output layer take bfloat16 inputs with float32 accumulation through oneDNN "
+     "(a CPU with AVX512-BF16); attention, weights, gradients, optimizer state, norms, softmax "
+     "and the loss stay float32",
      FIELD(train.precision)},
+    {"train.matmul", KEY_ENUM, "\"openblas\"", 1, CAP(train.matmul), "openblas|onednn",
+     "the engine of float32 products outside attention: OpenBLAS's sgemm or oneDNN's matmul "
+     "(faster on some hosts: scripts/bench_matmul.sh); bf16 always multiplies through oneDNN",
+     FIELD(train.matmul)},
     {"train.weight_decay", KEY_FLOAT, "0.01", 0, 10, NULL,
      "AdamW decoupled weight decay (weight matrices only)", FIELD(train.weight_decay)},
     {"train.beta1", KEY_FLOAT, "0.9", 0, 0.999999, NULL, "AdamW decay rate of the first moment",

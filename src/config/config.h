@@ -67,6 +67,7 @@ typedef struct {
         double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
         char schedule[16]; /* cosine | inverse_sqrt | constant */
         char precision[8]; /* fp32 | bf16 */
+        char matmul[16];   /* openblas | onednn: the float32 engine */
         int seed;
         int log_every, eval_every, eval_tokens, ckpt_every;
         int threads;

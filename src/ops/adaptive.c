@@ -11,7 +11,8 @@
  * the rows whose target lies in it: that is the whole saving, since most tokens are frequent.
  *
  * Rows are grouped by cluster with a counting sort (group_rows) and processed in chunks of at
- * most XENT_CHUNK rows, gathered into contiguous buffers so every product is one sgemm. The
+ * most XENT_CHUNK rows, gathered into contiguous buffers so every product is one gemm (gemm.c:
+ * OpenBLAS, or oneDNN in float32 or bf16). The
  * head goes ADAPT_HEAD_ROWS rows at a time: its weight gradient dE_0 += dz^T x has the chunk's rows
  * as inner dimension and reads and writes all of dE_0 (20 MB at 20,000 words) once per chunk;
  * 1,024 rows made the head ~6% faster than 256 (128 was 20% slower) with the WikiText-103
@@ -64,14 +65,16 @@ static void group_rows(int32_t *rows, size_t first[ADAPT_MAX + 1], const int32_t
     for (size_t r = 0; r < N; r++) rows[next[adaptive_cluster(a, ids[r])]++] = (int32_t)r;
 }
 
+/* A pass's buffers, and the engine of its products. */
 typedef struct {
     float *logits, *xg, *h, *dh, *dxg;
+    Gemm *mm;
 } Scratch;
 
-static Scratch carve(const Adaptive *a, float *scratch) {
+static Scratch carve(Gemm *mm, const Adaptive *a, float *scratch) {
     size_t rc = (size_t)XENT_CHUNK * a->C;
     float *p = scratch + logits_floats(a);
-    return (Scratch){scratch, p, p + rc, p + 2 * rc, p + 3 * rc};
+    return (Scratch){scratch, p, p + rc, p + 2 * rc, p + 3 * rc, mm};
 }
 
 /* ---- adaptive input ------------------------------------------------------------------ */
@@ -92,8 +95,7 @@ static void input_chunk_forward(float *out, const float *dout, Adaptive *g, cons
     (void)dout, (void)g;
     const int C = w->C, d = w->dim[k];
     gather_emb(s->h, w, k, tokens, r, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, scale, s->h, d, w->proj[k], d,
-                0.0f, s->xg, C);
+    gemm(s->mm, 0, 1, n, C, d, scale, s->h, d, w->proj[k], d, 0.0f, s->xg, C);
     for (int i = 0; i < n; i++)
         memcpy(out + (size_t)r[i] * C, s->xg + (size_t)i * C, C * sizeof(float));
 }
@@ -107,10 +109,8 @@ static void input_chunk_backward(float *out, const float *dout, Adaptive *g, con
     for (int i = 0; i < n; i++)
         memcpy(s->xg + (size_t)i * C, dout + (size_t)r[i] * C, C * sizeof(float));
     gather_emb(s->h, w, k, tokens, r, n);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, scale, s->xg, C, s->h, d, 1.0f,
-                g->proj[k], d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, C, scale, s->xg, C, w->proj[k], d,
-                0.0f, s->dh, d);
+    gemm(s->mm, 1, 0, C, d, n, scale, s->xg, C, s->h, d, 1.0f, g->proj[k], d);
+    gemm(s->mm, 0, 0, n, d, C, scale, s->xg, C, w->proj[k], d, 0.0f, s->dh, d);
     for (int i = 0; i < n; i++) { /* serial: one token may occur in many rows */
         float *de = g->emb[k] + (size_t)(tokens[r[i]] - w->start[k]) * d;
         const float *src = s->dh + (size_t)i * d;
@@ -123,11 +123,11 @@ typedef void (*InputChunk)(float *out, const float *dout, Adaptive *g, const Ada
                            const Scratch *s);
 
 /* Runs fn over the rows of each cluster in chunks of at most XENT_CHUNK rows. */
-static void input_pass(InputChunk fn, float *out, const float *dout, Adaptive *g,
+static void input_pass(Gemm *mm, InputChunk fn, float *out, const float *dout, Adaptive *g,
                        const int32_t *tokens, const Adaptive *w, size_t N, float scale,
                        int32_t *rows, float *scratch) {
     size_t first[ADAPT_MAX + 1];
-    Scratch s = carve(w, scratch);
+    Scratch s = carve(mm, w, scratch);
     group_rows(rows, first, tokens, N, w);
     for (int k = 0; k < w->K; k++)
         for (size_t i0 = first[k]; i0 < first[k + 1]; i0 += XENT_CHUNK) {
@@ -136,27 +136,24 @@ static void input_pass(InputChunk fn, float *out, const float *dout, Adaptive *g
         }
 }
 
-void adaptive_input_forward(float *out, const int32_t *tokens, const Adaptive *w, size_t N,
-                            float scale, int32_t *rows, float *scratch) {
-    input_pass(input_chunk_forward, out, NULL, NULL, tokens, w, N, scale, rows, scratch);
+void adaptive_input_forward(Gemm *mm, float *out, const int32_t *tokens, const Adaptive *w,
+                            size_t N, float scale, int32_t *rows, float *scratch) {
+    input_pass(mm, input_chunk_forward, out, NULL, NULL, tokens, w, N, scale, rows, scratch);
 }
 
-void adaptive_input_backward(Adaptive *g, const float *dout, const int32_t *tokens,
+void adaptive_input_backward(Gemm *mm, Adaptive *g, const float *dout, const int32_t *tokens,
                              const Adaptive *w, size_t N, float scale, int32_t *rows,
                              float *scratch) {
-    input_pass(input_chunk_backward, NULL, dout, g, tokens, w, N, scale, rows, scratch);
+    input_pass(mm, input_chunk_backward, NULL, dout, g, tokens, w, N, scale, rows, scratch);
 }
 
 /* ---- adaptive softmax ---------------------------------------------------------------- */
 
 /* Head logits of rows x (n, C): z (n, head_width) = [x E_0^T | x W_c^T]. */
-static void head_logits(float *z, const float *x, int n, const Adaptive *w) {
+static void head_logits(Gemm *mm, float *z, const float *x, int n, const Adaptive *w) {
     const int C = w->C, s1 = w->start[1], hw = head_width(w);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, s1, C, 1.0f, x, C, w->out_emb[0], C,
-                0.0f, z, hw);
-    if (w->K > 1)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->K - 1, C, 1.0f, x, C, w->cluster,
-                    C, 0.0f, z + s1, hw);
+    gemm(mm, 0, 1, n, s1, C, 1.0f, x, C, w->out_emb[0], C, 0.0f, z, hw);
+    if (w->K > 1) gemm(mm, 0, 1, n, w->K - 1, C, 1.0f, x, C, w->cluster, C, 0.0f, z + s1, hw);
 }
 
 /* The head's target column: the word itself, or its tail's cluster logit. */
@@ -168,27 +165,25 @@ static int head_target(const Adaptive *w, int t) {
 /* Head part of every row into losses; with grad, also dx = and the head's parameter
  * gradients. */
 static void head_pass(float *losses, float *dx, Adaptive *g, const float *x, const Adaptive *w,
-                      const int32_t *targets, size_t N, float scale, float *z) {
+                      const int32_t *targets, size_t N, float scale, const Scratch *s) {
+    float *z = s->logits;
     const int C = w->C, s1 = w->start[1], hw = head_width(w), grad = dx != NULL;
     for (size_t r0 = 0; r0 < N; r0 += ADAPT_HEAD_ROWS) {
         int n = (int)(N - r0 < ADAPT_HEAD_ROWS ? N - r0 : ADAPT_HEAD_ROWS);
         const float *xc = x + r0 * C;
-        head_logits(z, xc, n, w);
+        head_logits(s->mm, z, xc, n, w);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < n; r++)
             losses[r0 + r] = (float)xent_row(z + (size_t)r * hw, hw,
                                              head_target(w, targets[r0 + r]), scale, grad);
         if (!grad) continue;
         /* z now holds dz: dx = dz_words E_0 + dz_clusters W_c; dE_0 += dz_words^T x, ... */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, s1, 1.0f, z, hw, w->out_emb[0],
-                    C, 0.0f, dx + r0 * C, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s1, C, n, 1.0f, z, hw, xc, C, 1.0f,
-                    g->out_emb[0], C);
+        gemm(s->mm, 0, 0, n, C, s1, 1.0f, z, hw, w->out_emb[0], C, 0.0f, dx + r0 * C, C);
+        gemm(s->mm, 1, 0, s1, C, n, 1.0f, z, hw, xc, C, 1.0f, g->out_emb[0], C);
         if (w->K > 1) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, w->K - 1, 1.0f, z + s1, hw,
-                        w->cluster, C, 1.0f, dx + r0 * C, C);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w->K - 1, C, n, 1.0f, z + s1, hw,
-                        xc, C, 1.0f, g->cluster, C);
+            gemm(s->mm, 0, 0, n, C, w->K - 1, 1.0f, z + s1, hw, w->cluster, C, 1.0f, dx + r0 * C,
+                 C);
+            gemm(s->mm, 1, 0, w->K - 1, C, n, 1.0f, z + s1, hw, xc, C, 1.0f, g->cluster, C);
         }
     }
 }
@@ -202,13 +197,11 @@ static void tail_chunk(float *losses, float *dx, Adaptive *g, const float *x, co
     for (int i = 0; i < n; i++)
         memcpy(s->xg + (size_t)i * C, x + (size_t)r[i] * C, C * sizeof(float));
     /* h (n, d) = x P_k: the input projection's transpose maps C -> d */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, C, 1.0f, s->xg, C, w->out_proj[k],
-                d, 0.0f, s->h, d);
+    gemm(s->mm, 0, 0, n, d, C, 1.0f, s->xg, C, w->out_proj[k], d, 0.0f, s->h, d);
     for (int i = 0; i < n; i++)
         dropout_forward(s->h + (size_t)i * d, s->h + (size_t)i * d, d, drop->p,
                         rng_key(drop->key, (uint64_t)r[i]));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, size, d, 1.0f, s->h, d, w->out_emb[k],
-                d, 0.0f, s->logits, size);
+    gemm(s->mm, 0, 1, n, size, d, 1.0f, s->h, d, w->out_emb[k], d, 0.0f, s->logits, size);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++)
         losses[r[i]] += (float)xent_row(s->logits + (size_t)i * size, size,
@@ -216,17 +209,13 @@ static void tail_chunk(float *losses, float *dx, Adaptive *g, const float *x, co
     if (!grad) return;
     /* du is in logits: dh = du E_k; dE_k += du^T h; through the dropout; dx_rows += dh P_k^T;
      * dP_k += x^T dh */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, size, 1.0f, s->logits, size,
-                w->out_emb[k], d, 0.0f, s->dh, d);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, size, d, n, 1.0f, s->logits, size, s->h, d,
-                1.0f, g->out_emb[k], d);
+    gemm(s->mm, 0, 0, n, d, size, 1.0f, s->logits, size, w->out_emb[k], d, 0.0f, s->dh, d);
+    gemm(s->mm, 1, 0, size, d, n, 1.0f, s->logits, size, s->h, d, 1.0f, g->out_emb[k], d);
     for (int i = 0; i < n; i++)
         dropout_backward(s->dh + (size_t)i * d, s->dh + (size_t)i * d, d, drop->p,
                          rng_key(drop->key, (uint64_t)r[i]));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, 1.0f, s->dh, d, w->out_proj[k], d,
-                0.0f, s->dxg, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0f, s->xg, C, s->dh, d, 1.0f,
-                g->out_proj[k], d);
+    gemm(s->mm, 0, 1, n, C, d, 1.0f, s->dh, d, w->out_proj[k], d, 0.0f, s->dxg, C);
+    gemm(s->mm, 1, 0, C, d, n, 1.0f, s->xg, C, s->dh, d, 1.0f, g->out_proj[k], d);
     for (int i = 0; i < n; i++) {
         float *dst = dx + (size_t)r[i] * C;
         const float *src = s->dxg + (size_t)i * C;
@@ -235,11 +224,11 @@ static void tail_chunk(float *losses, float *dx, Adaptive *g, const float *x, co
 }
 
 /* Both directions (forward only when dx is NULL); returns the sum of the losses. */
-static double softmax_pass(float *losses, float *dx, Adaptive *g, const float *x, const Adaptive *w,
-                           const int32_t *targets, size_t N, float scale, const AdaptiveDrop *drop,
-                           int32_t *rows, float *scratch) {
-    Scratch s = carve(w, scratch);
-    head_pass(losses, dx, g, x, w, targets, N, scale, s.logits);
+static double softmax_pass(Gemm *mm, float *losses, float *dx, Adaptive *g, const float *x,
+                           const Adaptive *w, const int32_t *targets, size_t N, float scale,
+                           const AdaptiveDrop *drop, int32_t *rows, float *scratch) {
+    Scratch s = carve(mm, w, scratch);
+    head_pass(losses, dx, g, x, w, targets, N, scale, &s);
     size_t first[ADAPT_MAX + 1];
     group_rows(rows, first, targets, N, w);
     for (int k = 1; k < w->K; k++) {
@@ -255,18 +244,19 @@ static double softmax_pass(float *losses, float *dx, Adaptive *g, const float *x
     return total;
 }
 
-void adaptive_softmax_forward(float *losses, const float *x, const Adaptive *w,
+void adaptive_softmax_forward(Gemm *mm, float *losses, const float *x, const Adaptive *w,
                               const int32_t *targets, size_t N, const AdaptiveDrop *drop,
                               int32_t *rows, float *scratch) {
     const AdaptiveDrop none = {0.0f, 0};
-    softmax_pass(losses, NULL, NULL, x, w, targets, N, 0.0f, drop ? drop : &none, rows, scratch);
+    softmax_pass(mm, losses, NULL, NULL, x, w, targets, N, 0.0f, drop ? drop : &none, rows,
+                 scratch);
 }
 
-double adaptive_softmax_forward_backward(float *dx, Adaptive *g, float *losses, const float *x,
-                                         const Adaptive *w, const int32_t *targets, size_t N,
-                                         float scale, const AdaptiveDrop *drop, int32_t *rows,
-                                         float *scratch) {
-    return softmax_pass(losses, dx, g, x, w, targets, N, scale, drop, rows, scratch);
+double adaptive_softmax_forward_backward(Gemm *mm, float *dx, Adaptive *g, float *losses,
+                                         const float *x, const Adaptive *w, const int32_t *targets,
+                                         size_t N, float scale, const AdaptiveDrop *drop,
+                                         int32_t *rows, float *scratch) {
+    return softmax_pass(mm, losses, dx, g, x, w, targets, N, scale, drop, rows, scratch);
 }
 
 /* log_softmax of a row in place. */
@@ -282,7 +272,7 @@ static void log_softmax(float *z, int n) {
 void adaptive_logprobs(float *out, const float *x, const Adaptive *w, float *scratch) {
     const int C = w->C, s1 = w->start[1], hw = head_width(w);
     float *z = scratch, *h = scratch + hw;
-    head_logits(z, x, 1, w);
+    head_logits(NULL, z, x, 1, w);
     log_softmax(z, hw);
     memcpy(out, z, s1 * sizeof(float));
     for (int k = 1; k < w->K; k++) {

@@ -13,29 +13,35 @@
 
 #include "../position/position.h"
 
-/* ---- matmul.c: linear layers through cblas_sgemm ------------------------------------- */
+/* ---- gemm.c: the matrix product of every layer outside attention -------------------- */
+/* Engines: float32 through OpenBLAS (a NULL Gemm) or oneDNN, or bf16 inputs with float32
+ * accumulation through oneDNN (train.precision bf16). */
+typedef enum { GEMM_OPENBLAS, GEMM_ONEDNN_F32, GEMM_ONEDNN_BF16 } GemmEngine;
+typedef struct Gemm Gemm;
+int bf16_cpu_supported(void); /* AVX512-BF16 (vdpbf16ps) on this CPU */
+const char *gemm_engine_name(GemmEngine e);
+/* params (n_params floats) and, for bf16, their bf16 copy in the same layout: an input inside
+ * params is read from params16 (gemm.c); both may be NULL. */
+Gemm *gemm_create(GemmEngine engine, const float *params, const uint16_t *params16,
+                  size_t n_params);
+void gemm_free(Gemm *g);
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major, op = transpose when ta / tb, as
+ * cblas_sgemm. oneDNN engines take beta 0 or 1 only and must be called outside parallel
+ * regions (oneDNN runs its own OpenMP threads); a oneDNN primitive is created per (shape,
+ * strides, alpha, beta) at its first call and reused. */
+void gemm(Gemm *g, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+int gemm_primitives(const Gemm *g); /* oneDNN primitives created so far */
+
+/* ---- matmul.c: linear layers ----------------------------------------------------------- */
 /* out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. */
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N,
-                    int IC, int OC);
+void matmul_forward(Gemm *g, float *out, const float *inp, const float *weight, const float *bias,
+                    size_t N, int IC, int OC);
 /* dinp (N, IC) = or += (accumulate) dout @ weight; dweight (OC, IC) += dout^T @ inp;
  * dbias (OC) += column sums of dout. dinp/dbias may be NULL. */
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, size_t N, int IC, int OC, int accumulate);
-
-/* The bf16 precision of the same two functions (train.precision = bf16): the weight as its
- * bf16 copy (same layout), the inputs converted to bf16 in the scratch, products through
- * oneDNN with float32 accumulation; the same = / += contract. The scratch holds N * IC (x16)
- * and N * OC (y16) values. */
-typedef struct Bf16Matmul Bf16Matmul;
-typedef struct {
-    Bf16Matmul *mm;
-    uint16_t *x16, *y16;
-} Bf16Ctx;
-void matmul_forward_bf16(const Bf16Ctx *c, float *out, const float *inp, const uint16_t *weight,
-                         const float *bias, size_t N, int IC, int OC);
-void matmul_backward_bf16(const Bf16Ctx *c, float *dinp, float *dweight, float *dbias,
-                          const float *dout, const float *inp, const uint16_t *weight, size_t N,
-                          int IC, int OC, int accumulate);
+void matmul_backward(Gemm *g, float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, size_t N, int IC, int OC,
+                     int accumulate);
 
 /* ---- norm.c: LayerNorm and RMSNorm ----------------------------------------------------- */
 /* out (N, C) = (inp - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps); saves mean,
@@ -129,24 +135,6 @@ float bf16_to_float(uint16_t h); /* exact */
 void bf16_from_f32(uint16_t *out, const float *in, size_t n);
 void bf16_to_f32(float *out, const uint16_t *in, size_t n);
 
-/* ---- matmul_bf16.c: bf16 x bf16 -> f32 products through oneDNN ---------------------- */
-/* The three products of a linear layer, A and B bfloat16 (bf16.c), C float32 (M, N):
- *   MM_FWD   A (M, K), B (N, K):  C = A B^T     (out = in W^T)
- *   MM_DINP  A (M, K), B (K, N):  C = A B       (din = dout W)
- *   MM_DW    A (K, M), B (K, N):  C = A^T B     (dW = dout^T in)
- * all row-major and contiguous. */
-typedef enum { MM_FWD, MM_DINP, MM_DW } MatmulLayout;
-/* Bf16Matmul (declared with matmul.c's bf16 functions): oneDNN engine, stream, primitive cache */
-int bf16_cpu_supported(void); /* AVX512-BF16 (vdpbf16ps) on this CPU */
-Bf16Matmul *bf16_matmul_create(void);
-void bf16_matmul_free(Bf16Matmul *m);
-/* C = (or += with accumulate) the product of layout. The primitive of each (M, N, K, layout,
- * accumulate) is created at its first call and reused; call from outside parallel regions
- * (oneDNN runs its own OpenMP threads). */
-void bf16_matmul(Bf16Matmul *m, float *C, const uint16_t *A, const uint16_t *B, int M, int N, int K,
-                 MatmulLayout layout, int accumulate);
-int bf16_matmul_cached(const Bf16Matmul *m); /* primitives created so far */
-
 /* ---- xent.c: tied output layer + softmax cross-entropy, chunked ---------------------- */
 /* The [N x V] logits are the largest tensor of the model (270 MB at N = 2048, V = 33k), so
  * they are never whole: rows are processed in chunks of XENT_CHUNK, and in training the
@@ -155,21 +143,14 @@ int bf16_matmul_cached(const Bf16Matmul *m); /* primitives created so far */
 /* One row of logits (V): returns -log softmax(row)[target]; with grad, the row becomes
  * scale * (softmax - onehot(target)) (overwrite). */
 double xent_row(float *row, int V, int target, float scale, int grad);
-/* The bf16 precision of the products below (NULL: float32): the engine and its x16 scratch
- * (XENT_CHUNK * C at least), W's bf16 copy, and XENT_CHUNK * V values for the logits' gradient. */
-typedef struct {
-    const Bf16Ctx *ctx;
-    const uint16_t *weight;
-    uint16_t *logits16;
-} XentBf16;
 /* losses (N) = -log softmax(x W^T)[target]; scratch: XENT_CHUNK * V floats. */
-void xent_forward(float *losses, const float *x, const float *weight, const int32_t *targets,
-                  size_t N, int C, int V, float *scratch, const XentBf16 *bf);
+void xent_forward(Gemm *g, float *losses, const float *x, const float *weight,
+                  const int32_t *targets, size_t N, int C, int V, float *scratch);
 /* As xent_forward, plus the gradient of scale * sum(losses): dx (N, C) = ; dweight (V, C) +=.
  * Returns the sum of the losses. */
-double xent_forward_backward(float *dx, float *dweight, const float *x, const float *weight,
-                             const int32_t *targets, size_t N, int C, int V, float scale,
-                             float *scratch, const XentBf16 *bf);
+double xent_forward_backward(Gemm *g, float *dx, float *dweight, const float *x,
+                             const float *weight, const int32_t *targets, size_t N, int C, int V,
+                             float scale, float *scratch);
 
 /* ---- adaptive.c: adaptive input (Baevski & Auli 2019) + adaptive softmax (Grave et al. 2017) */
 /* The frequency-sorted vocabulary is cut into K clusters, the head and K-1 tails: cluster k
@@ -197,24 +178,25 @@ typedef struct {
 size_t adaptive_scratch_floats(const Adaptive *a);
 int adaptive_cluster(const Adaptive *a, int id);
 /* out (N, C) = scale * P_k E_k[t - start_k] for each token t of cluster k. */
-void adaptive_input_forward(float *out, const int32_t *tokens, const Adaptive *w, size_t N,
-                            float scale, int32_t *rows, float *scratch);
+void adaptive_input_forward(Gemm *mm, float *out, const int32_t *tokens, const Adaptive *w,
+                            size_t N, float scale, int32_t *rows, float *scratch);
 /* g->emb, g->proj += the gradients of dout (N, C). */
-void adaptive_input_backward(Adaptive *g, const float *dout, const int32_t *tokens,
+void adaptive_input_backward(Gemm *mm, Adaptive *g, const float *dout, const int32_t *tokens,
                              const Adaptive *w, size_t N, float scale, int32_t *rows,
                              float *scratch);
 /* losses (N) = -log p(target) for hidden states x (N, C): exact, normalized over all V.
  * drop: NULL (evaluation) or the training forward's tail dropout. */
-void adaptive_softmax_forward(float *losses, const float *x, const Adaptive *w,
+void adaptive_softmax_forward(Gemm *mm, float *losses, const float *x, const Adaptive *w,
                               const int32_t *targets, size_t N, const AdaptiveDrop *drop,
                               int32_t *rows, float *scratch);
 /* As forward (with tail dropout), plus the gradient of scale * sum(losses): dx (N, C) = ;
  * g->out_emb, g->out_proj, g->cluster +=. Returns the sum of the losses. */
-double adaptive_softmax_forward_backward(float *dx, Adaptive *g, float *losses, const float *x,
-                                         const Adaptive *w, const int32_t *targets, size_t N,
-                                         float scale, const AdaptiveDrop *drop, int32_t *rows,
-                                         float *scratch);
-/* out (V) = log p(every word | x) for one hidden state x (C); scratch as above. */
+double adaptive_softmax_forward_backward(Gemm *mm, float *dx, Adaptive *g, float *losses,
+                                         const float *x, const Adaptive *w, const int32_t *targets,
+                                         size_t N, float scale, const AdaptiveDrop *drop,
+                                         int32_t *rows, float *scratch);
+/* out (V) = log p(every word | x) for one hidden state x (C), in float32 through OpenBLAS;
+ * scratch as above. */
 void adaptive_logprobs(float *out, const float *x, const Adaptive *w, float *scratch);
 
 #endif
