@@ -10,6 +10,8 @@
 # Then the peak memory of ALiBi at --mem-lengths (default 16000 and 32000).
 # Usage: scripts/bench_eval.sh [--lvalid 512,4096,16000] [--methods "sinusoidal alibi"]
 #        [--mem-lengths "16000 32000"] [--threads N] [--repeat R]  (R runs, the best is kept)
+#        [--precision fp32|bf16] [--matmul openblas|onednn]  (./eval's flags; a row that is not
+#        fp32 on OpenBLAS says "precision": "bf16" or "matmul": "onednn")
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,6 +20,8 @@ methods="sinusoidal alibi"
 mem_lengths="16000 32000"
 threads=0
 repeat=1
+precision=fp32
+matmul=openblas
 while [[ $# -gt 0 ]]; do
     case $1 in
     --lvalid) lvalid=$2; shift 2 ;;
@@ -25,6 +29,8 @@ while [[ $# -gt 0 ]]; do
     --mem-lengths) mem_lengths=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
+    --matmul) matmul=$2; shift 2 ;;
     *) echo "bench_eval: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -58,16 +64,21 @@ for r in rows:
 for T, r in sorted(best.items()):
     ffn = 3 * C * F if cfg.get("activation") == "swiglu" else 2 * C * F
     fpt = L * (2 * (4 * C * C + ffn) + 4 * C * (T + 1) / 2) + 2 * C * V
-    print(json.dumps({"method": sys.argv[2], "lvalid": T, "tokens_per_s": round(r["tokens_per_s"], 1),
-                      "gflops": round(r["tokens_per_s"] * fpt / 1e9, 1),
-                      "flops_per_token": round(fpt), "peak_rss_mb": round(r["peak_rss_mb"], 1)}))
+    row = {"method": sys.argv[2], "lvalid": T, "tokens_per_s": round(r["tokens_per_s"], 1),
+           "gflops": round(r["tokens_per_s"] * fpt / 1e9, 1),
+           "flops_per_token": round(fpt), "peak_rss_mb": round(r["peak_rss_mb"], 1)}
+    for k in ("precision", "matmul"):  # only where not the default, as in ./eval's rows
+        if k in r:
+            row[k] = r[k]
+    print(json.dumps(row))
 PY
 }
 
 for m in $methods; do
     train_one_step "$m"
     for ((k = 0; k < repeat; k++)); do
-        ./eval --ckpt "$tmp/$m" --lvalid "$lvalid" --threads "$threads" --json "$tmp/$m.jsonl" >/dev/null
+        ./eval --ckpt "$tmp/$m" --lvalid "$lvalid" --threads "$threads" --json "$tmp/$m.jsonl" \
+            --precision "$precision" --matmul "$matmul" >/dev/null
     done
     summarize "$tmp/$m.jsonl" "$m"
 done
@@ -80,7 +91,8 @@ for T in $mem_lengths; do
     if [[ -s $tmp/alibi.jsonl ]] && grep -q "\"lvalid\":$T," "$tmp/alibi.jsonl"; then
         grep -m1 "\"lvalid\":$T," "$tmp/alibi.jsonl" >"$tmp/mem$T.jsonl"
     else
-        ./eval --ckpt "$tmp/alibi" --lvalid "$T" --threads "$threads" --json "$tmp/mem$T.jsonl" >/dev/null
+        ./eval --ckpt "$tmp/alibi" --lvalid "$T" --threads "$threads" --json "$tmp/mem$T.jsonl" \
+            --precision "$precision" --matmul "$matmul" >/dev/null
     fi
     python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).readline()); print(json.dumps({"method":"alibi","lvalid":r["lvalid"],"peak_rss_mb":round(r["peak_rss_mb"],1),"tokens_per_s":round(r["tokens_per_s"],1)}))' "$tmp/mem$T.jsonl"
 done
