@@ -25,13 +25,25 @@
 #     PyTorch's big tensors (the 2048 x 33278 logits are 272 MB) are above glibc's mmap
 #     threshold, so each step mmaps and unmaps them and the kernel zeroes fresh pages every time.
 #     With both thresholds raised, freed memory stays in the heap and is reused. The tunables
-#     are glibc's documented interface; MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ are
-#     the same settings under their old names. glibc 2.36 accepts a threshold this large (a
-#     probe of malloc(300 MB) comes back from the heap). MALLOC_ARENA_MAX and MALLOC_TOP_PAD_ are
-#     not set. The short measurement that chose this is in the commit that added the script.
+#     are glibc's documented interface (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ are the
+#     same settings under their old names). glibc 2.36 accepts a threshold this large: a
+#     malloc(300 MB) then comes from the heap. Both are needed, because setting either one
+#     freezes the other at its 128 KB default: trim alone then mmaps every tensor of 128 KB or
+#     more, and mmap alone gives the top of the heap back to the kernel after each step.
 #   OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU: torch's float32 products go through the same
-#     Debian OpenBLAS, which picks AVX2 kernels on this CPU unless told; ./train sets the same
+#     Debian OpenBLAS, which picks AVX2 kernels on this CPU unless told. ./train sets the same
 #     variable for itself (README, "BLAS kernels"), so both sides run the same kernels.
+#   Measured 2026-12-02 on the 2-core AVX-512 host, torch-fp32, 5 steps, 3 timed, minor page
+#   faults of the whole process from /usr/bin/time:
+#     as installed                      404 tokens/s   1.87M faults
+#     OPENBLAS_CORETYPE=SkylakeX        1136, 1218      1.90M
+#     + the two thresholds above        1363, 1421      0.66M
+#   The CPU kernels are most of the ~3x; the thresholds add 17-20% and cut faults 2.9x.
+#   Under load from another job, with AVX2 kernels: mmap threshold only 1.12M faults, trim
+#   threshold only 3.79M, MALLOC_TOP_PAD_=16G 0.65M, thresholds + arena_max=1 0.59M. Those
+#   runs' tokens/s are not comparable. TOP_PAD and ARENA_MAX did no better than the two
+#   thresholds, so they are not set. torch-bf16 (AVX2 kernels): 912 tokens/s and 2.04M faults
+#   as installed; 1132 and 0.40M with the thresholds.
 #
 # Usage: scripts/bench_vs_torch.sh [--steps N] [--rounds R] [--no-bf16]
 #   --steps N   steps per row (default 30; at least 2)
@@ -139,7 +151,8 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     tps.setdefault(r["name"], []).append(r["tokens_per_s"])
 mean = {k: sum(v) / len(v) for k, v in tps.items()}
-out = {"summary": f"mean tokens/s ratios over {sys.argv[2]} rounds"}
+n = int(sys.argv[2])
+out = {"summary": f"mean tokens/s ratios over {n} round{'s' if n > 1 else ''}"}
 for a, b in [("trainshort-bf16", "trainshort-fp32"), ("trainshort-bf16", "torch-bf16"),
              ("trainshort-fp32", "torch-fp32")]:
     if a in mean and b in mean:
