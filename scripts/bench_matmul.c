@@ -9,9 +9,11 @@
  *   dw    dW = dout^T in      A stored (K, M) (transposed), B (K, N)
  * A primitive is created once per shape and reused, as a training step would; the timed loop
  * runs each product until 0.5 s have passed (after one warm-up call) and prints one JSON line
- * per product and engine: {"shape", "layout", "M", "N", "K", "engine", "gflops", "impl"}.
+ * per product and engine: {"shape", "layout", "M", "N", "K", "engine", "gflops", "impl"},
+ * after two rows of the instruction peaks (peak_rows below).
  * Built and run by scripts/bench_matmul.sh. */
 #include <cblas.h>
+#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdint.h>
@@ -155,15 +157,64 @@ static void row(const Shape *s, const char *engine, double gflops, const char *i
     fflush(stdout);
 }
 
+/* ---- the instruction peaks: what any kernel on this host can reach ----
+ * Twelve independent accumulator chains of one instruction on every thread, long enough for
+ * throughput (not latency) to bound them: vfmadd231ps does 16 multiply-adds (32 FLOP) per
+ * instruction, vdpbf16ps 32 (64 FLOP). Their ratio is the most bf16 can gain over float32 on
+ * this CPU: about 2 where vdpbf16ps issues as often as an FMA, 1 or less where it does not
+ * (seen: 2 cores of one host ran it at half the FMA's rate, so bf16 products were slower). */
+static volatile float peak_sink;
+#define CHAINS(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+static double peak_loop(int bf16, long iters) {
+    double flops = 0.0;
+#pragma omp parallel reduction(+ : flops)
+    {
+        const float seed = 1.0f + 1e-3f * (float)omp_get_thread_num();
+#define DECL(k) __m512 a##k = _mm512_set1_ps(seed * (float)(k));
+        CHAINS(DECL)
+        const __m512 x = _mm512_set1_ps(1e-7f), y = _mm512_set1_ps(seed);
+        const __m512bh xb = _mm512_cvtne2ps_pbh(x, x), yb = _mm512_cvtne2ps_pbh(y, y);
+        if (bf16) {
+#define DP(k) a##k = _mm512_dpbf16_ps(a##k, xb, yb);
+            for (long i = 0; i < iters; i++) {
+                CHAINS(DP)
+            }
+        } else {
+#define FMA(k) a##k = _mm512_fmadd_ps(x, y, a##k);
+            for (long i = 0; i < iters; i++) {
+                CHAINS(FMA)
+            }
+        }
+        __m512 sum = _mm512_setzero_ps();
+#define ADD(k) sum = _mm512_add_ps(sum, a##k);
+        CHAINS(ADD)
+        const float total = _mm512_reduce_add_ps(sum);
+#pragma omp critical
+        peak_sink += total; /* keeps the chains alive */
+        flops += 12.0 * (double)iters * (bf16 ? 64.0 : 32.0);
+    }
+    return flops;
+}
+
+static void peak_rows(void) {
+    const char *names[2] = {"vfmadd231ps-f32", "vdpbf16ps-bf16"};
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        peak_loop(bf16, 1000000); /* warm-up: clocks up */
+        double t = now(), f = peak_loop(bf16, 50000000);
+        printf("{\"shape\": \"peak\", \"engine\": \"%s\", \"threads\": %d, \"gflops\": %.1f}\n",
+               names[bf16], omp_get_max_threads(), f / (now() - t) / 1e9);
+    }
+}
+
 int main(void) {
     /* N = 2048 rows per step; the output layer in XENT_CHUNK = 256-row chunks */
     static const Shape shapes[] = {
-        {"qkv", 2048, 768, 256, FWD},   {"qkv", 2048, 256, 768, DINP},
-        {"qkv", 768, 256, 2048, DW},    {"proj", 2048, 256, 256, FWD},
-        {"proj", 2048, 256, 256, DINP}, {"proj", 256, 256, 2048, DW},
-        {"fc1", 2048, 1024, 256, FWD},  {"fc1", 2048, 256, 1024, DINP},
-        {"fc1", 1024, 256, 2048, DW},   {"fc2", 2048, 256, 1024, FWD},
-        {"fc2", 2048, 1024, 256, DINP}, {"fc2", 256, 1024, 2048, DW},
+        {"qkv", 2048, 768, 256, FWD},     {"qkv", 2048, 256, 768, DINP},
+        {"qkv", 768, 256, 2048, DW},      {"proj", 2048, 256, 256, FWD},
+        {"proj", 2048, 256, 256, DINP},   {"proj", 256, 256, 2048, DW},
+        {"fc1", 2048, 1024, 256, FWD},    {"fc1", 2048, 256, 1024, DINP},
+        {"fc1", 1024, 256, 2048, DW},     {"fc2", 2048, 256, 1024, FWD},
+        {"fc2", 2048, 1024, 256, DINP},   {"fc2", 256, 1024, 2048, DW},
         {"logits", 256, 33278, 256, FWD}, {"logits", 256, 256, 33278, DINP},
         {"logits", 33278, 256, 256, DW},
     };
@@ -173,6 +224,7 @@ int main(void) {
     die_dnnl(dnnl_stream_create(&stream, eng, dnnl_stream_default_flags), "stream");
     fprintf(stderr, "bench_matmul: %d OpenMP threads, oneDNN %d.%d\n", omp_get_max_threads(),
             dnnl_version()->major, dnnl_version()->minor);
+    peak_rows();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const Shape *s = &shapes[i];
         size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N;

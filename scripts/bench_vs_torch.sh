@@ -10,8 +10,8 @@
 # torch 1.13 on random token ids; bf16 = torch.autocast("cpu", dtype=torch.bfloat16) around the
 # forward and the loss), run with Debian's /usr/bin/python3.
 #
-# Each round runs the rows of the table below in order (trainshort-fp32, torch-fp32,
-# trainshort-bf16, torch-bf16), one JSON line each:
+# Each round runs the rows of the table below in order (trainshort-fp32, trainshort-fp32-onednn
+# (train.matmul=onednn), torch-fp32, trainshort-bf16, torch-bf16), one JSON line each:
 #   {"name": "torch-fp32", "tokens_per_s": ..., "gflops": ..., "flops_per_token": ..., ...}
 # then one summary line of ratios of the rows' mean tokens/s over the rounds:
 #   {"summary": "mean tokens/s ratios over R rounds", "trainshort-bf16/trainshort-fp32": ...,
@@ -90,6 +90,7 @@ grep -qw avx512f /proc/cpuinfo && torch_env+=(OPENBLAS_CORETYPE=SkylakeX)
 # then extra ./train arguments. Another row is one line, e.g.
 #   "trainshort-fp32-1thread ours fp32 --set train.threads=1"
 rows=("trainshort-fp32 ours fp32"
+    "trainshort-fp32-onednn ours fp32 --set train.matmul=onednn"
     "torch-fp32 torch fp32"
     "trainshort-bf16 ours bf16"
     "torch-bf16 torch bf16")
@@ -154,7 +155,8 @@ mean = {k: sum(v) / len(v) for k, v in tps.items()}
 n = int(sys.argv[2])
 out = {"summary": f"mean tokens/s ratios over {n} round{'s' if n > 1 else ''}"}
 for a, b in [("trainshort-bf16", "trainshort-fp32"), ("trainshort-bf16", "torch-bf16"),
-             ("trainshort-fp32", "torch-fp32")]:
+             ("trainshort-fp32", "torch-fp32"), ("trainshort-fp32-onednn", "trainshort-fp32"),
+             ("trainshort-fp32-onednn", "torch-fp32")]:
     if a in mean and b in mean:
         out[f"{a}/{b}"] = round(mean[a] / mean[b], 3)
 print(json.dumps(out))

@@ -252,7 +252,23 @@ class Preset:
     pass
 
 
-def load_preset(arg, runs_dir, data_override):
+def parse_user_sets(items):
+    """--set KEY=VALUE arguments as (key, value) pairs; a value that is not JSON is a string."""
+    out = []
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not eq or not text:
+            raise UserError("--set %s: expected KEY=VALUE, e.g. --set train.precision=bf16" % item)
+        check_sets({key: None}, "--set", "reproduce.sh")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        out.append((key, value))
+    return out
+
+
+def load_preset(arg, runs_dir, data_override, user_sets=()):
     path = preset_path(arg)
     try:
         with open(path) as f:
@@ -360,6 +376,7 @@ def load_preset(arg, runs_dir, data_override):
         # preset's, the length's and the model's own keys, then where the data is
         sets = [("model.position.type", m["method"]), ("train.seq_len", L)]
         sets += list(pr.sets.items()) + list(ls.get("set", {}).items()) + list(m.get("set", {}).items())
+        sets += list(user_sets)  # reproduce.sh --set: every model, after the preset's own keys
         sets.append(("data.dir", pr.data_dir))
         cfg = json.loads(json.dumps(pr.base))
         for k, v in sets:
@@ -375,6 +392,7 @@ def load_preset(arg, runs_dir, data_override):
                             lvalid_spec=str(ls["lvalid"]), lvalid=lvalid, per_position=pp,
                             stride=stride, dir=os.path.join(pr.runs, name)))
     pr.models = models
+    pr.user_keys = [k for k, _ in user_sets]
     pr.figure4 = p.get("figure4")
     if pr.figure4 is not None:
         for n in pr.figure4:
@@ -391,15 +409,16 @@ def safetensors_metadata(path):
         return json.loads(f.read(n)).get("__metadata__", {})
 
 
-def run_config(m, defaults, what):
-    """The run's config.json, refused if it was made by another version of the preset."""
+def run_config(m, defaults, what, user_keys=()):
+    """The run's config.json, refused if it was made by another version of the preset or with
+    other --set values."""
     try:
         with open(os.path.join(m.dir, "config.json")) as f:
             run_cfg = json.load(f)
     except (OSError, ValueError):
         raise UserError("%s: cannot read %s or config.json; delete the directory to retrain"
                         % (m.dir, what))
-    for key in ("model.position.type", "train.seq_len", "train.steps"):
+    for key in ("model.position.type", "train.seq_len", "train.steps") + tuple(user_keys):
         have, asked = get_key(run_cfg, key, {}), get_key(m.cfg, key, defaults)
         if asked is not None and have != asked:
             raise UserError("%s was trained with %s=%s but the preset asks for %s: delete it to "
@@ -422,7 +441,7 @@ def train_state(pr, m):
         if not os.path.isfile(os.path.join(m.dir, "config.json")):
             return "new", 0, want
         try:
-            total = get_key(run_config(m, pr.defaults, "log.jsonl"), "train.steps", {})
+            total = get_key(run_config(m, pr.defaults, "log.jsonl", pr.user_keys), "train.steps", {})
         except UserError:
             return "new", 0, want  # not this preset's model: started over, its files set aside
         return ("logged" if logged_step(m) >= total else "new"), 0, want
@@ -431,7 +450,7 @@ def train_state(pr, m):
     except (OSError, ValueError, KeyError, struct.error):
         raise UserError("%s: cannot read its checkpoint model.safetensors; delete the directory "
                         "to retrain" % m.dir)
-    total = get_key(run_config(m, pr.defaults, "model.safetensors"), "train.steps", {})
+    total = get_key(run_config(m, pr.defaults, "model.safetensors", pr.user_keys), "train.steps", {})
     return ("done" if step >= total else "resume"), step, total
 
 
@@ -724,6 +743,10 @@ def main(argv=None):
     ap.add_argument("--data-dir", help="read the corpus from this directory instead of the preset's")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
     ap.add_argument("--no-figures", action="store_true", help="write the markdown only")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a config key for every model, after the preset's (e.g. "
+                         "train.precision=bf16); needs --runs and --out, so runs/<preset> and "
+                         "results/<preset> stay as they are")
     ap.error = lambda msg: die("reproduce.sh: %s (see --help)" % msg)
     args = ap.parse_args(argv)
     # reproduce.sh runs us from the repository root; paths typed by the user are relative to
@@ -738,7 +761,11 @@ def main(argv=None):
     os.chdir(ROOT)
     bin_dir = os.environ.get("TRAINSHORT_BIN") or "."
     try:
-        pr = load_preset(args.preset, args.runs, args.data_dir)
+        user_sets = parse_user_sets(args.set)
+        if user_sets and not (args.runs and args.out):
+            raise UserError("--set changes every model: give --runs and --out too, so "
+                            "runs/<preset> and results/<preset> stay as they are")
+        pr = load_preset(args.preset, args.runs, args.data_dir, user_sets)
         args.out = args.out or os.path.join("results", pr.name)
         jobs, problems = data_jobs(pr)
         model_jobs, done = plan(pr, bin_dir)

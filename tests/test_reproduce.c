@@ -473,6 +473,13 @@ TEST(test_reproduce_dry_run_every_preset) {
     }
 }
 
+/* Occurrences of needle in text. */
+static int count_substr(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
 TEST(test_reproduce_errors) {
     if (!python_ready()) return;
     char dir[512], out[OUT_LEN], path[700];
@@ -513,6 +520,20 @@ TEST(test_reproduce_errors) {
     rc = sh(out, "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs", path, dir);
     expect_user_error(rc, out, "models[0]: unknown key 'mehtod'", NULL, NULL,
                       "misspelt preset key");
+
+    /* --set: every model gets the key (after the preset's), only into other directories */
+    rc = sh(out, "scripts/reproduce.sh --preset smoke --dry-run --set train.precision=bf16");
+    expect_user_error(rc, out, "--set changes every model", "--runs and --out", NULL,
+                      "--set into the default directories");
+    rc = sh(out, "scripts/reproduce.sh --preset smoke --dry-run --runs %s/r --out %s/o --set bf16",
+            dir, dir);
+    expect_user_error(rc, out, "--set bf16: expected KEY=VALUE", NULL, NULL, "--set without =");
+    rc = sh(out,
+            "scripts/reproduce.sh --preset smoke --dry-run --runs %s/r --out %s/o --set "
+            "train.precision=bf16",
+            dir, dir);
+    CHECK(rc == 0 && count_substr(out, "--set train.precision=bf16 --set data.dir") == 9,
+          "the dry run's 9 training commands lack the --set (%d): %s", rc, out);
 
     rc = sh(out, "%s scripts/results.py --runs %s/nothing --out %s/res", g_py, dir, dir);
     expect_user_error(rc, out, "no run directories", NULL, NULL, "results.py without runs");
