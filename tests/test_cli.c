@@ -454,6 +454,17 @@ TEST(test_cli_architecture_variants) {
 /* train.precision bf16 through the binaries: it trains and says so (summary and the log's start
  * row), its checkpoint evaluates (in float32); on a CPU without AVX512-BF16 (simulated) it is one
  * line naming the key and nothing is written. */
+/* Does run's log.jsonl contain text? */
+static int log_has(const char *run, const char *text) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/log.jsonl", run);
+    size_t len;
+    char *log = read_file(path, &len);
+    int found = log && strstr(log, text);
+    free(log);
+    return found;
+}
+
 TEST(test_cli_precision_bf16) {
     char dir[256], out[OUT_LEN], run[600];
     cli_scratch("cli_bf16", dir, sizeof dir);
@@ -469,12 +480,8 @@ TEST(test_cli_precision_bf16) {
     }
     rc = sh(out, "./train --config %s --out %s", cfg, run);
     CHECK(rc == 0 && strstr(out, "precision  bf16"), "bf16 training failed (%d): %s", rc, out);
-    char path[700];
-    snprintf(path, sizeof path, "%s/log.jsonl", run);
+    CHECK(log_has(run, "\"precision\":\"bf16\""), "the log's start row lacks the precision");
     size_t len;
-    char *log = read_file(path, &len);
-    CHECK(log && strstr(log, "\"precision\":\"bf16\""), "the log's start row lacks the precision");
-    free(log);
     rc = sh(out, "./eval --ckpt %s --lvalid 16", run);
     CHECK(rc == 0, "./eval of a bf16-trained run failed (%d): %s", rc, out);
 
@@ -605,12 +612,8 @@ TEST(test_cli_matmul_onednn) {
     int rc = sh(out, "./train --config %s --out %s", cfg, run);
     CHECK(rc == 0 && strstr(out, "products on onednn-f32"), "onednn training failed (%d): %s", rc,
           out);
-    char path[700];
-    snprintf(path, sizeof path, "%s/log.jsonl", run);
+    CHECK(log_has(run, "\"matmul\":\"onednn-f32\""), "the log's start row lacks the engine");
     size_t len;
-    char *log = read_file(path, &len);
-    CHECK(log && strstr(log, "\"matmul\":\"onednn-f32\""), "the log's start row lacks the engine");
-    free(log);
     rc = sh(out, "./eval --ckpt %s --lvalid 16 --matmul blas", run);
     expect_user_error(rc, out, "--matmul", "openblas or onednn", NULL, "a bad --matmul");
     const char *first = bf16_cpu_supported() ? "--precision bf16" : "--matmul onednn";
