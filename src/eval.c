@@ -69,8 +69,8 @@ static const char *USAGE =
     "  --per-position-buckets N  number of buckets (default 64)\n"
     "  --per-position-scale S    linear (default) or log bucket widths\n"
     "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n"
-    "  --precision P  fp32 (default, whatever precision trained the model) or bf16: the linear\n"
-    "                 layers and the full softmax multiply bf16 x bf16 -> f32 through oneDNN\n"
+    "  --precision P  fp32 (default, whatever precision trained the model) or bf16: the products\n"
+    "                 outside attention multiply bf16 x bf16 -> f32 through oneDNN\n"
     "                 (a CPU with AVX512-BF16); bf16 rows say \"precision\": \"bf16\"\n"
     "  --matmul E     openblas (default) or onednn: the engine of the float32 products outside\n"
     "                 attention (train.matmul; bf16 always uses oneDNN); onednn rows say\n"
@@ -79,12 +79,17 @@ static const char *USAGE =
     "  --rope-scaling none|pi|ntk|dynamic-ntk|yarn\n"
     "                 position interpolation, NTK-aware base, NTK per segment length, YaRN\n"
     "  --rope-factor F     scale factor s >= 1 for pi, ntk and yarn (e.g. L_valid / L_train)\n"
-    "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n";
+    "  --rope-orig-len N   training length for dynamic-ntk and yarn (default train.seq_len)\n"
+    "Without a checkpoint:\n"
+    "  --print-lengths LIST --train-len L\n"
+    "                 print the lengths LIST expands to for training length L, as one JSON\n"
+    "                 array (what --lvalid LIST would evaluate), and exit\n";
 
 typedef struct {
     const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position, *precision, *matmul;
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
-    int threads, stride, sliding, skip_done, buckets, log_scale;
+    const char *print_lengths;
+    int threads, stride, sliding, skip_done, buckets, log_scale, train_len;
 } Args;
 
 /* An integer flag value in [lo, hi]. */
@@ -119,6 +124,7 @@ static int parse_flag(Args *a, const char *o, const char *v) {
                        : !strcmp(o, "--rope-scaling")  ? &a->rope_scaling
                        : !strcmp(o, "--rope-factor")   ? &a->rope_factor
                        : !strcmp(o, "--rope-orig-len") ? &a->rope_orig_len
+                       : !strcmp(o, "--print-lengths") ? &a->print_lengths
                                                        : NULL;
     if (str)
         *str = v;
@@ -126,6 +132,8 @@ static int parse_flag(Args *a, const char *o, const char *v) {
         a->threads = parse_threads(v);
     else if (!strcmp(o, "--stride"))
         a->stride = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+    else if (!strcmp(o, "--train-len"))
+        a->train_len = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
     else if (!strcmp(o, "--per-position-buckets"))
         a->buckets = parse_int(o, v, 1, 100000);
     else if (!strcmp(o, "--per-position-scale")) {
@@ -157,6 +165,20 @@ static void check_args(Args *a) {
         user_error("--matmul: expected openblas or onednn, got '%s'", a->matmul);
 }
 
+/* --print-lengths LIST --train-len L, alone: scripts ask for the lengths a preset will
+ * evaluate instead of parsing the list themselves. */
+static void print_lengths(const Args *a, int argc) {
+    if (!a->print_lengths || !a->train_len || argc != 5)
+        user_error("--print-lengths LIST and --train-len L go together, without other flags");
+    int lengths[LENGTHS_MAX];
+    char err[256];
+    int n = lengths_parse(a->print_lengths, a->train_len, lengths, err, sizeof err);
+    if (n < 0) user_error("--print-lengths: %s", err);
+    for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "[", lengths[i]);
+    printf("]\n");
+    exit_flushed();
+}
+
 static Args parse_args(int argc, char **argv) {
     Args a = {.split = "valid",
               .mode = "nonoverlapping",
@@ -177,6 +199,7 @@ static Args parse_args(int argc, char **argv) {
             user_error("unknown argument '%s' (see ./eval --help)", o);
         i++;
     }
+    if (a.print_lengths || a.train_len) print_lengths(&a, argc);
     check_args(&a);
     return a;
 }

@@ -22,9 +22,11 @@
 #include <unistd.h>
 
 #include "data/data.h"
+#include "describe.h"
 #include "evaluate.h"
 #include "checkpoint.h"
 #include "config/config.h"
+#include "io/lengths.h"
 #include "io/progress.h"
 #include "model.h"
 #include "optim/optim.h"
@@ -51,14 +53,20 @@ static const char *USAGE =
     "  --help-config     print every config key with type, default and meaning (markdown)\n"
     "  --list-positions  print the registered position methods, one JSON object a line:\n"
     "                    {\"name\", \"label\", \"color\", \"summary\"} (for scripts/results.py)\n"
+    "  --describe        with --config (and --set): print, as one JSON object, the resolved\n"
+    "                    config, vocab_size, params, train_flops_per_token, flops_per_token\n"
+    "                    {T: forward FLOPs} and the registered methods; train nothing\n"
+    "  --vocab-size V    (--describe) describe for V words instead of reading the data\n"
+    "  --flops-at LIST   (--describe) also give flops_per_token at these lengths (--lvalid\n"
+    "                    syntax: 512,1024 | 512..16000 | paper)\n"
     "  --help            this text\n"
     "Ctrl-C writes a checkpoint and exits; ./train --resume DIR continues it.\n";
 
 typedef struct {
-    const char *config, *out, *resume, *init;
+    const char *config, *out, *resume, *init, *flops_at;
     const char *sets[64];
-    int n_sets, profile;
-    long stop_at;
+    int n_sets, profile, describe;
+    long stop_at, vocab_size;
 } Args;
 
 static volatile sig_atomic_t g_stop;
@@ -68,7 +76,8 @@ static void on_signal(int sig) {
 }
 
 static int takes_value(const char *o) {
-    const char *with_value[] = {"--config", "--out", "--resume", "--init", "--stop-at", "--set"};
+    const char *with_value[] = {"--config",  "--out", "--resume",     "--init",
+                                "--stop-at", "--set", "--vocab-size", "--flops-at"};
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (!strcmp(o, with_value[i])) return 1;
     return 0;
@@ -83,24 +92,6 @@ static long parse_positive(const char *flag, const char *v) {
     return x;
 }
 
-/* One JSON object per registered method, so scripts label and colour methods from the registry
- * instead of keeping a copy of it. */
-static void list_positions(FILE *f) {
-    for (int i = 0; i < pos_count(); i++) {
-        const PosMethod *m = pos_at(i);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", m->name);
-        cJSON_AddStringToObject(o, "label", m->label);
-        cJSON_AddStringToObject(o, "color", m->color);
-        cJSON_AddStringToObject(o, "summary", m->summary);
-        char *line = cJSON_PrintUnformatted(o);
-        if (!line) sys_error("out of memory listing the position methods");
-        fprintf(f, "%s\n", line);
-        cJSON_free(line);
-        cJSON_Delete(o);
-    }
-}
-
 static Args parse_args(int argc, char **argv) {
     Args a = {.stop_at = -1};
     for (int i = 1; i < argc; i++) {
@@ -110,9 +101,11 @@ static Args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--help-config"))
             config_write_docs(stdout), exit_flushed();
         else if (!strcmp(o, "--list-positions"))
-            list_positions(stdout), exit_flushed();
+            describe_list_positions(stdout), exit_flushed();
         else if (!strcmp(o, "--profile"))
             a.profile = 1;
+        else if (!strcmp(o, "--describe"))
+            a.describe = 1;
         else if (!takes_value(o))
             user_error("unknown argument '%s' (see ./train --help)", o);
         else if (i + 1 >= argc)
@@ -127,11 +120,20 @@ static Args parse_args(int argc, char **argv) {
             a.init = argv[++i];
         else if (!strcmp(o, "--stop-at"))
             a.stop_at = parse_positive(o, argv[++i]);
+        else if (!strcmp(o, "--vocab-size"))
+            a.vocab_size = parse_positive(o, argv[++i]);
+        else if (!strcmp(o, "--flops-at"))
+            a.flops_at = argv[++i];
         else {
             if (a.n_sets == 64) user_error("--set: at most 64 overrides");
             a.sets[a.n_sets++] = argv[++i];
         }
     }
+    if ((a.vocab_size || a.flops_at) && !a.describe)
+        user_error("%s is an option of --describe", a.vocab_size ? "--vocab-size" : "--flops-at");
+    if (a.describe && (a.resume || a.init || a.out || a.stop_at >= 0 || a.profile || !a.config))
+        user_error("--describe takes --config FILE, --set, --vocab-size and --flops-at only: it "
+                   "trains nothing");
     if (a.init && a.resume)
         user_error("--init and --resume cannot be combined: --init starts a new run from another "
                    "run's weights, --resume continues a run");
@@ -193,20 +195,26 @@ static void load_split(Tokens *t, const Config *c, const char *key, const char *
         user_error("%s: %s (get the data with scripts/get_data.sh, or set data.dir)", key, err);
 }
 
-static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
+/* The vocabulary: vocab_txt (a run's), else data.vocab, else built from data.train; checked
+ * against the config's output layer. */
+static void load_vocab(Vocab *v, const Config *c, const char *vocab_txt) {
     char path[2048], err[1024];
     if (vocab_txt) {
-        if (vocab_load(&d->vocab, vocab_txt, err, sizeof err)) user_error("%s", err);
+        if (vocab_load(v, vocab_txt, err, sizeof err)) user_error("%s", err);
     } else if (c->data.vocab[0]) {
         path_join(path, sizeof path, c->data.dir, c->data.vocab);
-        if (vocab_load_counts(&d->vocab, path, err, sizeof err)) user_error("data.vocab: %s", err);
+        if (vocab_load_counts(v, path, err, sizeof err)) user_error("data.vocab: %s", err);
     } else {
         path_join(path, sizeof path, c->data.dir, c->data.train);
-        if (vocab_build(&d->vocab, path, err, sizeof err))
+        if (vocab_build(v, path, err, sizeof err))
             user_error("data.train: %s (get the data with scripts/get_data.sh, or set data.dir)",
                        err);
     }
-    if (model_check_vocab(c, d->vocab.n, err, sizeof err)) user_error("%s", err);
+    if (model_check_vocab(c, v->n, err, sizeof err)) user_error("%s", err);
+}
+
+static void load_data(RunData *d, const Config *c, const char *vocab_txt) {
+    load_vocab(&d->vocab, c, vocab_txt);
     load_split(&d->train, c, "data.train", c->data.train, &d->vocab);
     load_split(&d->valid, c, "data.valid", c->data.valid, &d->vocab);
     if (d->train.n < (size_t)c->train.seq_len + 1)
@@ -664,11 +672,34 @@ static void train_loop(Trainer *tr, const RunData *d, RunLog *log, const Args *a
     free(tg);
 }
 
+/* --describe: the resolved config for V words (--vocab-size, else the data's vocabulary). */
+static void describe(const Args *a, const Config *cfg) {
+    char err[1024];
+    int V = (int)a->vocab_size, lengths[LENGTHS_MAX], n = 0;
+    if (V) {
+        if (model_check_vocab(cfg, V, err, sizeof err)) user_error("%s", err);
+    } else {
+        Vocab v;
+        load_vocab(&v, cfg, NULL);
+        V = v.n;
+        vocab_free(&v);
+    }
+    if (a->flops_at &&
+        (n = lengths_parse(a->flops_at, cfg->train.seq_len, lengths, err, sizeof err)) < 0)
+        user_error("--flops-at: %s", err);
+    describe_write(stdout, cfg, V, lengths, n);
+}
+
 int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
     Args a = parse_args(argc, argv);
     Trainer tr = {.saved_step = -1};
     Config cfg = load_config(&a, tr.dir, sizeof tr.dir);
+    if (a.describe) {
+        describe(&a, &cfg);
+        config_free(&cfg);
+        exit_flushed();
+    }
     if (!strcmp(cfg.train.precision, "bf16") && !bf16_cpu_supported())
         user_error("train.precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this "
                    "one lacks; use train.precision=fp32");

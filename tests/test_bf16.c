@@ -231,9 +231,11 @@ TEST(test_gemm_bf16_reads_the_parameters_copy) {
 /* ---- whole models in bf16 ---- */
 
 /* Loss and every gradient of the model `extra` describes, trained one micro-batch with the
- * train keys `train` (precision, engine) from the same weights (seed 3): *loss, and grads
- * (pt.total floats, caller frees). */
-static float *model_grads(const char *extra, const char *train, double *loss, size_t *n) {
+ * train keys `train` (precision, engine) from the same weights (seed 3): *loss, grads
+ * (pt.total floats, caller frees) and *prims, the oneDNN primitives the pass created (0 on
+ * OpenBLAS). */
+static float *model_grads(const char *extra, const char *train, double *loss, size_t *n,
+                          int *prims) {
     char text[640], err[512];
     snprintf(text, sizeof text,
              "{\"model\": {\"n_layers\": 2, \"d_model\": 32, \"n_heads\": 4, \"d_ff\": 64, "
@@ -255,6 +257,7 @@ static float *model_grads(const char *extra, const char *train, double *loss, si
     model_forward(&m, &p, in);
     *loss = model_backward(&m, &p, in, tg, 1.0f / N) / N;
     *n = m.spec.pt.total;
+    *prims = gemm_primitives(m.state.gemm);
     float *g = xcalloc(*n, sizeof *g);
     memcpy(g, m.weights.grads, *n * sizeof *g);
     model_free(&m);
@@ -273,16 +276,18 @@ static void variant(char *extra, size_t size, int k) {
 }
 
 /* Every variant's loss and gradient with the train keys `train`, against OpenBLAS float32:
- * the gradient cosine is at least min_cos, the loss within rel_loss, and (differ) the gradients
- * are not bit-identical (the other engine really ran). */
+ * the gradient cosine is at least min_cos and the loss within rel_loss, and oneDNN really ran
+ * (it created primitives; its float32 gradients can equal OpenBLAS's bit for bit on a host
+ * where both sum these short products in the same order). */
 static void engine_follows_fp32(const char *train, double min_cos, double rel_loss) {
     for (int k = 0; k <= pos_count(); k++) {
         char extra[256];
         variant(extra, sizeof extra, k);
         double l32, l;
         size_t n;
-        float *g32 = model_grads(extra, "\"precision\": \"fp32\"", &l32, &n),
-              *g = model_grads(extra, train, &l, &n);
+        int prims32, prims;
+        float *g32 = model_grads(extra, "\"precision\": \"fp32\"", &l32, &n, &prims32),
+              *g = model_grads(extra, train, &l, &n, &prims);
         if (!g32 || !g) return;
         double dot = 0.0, a2 = 0.0, b2 = 0.0;
         for (size_t i = 0; i < n; i++)
@@ -292,8 +297,8 @@ static void engine_follows_fp32(const char *train, double min_cos, double rel_lo
               cosine);
         CHECK(fabs(l - l32) < rel_loss * l32, "%s %s: loss %.7f, %.7f in OpenBLAS fp32", train,
               extra, l, l32);
-        CHECK(memcmp(g32, g, n * sizeof *g32) != 0, "%s %s: OpenBLAS's exact gradients", train,
-              extra);
+        CHECK(prims32 == 0 && prims > 0, "%s %s: %d oneDNN primitives, %d in OpenBLAS fp32", train,
+              extra, prims, prims32);
         free(g32), free(g);
     }
 }

@@ -236,6 +236,72 @@ TEST(test_cli_list_positions) {
     }
 }
 
+/* --describe: the resolved config, the parameter count and FLOPs a real run of the same config
+ * and data states (its summary and its log's start row), without training or writing anything;
+ * FLOPs at other lengths grow as the causal attention term 2 n_layers d_model (T + 1) does. */
+TEST(test_cli_describe) {
+    char dir[256], out[OUT_LEN], path[600];
+    const char *adaptive[] = {"model.output.type=adaptive", "model.output.cutoffs=[100]",
+                              "model.position.type=t5", NULL};
+    if (!trained_scratch("cli_describe", dir, sizeof dir, out, adaptive)) return;
+    const char *p = strstr(out, "parameters ");
+    long want_params = p ? atol(p + strlen("parameters ")) : -1;
+    snprintf(path, sizeof path, "%s/run/log.jsonl", dir);
+    double start_flops[2] = {NAN, NAN};
+    log_column(path, "train_flops_per_token", start_flops, 1);
+    int rc = sh(out, "./train --describe --config %s/cfg.json --flops-at 16,64", dir);
+    cJSON *d = rc == 0 ? cJSON_Parse(out) : NULL;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(d, "flops_per_token");
+    double at16 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "16")),
+           at64 = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "64"));
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(d, "config");
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "model"),
+                                         "position"),
+        "type");
+    CHECK(d && cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, "params")) == want_params &&
+              cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, "vocab_size")) == 266 &&
+              cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, "train_flops_per_token")) ==
+                  start_flops[0] &&
+              at16 * 3 == start_flops[0] && cJSON_IsString(pos) &&
+              !strcmp(pos->valuestring, "t5") &&
+              cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "methods")) == pos_count(),
+          "--describe (status %d) disagrees with the run (%ld parameters, %.0f FLOP/token): %s", rc,
+          want_params, start_flops[0], out);
+    /* the test config has 1 layer of d_model 16 (write_config): q.k and p.v cost 2 C (T + 1) */
+    CHECK(at64 - at16 == 2.0 * 16 * (64 - 16),
+          "FLOPs at 64 - at 16 = %.0f, expected the attention term's growth", at64 - at16);
+    cJSON_Delete(d);
+
+    rc = sh(out, "./train --describe --config %s/cfg.json --vocab-size 50", dir);
+    expect_user_error(rc, out, "cutoffs", NULL, NULL, "--describe: cutoff above --vocab-size");
+    rc = sh(out, "./train --config %s/cfg.json --vocab-size 50", dir);
+    expect_user_error(rc, out, "--vocab-size is an option of --describe", NULL, NULL,
+                      "--vocab-size without --describe");
+    rc = sh(out, "./train --describe --resume %s/run", dir);
+    expect_user_error(rc, out, "--describe takes --config", NULL, NULL, "--describe --resume");
+    rc = sh(out, "./train --describe --config %s/cfg.json --flops-at 16,,x", dir);
+    expect_user_error(rc, out, "--flops-at:", NULL, NULL, "--describe --flops-at with a bad list");
+    rc = sh(out, "./train --describe --config %s/cfg.json --set model.d_modle=3", dir);
+    expect_user_error(rc, out, "model.d_modle", NULL, NULL, "--describe with a misspelt key");
+}
+
+/* --print-lengths: the --lvalid list exactly as ./eval would evaluate it (order and repeats
+ * kept), without a checkpoint. */
+TEST(test_eval_print_lengths) {
+    char out[OUT_LEN];
+    int rc = sh(out, "./eval --print-lengths 100..350:100,64,paper --train-len 64");
+    CHECK(rc == 0 && !strncmp(out, "[100, 200, 300, 350, 64, 64, 65, 74, 84, ", 41) &&
+              strstr(out, ", 15064]\n"),
+          "--print-lengths: status %d: %s", rc, out);
+    rc = sh(out, "./eval --print-lengths 512..100 --train-len 64");
+    expect_user_error(rc, out, "--print-lengths:", NULL, NULL, "--print-lengths, a bad range");
+    rc = sh(out, "./eval --print-lengths 128");
+    expect_user_error(rc, out, "--train-len", NULL, NULL, "--print-lengths without --train-len");
+    rc = sh(out, "./eval --print-lengths 128 --train-len 64 --split test");
+    expect_user_error(rc, out, "without other flags", NULL, NULL, "--print-lengths with --split");
+}
+
 /* ---- 2. a run is never overwritten ---- */
 
 TEST(test_cli_refuses_overwrite) {

@@ -17,11 +17,16 @@
  * Every test is a SKIP_NEED("python3") when no Python 3 is installed. */
 #include "test.h"
 
+#include <cjson/cJSON.h>
+
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../src/io/lengths.h"
 #include "../src/util/util.h"
+#include "cli_util.h"
 
 #define FIXTURES "tests/fixtures/results"
 
@@ -418,7 +423,7 @@ TEST(test_reproduce_smoke_end_to_end) {
             "mkdir -p %s/elsewhere && cp -r %s/runs/alibi-L16 %s/elsewhere/ && "
             "scripts/reproduce.sh --preset smoke --dry-run --runs %s/elsewhere",
             dir, res, dir, dir);
-    CHECK(rc == 0 && !strstr(out, "alibi-L16:") && !strstr(out, "train alibi-L16") &&
+    CHECK(rc == 0 && !strstr(out, "eval alibi-L16") && !strstr(out, "train alibi-L16") &&
               strstr(out, "train alibi-L8"),
           "results/runs/alibi-L16 copied to a new run root is not done (status %d):\n%s", rc, out);
 
@@ -470,6 +475,118 @@ TEST(test_reproduce_dry_run_every_preset) {
         char runs[700];
         snprintf(runs, sizeof runs, "%s/runs-%s", dir, p);
         CHECK(!file_exists(runs), "--dry-run created %s", runs);
+    }
+}
+
+/* The preset's inline base config, written where its dry run's ./train commands read it. */
+static void write_inline_base(const char *preset, const char *runs) {
+    char path[1024];
+    snprintf(path, sizeof path, "configs/presets/%s.json", preset);
+    size_t n;
+    char *text = read_file(path, &n);
+    cJSON *p = text ? cJSON_Parse(text) : NULL;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(p, "config");
+    if (cJSON_IsObject(c)) {
+        char *body = cJSON_Print(c);
+        snprintf(path, sizeof path, "%s/base-config.json", runs);
+        mkdir(runs, 0755);
+        write_text(path, body);
+        free(body);
+    }
+    CHECK(p != NULL, "cannot read %s", path);
+    cJSON_Delete(p);
+    free(text);
+}
+
+/* One dry run's model line, "  model NAME: P parameters, F FLOP/token training at L = X, ...",
+ * against ./train --describe of the dry run's own training command for that model (its --out
+ * dropped): the script's numbers are the binary's. Returns the line's L, 0 for another line. */
+static int model_line_matches(const char *dry, const char *line, int V) {
+    char name[128];
+    double params, flops;
+    int L;
+    if (sscanf(line, "  model %127[^:]: %lf parameters, %lf FLOP/token training at L = %d", name,
+               &params, &flops, &L) != 4)
+        return 0;
+    char needle[200];
+    snprintf(needle, sizeof needle, "/%s --set ", name);
+    const char *at = strstr(dry, needle), *start = at;
+    while (start && start > dry && start[-1] != '\n') start--;
+    CHECK(at != NULL, "no training command for %s", name);
+    if (!at) return L;
+    const char *out_flag = strstr(start, " --out "), *after = strchr(out_flag + 7, ' ');
+    char cmd[4096], out[OUT_LEN];
+    snprintf(cmd, sizeof cmd, "%.*s%.*s --describe --vocab-size %d", (int)(out_flag - start), start,
+             (int)strcspn(after, "\n"), after, V);
+    int rc = sh(out, "%s", cmd);
+    cJSON *d = rc == 0 ? cJSON_Parse(out) : NULL;
+    const cJSON *P = cJSON_GetObjectItemCaseSensitive(d, "params"),
+                *F = cJSON_GetObjectItemCaseSensitive(d, "train_flops_per_token");
+    CHECK(cJSON_IsNumber(P) && cJSON_IsNumber(F) && P->valuedouble == params &&
+              fabs(F->valuedouble - flops) <= 0.5,
+          "%s: the dry run says %.0f parameters and %.0f FLOP/token; %s says:\n%s", name, params,
+          flops, cmd, out);
+    cJSON_Delete(d);
+    return L;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* The line's "L_valid SPEC = LIST": LIST is the lengths ./eval --print-lengths SPEC gives for
+ * L, with L added, sorted and without repeats (the tables compare with L_valid = L). */
+static void lvalid_matches(const char *line, int L) {
+    const char *lv = strstr(line, ", L_valid "), *eq = lv ? strstr(lv, " = ") : NULL;
+    CHECK(eq != NULL, "no 'L_valid SPEC = LIST' in '%.*s'", (int)strcspn(line, "\n"), line);
+    if (!eq) return;
+    char spec[256], list[2048], out[OUT_LEN];
+    snprintf(spec, sizeof spec, "%.*s", (int)(eq - lv - 10), lv + 10);
+    snprintf(list, sizeof list, "%.*s", (int)strcspn(eq + 3, "\n"), eq + 3);
+    int rc = sh(out, "./eval --print-lengths '%s' --train-len %d", spec, L);
+    cJSON *a = rc == 0 ? cJSON_Parse(out) : NULL;
+    int v[LENGTHS_MAX + 1], n = 0;
+    for (const cJSON *x = a ? a->child : NULL; x && n < LENGTHS_MAX; x = x->next)
+        v[n++] = x->valueint;
+    v[n++] = L;
+    qsort(v, (size_t)n, sizeof *v, cmp_int);
+    char want[2048] = "";
+    for (int k = 0; k < n; k++) {
+        size_t w = strlen(want);
+        if (!k || v[k] != v[k - 1]) snprintf(want + w, sizeof want - w, "%s%d", k ? "," : "", v[k]);
+    }
+    CHECK(!strcmp(list, want), "L_valid %s at L = %d: the dry run has %s, ./eval gives %s", spec, L,
+          list, want);
+    cJSON_Delete(a);
+}
+
+/* The time estimates use the binaries' numbers: every preset's dry run reports, per model, the
+ * parameters and training FLOPs per token that ./train --describe gives for that model's own
+ * command, and the L_valid list ./eval --print-lengths gives for its spec. */
+TEST(test_reproduce_dry_run_asks_the_binaries) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_describe"));
+    const char *presets[] = {"smoke", "quick", "wt2-paper", "arch", "cpu-paper"};
+    for (int i = 0; i < 5; i++) {
+        int rc = sh(out,
+                    "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs-%s --out %s/o "
+                    "--data-dir %s/no-data",
+                    presets[i], dir, presets[i], dir, dir);
+        CHECK(rc == 0, "--preset %s --dry-run: status %d:\n%s", presets[i], rc, out);
+        const char *v = strstr(out, "; vocabulary ");
+        int V = v ? atoi(v + strlen("; vocabulary ")) : 0, checked = 0;
+        char runs[600];
+        snprintf(runs, sizeof runs, "%s/runs-%s", dir, presets[i]);
+        write_inline_base(presets[i], runs);
+        for (const char *line = out; line; line = strchr(line, '\n'), line = line ? line + 1 : 0) {
+            int L = model_line_matches(out, line, V);
+            if (!L) continue;
+            checked++;
+            lvalid_matches(line, L);
+        }
+        CHECK(V > 0 && checked >= 9, "--preset %s: %d model lines checked (vocabulary %d):\n%s",
+              presets[i], checked, V, out);
     }
 }
 
