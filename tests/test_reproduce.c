@@ -590,6 +590,37 @@ TEST(test_reproduce_dry_run_asks_the_binaries) {
     }
 }
 
+/* make quickstart's ending (scripts/quickstart_plot.py) on the eval.jsonl rows of a real
+ * quickstart run (tests/fixtures/quickstart): the table of both methods, a text plot whose
+ * marks sit at the right heights (ALiBi flat on the bottom row, sinusoidal's 2048 point on the
+ * top row), the figure when matplotlib is there; a run without rows is a user error. */
+TEST(test_quickstart_plot) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN], path[700];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("quickstart_plot"));
+    int rc = sh(out,
+                "cp -r tests/fixtures/quickstart/* %s/ && %s scripts/quickstart_plot.py --runs %s "
+                "--methods alibi,sinusoidal --train-len 128",
+                dir, g_py, dir);
+    CHECK(rc == 0 && has_line(out, "     128           350.57           389.97") &&
+              has_line(out, "    2048           347.86           429.33") &&
+              has_line(out, "    429.3 |                    x") &&
+              has_line(out, "    347.9 |    o       o       o") &&
+              strstr(out, "o ALiBi, x Sinusoidal"),
+          "quickstart_plot: status %d:\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/extrapolation.png", dir);
+    if (has_matplotlib())
+        CHECK(file_exists(path), "no %s:\n%s", path, out);
+    else
+        SKIP_NEED("matplotlib", "the quickstart figure is not drawn");
+    rc = sh(out,
+            "mkdir -p %s/none && %s scripts/quickstart_plot.py --runs %s --methods none "
+            "--train-len 128",
+            dir, g_py, dir);
+    expect_user_error(rc, out, "none/eval.jsonl has no evaluation rows", NULL, NULL,
+                      "quickstart_plot without rows");
+}
+
 /* Occurrences of needle in text. */
 static int count_substr(const char *text, const char *needle) {
     int n = 0;
