@@ -33,6 +33,7 @@ static const char *USAGE =
     "usage: ./eval --ckpt RUN [--split valid|test] [--lvalid LIST] [--data DIR]\n"
     "              [--mode nonoverlapping|sliding] [--stride S] [--json FILE [--skip-done]]\n"
     "              [--per-position FILE [--per-position-buckets N] [--per-position-scale S]]\n"
+    "              [--segments FILE]\n"
     "\n"
     "Scores a split at each length L_valid and prints one row per length: L_valid, segments (or\n"
     "windows), tokens scored, mean loss, perplexity, tokens scored per second, peak memory.\n"
@@ -68,6 +69,10 @@ static const char *USAGE =
     "                 segment/window, bucketed, as a JSON line (docs/evaluation.md)\n"
     "  --per-position-buckets N  number of buckets (default 64)\n"
     "  --per-position-scale S    linear (default) or log bucket widths\n"
+    "  --segments FILE  append, per length, the summed loss and token count of every segment\n"
+    "                 (window) in stream order, for paired bootstrap intervals\n"
+    "                 (docs/evaluation.md); --skip-done evaluates a length again if only this\n"
+    "                 is missing\n"
     "  --threads N    threads (default: the run's train.threads, 0 = all cores)\n"
     "  --precision P  fp32 (default, whatever precision trained the model) or bf16: the products\n"
     "                 outside attention multiply bf16 x bf16 -> f32 through oneDNN\n"
@@ -87,6 +92,7 @@ static const char *USAGE =
 
 typedef struct {
     const char *ckpt, *split, *lvalid, *data, *json, *mode, *per_position, *precision, *matmul;
+    const char *segments;
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
     const char *print_lengths;
     int threads, stride, sliding, skip_done, buckets, log_scale, train_len;
@@ -119,6 +125,7 @@ static int parse_flag(Args *a, const char *o, const char *v) {
                        : !strcmp(o, "--json")          ? &a->json
                        : !strcmp(o, "--mode")          ? &a->mode
                        : !strcmp(o, "--per-position")  ? &a->per_position
+                       : !strcmp(o, "--segments")      ? &a->segments
                        : !strcmp(o, "--precision")     ? &a->precision
                        : !strcmp(o, "--matmul")        ? &a->matmul
                        : !strcmp(o, "--rope-scaling")  ? &a->rope_scaling
@@ -450,29 +457,54 @@ static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
     return n;
 }
 
-/* What each length still needs (--skip-done): nothing, its --json row and profile, or only the
- * --per-position profile (its row is there: a second row would duplicate it). */
-enum { TODO_NONE, TODO_ALL, TODO_PROFILE };
+/* What each length still needs, a set of these (--skip-done: only what its files lack, so a
+ * second row never duplicates one that is there; without it, everything asked for). */
+enum { NEED_ROW = 1, NEED_PROFILE = 2, NEED_SEGMENTS = 4 };
 
-/* Fills todo[i] (TODO_*); returns how many lengths need an evaluation. */
-static int mark_todo(const Sweep *s, const int *lengths, int n, int *todo) {
+/* The lines of an output file when --skip-done looks into it, else NULL. */
+static char *done_rows(const Args *a, const char *path) {
     size_t len;
-    char *rows = s->a->skip_done ? read_file(s->a->json, &len) : NULL;
-    char *profiles =
-        s->a->skip_done && s->a->per_position ? read_file(s->a->per_position, &len) : NULL;
+    return a->skip_done && path ? read_file(path, &len) : NULL;
+}
+
+/* Fills todo[i] (NEED_* bits; 0: nothing to do); returns how many lengths need an evaluation. */
+static int mark_todo(const Sweep *s, const int *lengths, int n, int *todo) {
+    const Args *a = s->a;
+    char *rows = done_rows(a, a->json), *profiles = done_rows(a, a->per_position),
+         *segments = done_rows(a, a->segments);
     int left = 0;
     for (int i = 0; i < n; i++) {
         cJSON *id = row_identity(s, lengths[i]), *pid = profile_identity(s, lengths[i]);
-        int row = rows && row_done(rows, id);
-        int profile = !s->a->per_position || (profiles && row_done(profiles, pid));
-        todo[i] = !row ? TODO_ALL : !profile ? TODO_PROFILE : TODO_NONE;
-        left += todo[i] != TODO_NONE;
+        todo[i] = (rows && row_done(rows, id) ? 0 : NEED_ROW) |
+                  (!a->per_position || (profiles && row_done(profiles, pid)) ? 0 : NEED_PROFILE) |
+                  (!a->segments || (segments && row_done(segments, id)) ? 0 : NEED_SEGMENTS);
+        left += todo[i] != 0;
         cJSON_Delete(id);
         cJSON_Delete(pid);
     }
     free(rows);
     free(profiles);
+    free(segments);
     return left;
+}
+
+/* One --segments line: the row's identity, then each window's scored tokens and summed loss in
+ * stream order (window k scores the tokens after those of windows 0 .. k-1). Losses are printed
+ * to 1e-6 nats: far below any difference a bootstrap could resolve, and a third of the bytes. */
+static void segments_row(JsonlFile *f, const Sweep *s, int L, size_t n, const double *nll) {
+    int S = stride_of(s->a, L);
+    size_t nw = eval_window_count(n, L, S);
+    cJSON *o = row_identity(s, L);
+    cJSON_AddStringToObject(o, "rev", TRAINSHORT_REV);
+    cJSON *jt = cJSON_AddArrayToObject(o, "tokens"), *jn = cJSON_AddArrayToObject(o, "nll");
+    for (size_t k = 0; k < nw; k++) {
+        EvalWindow w = eval_window(n, L, S, k);
+        char num[64];
+        snprintf(num, sizeof num, "%.6f", nll[k]);
+        cJSON_AddItemToArray(jt, cJSON_CreateNumber((double)(w.end - w.score)));
+        cJSON_AddItemToArray(jn, cJSON_CreateRaw(num));
+    }
+    write_row(f, o, L);
 }
 
 /* An output file named by flag, or NULL when the flag was not given. */
@@ -489,8 +521,8 @@ static void close_output(JsonlFile *f) {
 }
 
 typedef struct {
-    JsonlFile *json, *per_position;
-    JsonlFile files[2];
+    JsonlFile *json, *per_position, *segments;
+    JsonlFile files[3];
     EvalPositions pos;
 } Outputs;
 
@@ -507,27 +539,33 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
     }
     for (int i = 0; i < n; i++) {
         int L = lengths[i], S = stride_of(s->a, L);
-        if (todo[i] == TODO_NONE) {
+        if (!todo[i]) {
             printf("# L_valid %d: already in %s, skipped (--skip-done)\n", L, s->a->json);
             continue;
         }
-        if (todo[i] == TODO_PROFILE)
-            printf("# L_valid %d: row already in %s; evaluating for its per-position profile\n", L,
-                   s->a->json);
+        if (!(todo[i] & NEED_ROW))
+            printf("# L_valid %d: row already in %s; evaluating for its%s%s\n", L, s->a->json,
+                   todo[i] & NEED_PROFILE ? " per-position profile" : "",
+                   todo[i] & NEED_SEGMENTS ? " segments" : "");
         sp.L = L, sp.index++;
         sp.work_L = length_work(s->cfg, m->spec.V, tok->n, L, S);
-        EvalPositions *pos = out->per_position ? &out->pos : NULL;
-        if (pos) {
-            memset(pos->nll, 0, (size_t)L * sizeof *pos->nll);
-            memset(pos->count, 0, (size_t)L * sizeof *pos->count);
+        EvalPositions pos = {0};
+        if (todo[i] & NEED_PROFILE) {
+            pos.nll = out->pos.nll, pos.count = out->pos.count;
+            memset(pos.nll, 0, (size_t)L * sizeof *pos.nll);
+            memset(pos.count, 0, (size_t)L * sizeof *pos.count);
         }
-        EvalResult r = eval_sliding(m, tok->ids, tok->n, L, S, eos, pos, on_progress, &sp);
+        if (todo[i] & NEED_SEGMENTS)
+            pos.window_nll = xcalloc(eval_window_count(tok->n, L, S), sizeof *pos.window_nll);
+        EvalResult r = eval_sliding(m, tok->ids, tok->n, L, S, eos, &pos, on_progress, &sp);
         sp.work_before += sp.work_L;
         progress_end(&sp.pg);
         if (sp.pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
         print_row(&r, peak_rss_bytes());
-        if (out->json && todo[i] == TODO_ALL) json_row(out->json, s, &r, peak_rss_bytes());
-        if (pos) per_position_row(out->per_position, s, L, pos);
+        if (out->json && todo[i] & NEED_ROW) json_row(out->json, s, &r, peak_rss_bytes());
+        if (pos.nll) per_position_row(out->per_position, s, L, &pos);
+        if (pos.window_nll) segments_row(out->segments, s, L, tok->n, pos.window_nll);
+        free(pos.window_nll);
     }
 }
 
@@ -576,6 +614,7 @@ int main(int argc, char **argv) {
     Outputs out = {0};
     out.json = open_append("--json", a.json, &out.files[0]);
     out.per_position = open_append("--per-position", a.per_position, &out.files[1]);
+    out.segments = open_append("--segments", a.segments, &out.files[2]);
     if (out.per_position) {
         out.pos.nll = xcalloc((size_t)max_L + 1, sizeof *out.pos.nll);
         out.pos.count = xcalloc((size_t)max_L + 1, sizeof *out.pos.count);
@@ -590,6 +629,7 @@ int main(int argc, char **argv) {
     run_sweep(&s, &m, &tok, vocab.eos, lengths, todo, n_len, &out);
     close_output(out.json);
     close_output(out.per_position);
+    close_output(out.segments);
     free(out.pos.nll);
     free(out.pos.count);
     model_free(&m);

@@ -51,10 +51,12 @@ static void score(EvalResult *r, EvalPositions *pos, const float *losses, size_t
     for (int b = 0; b < B; b++) {
         EvalWindow w = eval_window(n, L, S, k0 + (size_t)b);
         const float *l = losses + (size_t)b * len;
+        double window = 0.0;
         for (size_t t = w.score - w.start; t < w.end - w.start; t++) {
-            sum += l[t];
-            if (pos) pos->nll[t] += l[t], pos->count[t]++;
+            sum += l[t], window += l[t];
+            if (pos && pos->nll) pos->nll[t] += l[t], pos->count[t]++;
         }
+        if (pos && pos->window_nll) pos->window_nll[k0 + (size_t)b] = window;
         r->tokens += w.end - w.score;
     }
     r->nll += sum;

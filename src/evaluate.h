@@ -45,11 +45,13 @@ EvalWindow eval_window(size_t n, int L, int S, size_t k);
 /* Tokens the model reads in all windows: the work of an evaluation (S = L: n). */
 size_t eval_tokens_read(size_t n, int L, int S);
 
-/* Optional per-position accumulators, L entries each: nll[p] += loss and count[p] += 1 for every
- * scored token at position p of its window. */
+/* Optional accumulators, each NULL or filled: per position (L entries each), nll[p] += loss and
+ * count[p] += 1 for every scored token at position p of its window; per window (k <
+ * eval_window_count entries), window_nll[k] = the summed loss of the tokens window k scores. */
 typedef struct {
     double *nll;
     size_t *count;
+    double *window_nll;
 } EvalPositions;
 
 typedef void (*EvalProgressFn)(void *ctx, size_t done_tokens, size_t total_tokens);

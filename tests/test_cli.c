@@ -604,9 +604,9 @@ static void two_ppls(const char *rows_path, int a, int b, double ppl[2]) {
 }
 
 /* The issue's whole-model bounds on the quick model (configs/quick.json with a full softmax,
- * ALiBi, L = 128) and the shipped WikiText-2 sample: trained 300 steps in bf16 and in fp32 from the same seed, the two
- * reach validation perplexities within 1% of each other (./eval in float32 over the whole
- * valid split); and the fp32 checkpoint evaluated in bf16 is within 0.5% of its fp32
+ * ALiBi, L = 128) and the shipped WikiText-2 sample: trained 300 steps in bf16 and in fp32 from the
+ * same seed, the two reach validation perplexities within 1% of each other (./eval in float32 over
+ * the whole valid split); and the fp32 checkpoint evaluated in bf16 is within 0.5% of its fp32
  * perplexity at L_valid = L and 16L. */
 TEST(test_cli_bf16_quick_model_within_bounds) {
 #if defined(__SANITIZE_ADDRESS__)
@@ -937,6 +937,77 @@ TEST(test_cli_corrupt_checkpoints) {
 }
 
 /* ---- 8. eval scores every token once ---- */
+
+/* The lines of path parsed as JSON objects, at most max; returns their count. */
+static int read_rows(const char *path, cJSON **rows, int max) {
+    size_t len;
+    char *text = read_file(path, &len);
+    int n = 0;
+    for (char *line = text, *nl; line && *line && n < max; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        rows[n++] = cJSON_Parse(line);
+    }
+    free(text);
+    return n;
+}
+
+/* --segments: one line per length whose windows, in stream order, score every token once (the
+ * tokens add up to the row's, one entry per segment or window) and whose losses add up to the
+ * row's nll (each printed to 1e-6); --skip-done re-evaluates a length for missing segments only,
+ * without a second row. */
+TEST(test_cli_eval_segments) {
+    char dir[256], out[OUT_LEN], rows_path[600], seg_path[600];
+    if (!trained_scratch("cli_eval_segments", dir, sizeof dir, out,
+                         (const char *[]){"train.steps=2", NULL}))
+        return;
+    snprintf(rows_path, sizeof rows_path, "%s/eval.jsonl", dir);
+    snprintf(seg_path, sizeof seg_path, "%s/segments.jsonl", dir);
+    int rc = sh(out,
+                "./eval --ckpt %s/run --lvalid 10,16,200 --json %s --segments %s && ./eval --ckpt "
+                "%s/run --lvalid 16 --mode sliding --stride 5 --json %s --segments %s",
+                dir, rows_path, seg_path, dir, rows_path, seg_path);
+    CHECK(rc == 0, "./eval --segments: status %d: %s", rc, out);
+    cJSON *rows[8], *segs[8];
+    int nr = read_rows(rows_path, rows, 8), ns = read_rows(seg_path, segs, 8);
+    CHECK(nr == 4 && ns == 4, "%d rows and %d segment lines, expected 4 of each", nr, ns);
+    for (int i = 0; i < nr && i < ns; i++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(segs[i], "tokens"),
+                    *l = cJSON_GetObjectItemCaseSensitive(segs[i], "nll");
+        double tokens = 0, nll = 0;
+        int n = cJSON_GetArraySize(t);
+        for (int k = 0; k < n; k++)
+            tokens += cJSON_GetArrayItem(t, k)->valuedouble,
+                nll += cJSON_GetArrayItem(l, k)->valuedouble;
+        const char *same[] = {"lvalid", "mode", "stride", "split", "ckpt"};
+        for (int f = 0; f < 5; f++)
+            CHECK(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(rows[i], same[f]),
+                                cJSON_GetObjectItemCaseSensitive(segs[i], same[f]), 1),
+                  "line %d: %s differs from its row's", i + 1, same[f]);
+        double want = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(rows[i], "nll"));
+        CHECK(n == cJSON_GetArraySize(l) &&
+                  n == (int)cJSON_GetNumberValue(
+                           cJSON_GetObjectItemCaseSensitive(rows[i], "segments")) &&
+                  tokens == VALID_TOKENS && fabs(nll - want) <= 1e-6 * n,
+              "line %d: %d windows of %.0f tokens, nll %.6f; the row has %.6f", i + 1, n, tokens,
+              nll, want);
+    }
+    for (int i = 0; i < nr; i++) cJSON_Delete(rows[i]);
+    for (int i = 0; i < ns; i++) cJSON_Delete(segs[i]);
+
+    rc = sh(out,
+            "sed -i 2d %s && ./eval --ckpt %s/run --lvalid 10,16,200 --json %s --segments %s "
+            "--skip-done",
+            seg_path, dir, rows_path, seg_path);
+    CHECK(rc == 0 && strstr(out, "L_valid 16: row already in") &&
+              strstr(out, "evaluating for its segments") && strstr(out, "L_valid 10: already in"),
+          "--skip-done with a missing segments line: status %d: %s", rc, out);
+    nr = read_rows(rows_path, rows, 8), ns = read_rows(seg_path, segs, 8);
+    CHECK(nr == 4 && ns == 4, "after --skip-done: %d rows and %d segment lines, expected 4 and 4",
+          nr, ns);
+    for (int i = 0; i < nr; i++) cJSON_Delete(rows[i]);
+    for (int i = 0; i < ns; i++) cJSON_Delete(segs[i]);
+}
 
 TEST(test_cli_eval_token_accounting) {
     char dir[256], out[OUT_LEN], cmd[4096];

@@ -165,7 +165,7 @@ TEST(test_eval_sliding_reference) {
         }
         double pnll[13] = {0};
         size_t pcount[13] = {0};
-        EvalPositions pos = {pnll, pcount};
+        EvalPositions pos = {pnll, pcount, NULL};
         EvalResult r = eval_sliding(&m, ids, n, L, S, eos, &pos, NULL, NULL);
         size_t counted = 0;
         double pos_sum = 0.0;
