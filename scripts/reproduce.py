@@ -126,13 +126,13 @@ def print_lengths(bin_dir, spec, L, what):
 
 # ---- presets ----
 
-PRESET_KEYS = {"description", "notes", "config", "set", "data", "lengths", "models", "eval",
+PRESET_KEYS = {"description", "notes", "config", "set", "data", "lengths", "models", "eval", "seeds",
                "figure4"}
 DATA_KEYS = {"name", "dir", "need", "shared", "get", "synthetic", "valid_tokens", "vocab_size"}
 SYNTH_KEYS = {"vocab", "tokens", "valid_tokens", "seed"}
 LENGTH_KEYS = {"set", "lvalid", "per_position", "sliding_stride"}
 MODEL_KEYS = {"name", "method", "L", "set"}
-EVAL_KEYS = {"split", "per_position_buckets", "per_position_scale"}
+EVAL_KEYS = {"split", "splits", "per_position_buckets", "per_position_scale"}
 
 
 def preset_names():
@@ -197,7 +197,20 @@ def parse_user_sets(items):
     return out
 
 
-def load_preset(arg, runs_dir, data_override, bin_dir, user_sets=()):
+def parse_seeds(v, where):
+    """A list of distinct positive seeds (train.seed values), from the preset or --seeds."""
+    if isinstance(v, str):
+        try:
+            v = [int(x) for x in v.split(",")]
+        except ValueError:
+            raise UserError("%s: expected comma-separated seeds like 1,2,3, got '%s'" % (where, v))
+    if (not isinstance(v, list) or not v or len(set(v)) != len(v) or
+            not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
+        raise UserError("%s: seeds must be distinct positive integers, e.g. [1, 2, 3]" % where)
+    return v
+
+
+def load_preset(arg, runs_dir, data_override, bin_dir, user_sets=(), seeds=None):
     path = preset_path(arg)
     try:
         with open(path) as f:
@@ -260,6 +273,22 @@ def load_preset(arg, runs_dir, data_override, bin_dir, user_sets=()):
     ev = p.get("eval", {})
     check_keys(ev, EVAL_KEYS, "eval", path)
     pr.split = ev.get("split", "valid")
+    # every table has the test split beside the main one; per-position profiles and sliding
+    # windows are evaluated on the main split only
+    pr.splits = ev.get("splits", [pr.split] + (["test"] if pr.split != "test" else []))
+    if (not isinstance(pr.splits, list) or not pr.splits or pr.splits[0] != pr.split or
+            not all(x in ("valid", "test") for x in pr.splits) or len(set(pr.splits)) != len(pr.splits)):
+        raise UserError("%s: eval.splits must list valid and/or test once each, the main split "
+                        "(eval.split) first" % path)
+    for x in pr.splits:
+        f = "wiki.%s.tokens" % x
+        if f not in pr.need:
+            pr.need = pr.need + [f]
+    pr.seeds = parse_seeds(seeds, "--seeds") if seeds is not None else \
+        parse_seeds(p.get("seeds", [1]), "%s: seeds" % path)
+    if len(pr.seeds) > 1 and any(k == "train.seed" for k, _ in user_sets):
+        raise UserError("--set train.seed: the preset trains seeds %s; choose them with --seeds"
+                        % ",".join(map(str, pr.seeds)))
     pr.pp_buckets = ev.get("per_position_buckets", 64)
     pr.pp_scale = ev.get("per_position_scale", "log")
 
@@ -289,7 +318,7 @@ def load_preset(arg, runs_dir, data_override, bin_dir, user_sets=()):
     pr.figure4 = p.get("figure4")
     if pr.figure4 is not None:
         for n in pr.figure4:
-            if n not in {m.name for m in pr.models}:
+            if n not in {m.base for m in pr.models}:
                 raise UserError("%s: figure4: no model named '%s'" % (path, n))
     return pr
 
@@ -335,11 +364,19 @@ def load_models(pr, p, path, lengths, user_sets, bin_dir, config_path):
         d = describe(bin_dir, config_path, sets, pr.vocab_size, lvalid + ([pp] if pp else []),
                      "%s: %s (%s)" % (path, where, name))
         flops = {int(T): f for T, f in d["flops_per_token"].items()}
-        models.append(Model(name=name, method=m["method"], L=L, sets=sets, cfg=d["config"],
-                            params=d["params"], flops=flops, lvalid_spec=str(ls["lvalid"]),
-                            lvalid=lvalid, per_position=pp, stride=stride,
-                            dir=os.path.join(pr.runs, name)))
-    return models
+        for seed in pr.seeds:
+            # one seed keeps the model's name (and the runs of before); several get -s<seed>
+            one = pr.seeds == [1]
+            run = name if one else "%s-s%d" % (name, seed)
+            cfg = json.loads(json.dumps(d["config"]))
+            cfg["train"]["seed"] = seed if not one else cfg["train"]["seed"]
+            seed_sets = sets[:-1] + ([] if one else [("train.seed", seed)]) + sets[-1:]
+            models.append(Model(name=run, base=name, seed=seed, method=m["method"], L=L,
+                                sets=seed_sets, cfg=cfg, params=d["params"], flops=flops,
+                                lvalid_spec=str(ls["lvalid"]), lvalid=lvalid, per_position=pp,
+                                stride=stride, dir=os.path.join(pr.runs, run)))
+    # every model's first seed before any second one: a preset cut short has whole seeds
+    return sorted(models, key=lambda x: pr.seeds.index(x.seed))
 
 
 # ---- the state of a run directory ----
@@ -359,7 +396,7 @@ def run_config(m, what, user_keys=()):
     except (OSError, ValueError):
         raise UserError("%s: cannot read %s or config.json; delete the directory to retrain"
                         % (m.dir, what))
-    for key in ("model.position.type", "train.seq_len", "train.steps") + tuple(user_keys):
+    for key in ("model.position.type", "train.seq_len", "train.steps", "train.seed") + tuple(user_keys):
         have, asked = results.get(run_cfg, key), results.get(m.cfg, key)
         if asked is not None and have != asked:
             raise UserError("%s was trained with %s=%s but the preset asks for %s: delete it to "
@@ -395,12 +432,14 @@ def train_state(pr, m):
     return ("done" if step >= total else "resume"), step, total
 
 
-def eval_rows_done(m, split):
-    done = set()
-    for r in results.read_jsonl(os.path.join(m.dir, "eval.jsonl")):
-        if r.get("split") == split:
-            done.add((r.get("mode"), r.get("stride"), r.get("lvalid")))
-    return done
+def eval_rows_done(m):
+    """(split, mode, stride, L_valid) of every evaluation whose row is in eval.jsonl and whose
+    segments are in segments.jsonl (an evaluation without them is done again: --skip-done then
+    computes only the segments)."""
+    key = lambda r: (r.get("split"), r.get("mode"), r.get("stride"), r.get("lvalid"))
+    rows = {key(r) for r in results.read_jsonl(os.path.join(m.dir, "eval.jsonl"))}
+    segs = {key(r) for r in results.read_jsonl(os.path.join(m.dir, "segments.jsonl"))}
+    return rows & segs
 
 
 def per_position_done(m, split):
@@ -427,10 +466,11 @@ def train_cmd(pr, m, bin_dir):
     return cmd
 
 
-def eval_cmd(pr, m, bin_dir, lengths, sliding=None, per_position=False):
-    cmd = [os.path.join(bin_dir, "eval"), "--ckpt", m.dir, "--split", pr.split,
+def eval_cmd(pr, m, bin_dir, lengths, sliding=None, per_position=False, split=None):
+    cmd = [os.path.join(bin_dir, "eval"), "--ckpt", m.dir, "--split", split or pr.split,
            "--lvalid", ",".join(str(v) for v in lengths),
-           "--json", os.path.join(m.dir, "eval.jsonl")]
+           "--json", os.path.join(m.dir, "eval.jsonl"),
+           "--segments", os.path.join(m.dir, "segments.jsonl")]
     if sliding:
         cmd += ["--mode", "sliding", "--stride", str(sliding)]
     if per_position:
@@ -523,9 +563,10 @@ def make_synthetic(pr, cmd):
 
 def eval_jobs(pr, m, bin_dir, rows, profiles):
     """The evaluation jobs of a trained model still to run, and the number already done, given
-    the (mode, stride, L_valid) rows and the per-position L_valid already written."""
+    the (split, mode, stride, L_valid) evaluations and the per-position L_valid already written."""
     jobs, done = [], 0
     rows = set(rows)
+    main = pr.split
     if m.per_position:
         if m.per_position in profiles:
             done += 1
@@ -533,15 +574,17 @@ def eval_jobs(pr, m, bin_dir, rows, profiles):
             jobs.append(Job("eval", m, "eval %s: per-position losses at L_valid %d" % (m.name, m.per_position),
                             eval_cmd(pr, m, bin_dir, [m.per_position], per_position=True),
                             estimate_eval(pr, m, [m.per_position])))
-            rows.add(("nonoverlapping", m.per_position, m.per_position))
-    todo = [v for v in m.lvalid if ("nonoverlapping", v, v) not in rows]
-    if todo:
-        jobs.append(Job("eval", m, "eval %s: %s" % (m.name, lengths_text(todo)),
-                        eval_cmd(pr, m, bin_dir, todo), estimate_eval(pr, m, todo)))
-    else:
-        done += 1
+            rows.add((main, "nonoverlapping", m.per_position, m.per_position))
+    for split in pr.splits:
+        todo = [v for v in m.lvalid if (split, "nonoverlapping", v, v) not in rows]
+        if todo:
+            on = "" if split == main else " (%s split)" % split
+            jobs.append(Job("eval", m, "eval %s: %s%s" % (m.name, lengths_text(todo), on),
+                            eval_cmd(pr, m, bin_dir, todo, split=split), estimate_eval(pr, m, todo)))
+        else:
+            done += 1
     if m.stride:
-        if ("sliding", m.stride, m.L) in rows:
+        if (main, "sliding", m.stride, m.L) in rows:
             done += 1
         else:
             jobs.append(Job("eval", m, "eval %s: sliding window L_valid %d, stride %d" % (m.name, m.L, m.stride),
@@ -558,7 +601,7 @@ def plan(pr, bin_dir):
         # rows written beside an unfinished training belong to a model that is not there yet
         rows, profiles = set(), set()
         if state in ("done", "logged"):
-            rows, profiles = eval_rows_done(m, pr.split), per_position_done(m, pr.split)
+            rows, profiles = eval_rows_done(m), per_position_done(m, pr.split)
         evals, n = eval_jobs(pr, m, bin_dir, rows, profiles)
         if state == "logged":
             # trained without a checkpoint: done if nothing is left to evaluate, else retrained
@@ -589,7 +632,8 @@ def canonical_commands(pr, bin_dir):
         cmds = [train_cmd(pr, m, bin_dir)]
         if m.per_position:
             cmds.append(eval_cmd(pr, m, bin_dir, [m.per_position], per_position=True))
-        cmds.append(eval_cmd(pr, m, bin_dir, m.lvalid))
+        for split in pr.splits:
+            cmds.append(eval_cmd(pr, m, bin_dir, m.lvalid, split=split))
         if m.stride:
             cmds.append(eval_cmd(pr, m, bin_dir, [m.L], sliding=m.stride))
         out[m.name] = [show(c) for c in cmds]
@@ -600,7 +644,7 @@ def train_fresh(m, cmd):
     """A new run. A log or evaluation rows left in its directory belong to a model that is gone
     (killed before its first checkpoint, or its checkpoint deleted before every evaluation was
     written): set them aside, as ./train refuses to start beside them."""
-    for f in ("log.jsonl", "eval.jsonl", "per_position.jsonl"):
+    for f in ("log.jsonl", "eval.jsonl", "per_position.jsonl", "segments.jsonl"):
         path = os.path.join(m.dir, f)
         if os.path.isfile(path):
             os.replace(path, path + ".old")
@@ -685,6 +729,10 @@ def main(argv=None):
     ap.add_argument("--data-dir", help="read the corpus from this directory instead of the preset's")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
     ap.add_argument("--no-figures", action="store_true", help="write the markdown only")
+    ap.add_argument("--seeds", metavar="LIST",
+                    help="train every model once per seed (train.seed), e.g. 1,2,3; default: the "
+                         "preset's \"seeds\" (1 if it has none); runs of several seeds are named "
+                         "<model>-s<seed>")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a config key for every model, after the preset's (e.g. "
                          "train.precision=bf16); needs --runs and --out, so runs/<preset> and "
@@ -716,7 +764,7 @@ def main(argv=None):
             p = os.path.join(bin_dir, b)
             if not os.access(p, os.X_OK):
                 raise UserError("%s not found: build it with make" % p)
-        pr = load_preset(args.preset, args.runs, args.data_dir, bin_dir, user_sets)
+        pr = load_preset(args.preset, args.runs, args.data_dir, bin_dir, user_sets, args.seeds)
         args.out = args.out or os.path.join("results", pr.name)
         jobs, problems = data_jobs(pr)
         model_jobs, done = plan(pr, bin_dir)
@@ -736,7 +784,9 @@ def main(argv=None):
         "preset": pr.name, "preset_file": pr.path, "description": pr.description,
         "notes": pr.notes, "base_config": pr.base_path, "data_dir": pr.data_dir, "dataset": pr.data_name,
         "split": pr.split, "figure4": pr.figure4 or [],
-        "models": [{"name": m.name, "method": m.method, "L": m.L, "lvalid": m.lvalid_spec,
+        "seeds": pr.seeds, "splits": pr.splits,
+        "models": [{"name": m.name, "model": m.base, "seed": m.seed, "method": m.method, "L": m.L,
+                    "lvalid": m.lvalid_spec,
                     "per_position": m.per_position, "sliding_stride": m.stride} for m in pr.models],
         "commands": canonical_commands(pr, "."),
     }

@@ -29,6 +29,7 @@ Rows are matched on (split, mode, stride, L_valid); when a row appears twice, th
 """
 import argparse
 import glob
+import gzip
 import json
 import math
 import os
@@ -125,9 +126,15 @@ def fmt_duration(s):
 
 
 def read_jsonl(path):
+    """The JSON objects of a JSON-lines file, or of its gzip copy path + ".gz" (results/<preset>/
+    runs/ keeps segments.jsonl compressed); [] when neither exists."""
     rows = []
+    if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+        opener, path = (lambda p: gzip.open(p, "rt")), path + ".gz"
+    else:
+        opener = open
     try:
-        with open(path) as f:
+        with opener(path) as f:
             for line in f:
                 line = line.strip()
                 if line:
@@ -1044,6 +1051,14 @@ def copy_raw(runs, runs_dir, out):
             src = os.path.join(r.path, f)
             if os.path.isfile(src):
                 shutil.copyfile(src, os.path.join(d, f))
+        # every segment's loss: for the intervals, and so that a model copied back is done
+        src = os.path.join(r.path, "segments.jsonl")
+        if os.path.isfile(src):
+            # mtime=0: the same runs give the same bytes, so a regenerated copy is no git change
+            with open(src, "rb") as f, open(os.path.join(d, "segments.jsonl.gz.tmp"), "wb") as raw, \
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:
+                shutil.copyfileobj(f, g)
+            os.replace(os.path.join(d, "segments.jsonl.gz.tmp"), os.path.join(d, "segments.jsonl.gz"))
     for f in ("manifest.json", "base-config.json"):  # the commands, and the config they name
         src = os.path.join(runs_dir, f)
         if os.path.isfile(src):
