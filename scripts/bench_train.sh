@@ -32,8 +32,12 @@
 # before a refactor) on the baseline, alternating with this build before and after the
 # variants: rows "sinusoidal@base" and "sinusoidal", twice each, so a cost of the change shows
 # beside the run-to-run noise.
-# Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--no-outputs]
-#        [--only-outputs] (default methods: every registered position method, in registry order)
+# --rounds R repeats the method rows R times, the methods alternated round by round (rows carry
+# "round": 1..R), so that a difference between methods can be read against the run-to-run
+# spread (claim 6 of scripts/results.py reads such a file as results/<preset>/bench_train.jsonl).
+# Usage: scripts/bench_train.sh [--steps N] [--methods "sinusoidal alibi"] [--rounds R]
+#        [--no-outputs] [--only-outputs] (default methods: every registered position method, in
+#        registry order: ./train --list-positions)
 #        scripts/bench_train.sh --variants [--steps N] [--baseline-bin DIR]
 # --precision fp32|bf16 (default fp32) trains every row in that precision (train.precision) and
 # adds "precision" to its JSON line.
@@ -48,6 +52,7 @@ only_outputs=0
 variants=0
 base_bin=""
 precision=fp32
+rounds=1
 while [[ $# -gt 0 ]]; do
     case $1 in
     --steps) steps=$2; shift 2 ;;
@@ -57,10 +62,12 @@ while [[ $# -gt 0 ]]; do
     --variants) variants=1; shift ;;
     --baseline-bin) base_bin=$2; shift 2 ;;
     --precision) precision=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     *) echo "bench_train: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [[ $steps -ge 2 ]] || { echo "bench_train: --steps must be at least 2 (the first step is not timed)" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench_train: --rounds must be a positive integer, got '$rounds'" >&2; exit 2; }
 if [[ $variants == 1 && ( -n $methods || $outputs == 0 || $only_outputs == 1 ) ]]; then
     echo "bench_train: --variants replaces the method and output rows; it takes only --steps" >&2
     exit 2
@@ -74,8 +81,8 @@ data=data/wikitext-2
 [[ -s $data/wiki.train.tokens ]] || { echo "bench_train: WikiText-2 not found (scripts/get_data.sh wikitext-2)" >&2; exit 1; }
 make -s all
 if [[ -z $methods ]]; then
-    # the registered methods, from the choices of model.position.type in the config reference
-    methods=$(./train --help-config | sed -n 's/^| `model.position.type` | enum | [^|]* | \([^|]*\) |.*/\1/p' | tr -d ,)
+    # the registered methods, in registry order (one JSON object a line)
+    methods=$(./train --list-positions | sed -n 's/^{"name":"\([^"]*\)".*/\1/p')
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -95,7 +102,7 @@ bench() {
         --set train.ckpt_every=0 "${prec[@]}" "$@" >"$out.out"
     fpt=$(sed -n 's/.*MFLOP\/token forward, \([0-9.]*\) MFLOP\/token training.*/\1/p' "$out.out")
     # mean tokens/s over steps after the warm-up, from the per-step elapsed times in the log
-    /usr/bin/env python3 - "$out/log.jsonl" "$name" "$fpt" "$warm" "$precision" <<'PY'
+    /usr/bin/env python3 - "$out/log.jsonl" "$name" "$fpt" "$warm" "$precision" "${round:-0}" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 warm = min(int(sys.argv[4]), len(rows) - 1)  # fewer steps than the warm-up: skip the first only
@@ -106,6 +113,8 @@ row = {"name": sys.argv[2], "tokens_per_s": round(tps, 1), "gflops": round(tps *
        "flops_per_token": round(fpt)}
 if sys.argv[5] != "fp32":  # fp32 rows keep their old form
     row["precision"] = sys.argv[5]
+if sys.argv[6] != "0":  # --rounds: which round
+    row["round"] = int(sys.argv[6])
 print(json.dumps(row))
 PY
 }
@@ -138,10 +147,14 @@ if [[ $variants == 1 ]]; then
     exit 0
 fi
 if [[ $only_outputs == 0 ]]; then
-    for m in $methods; do
-        bench "$m" $ref --set model.position.type="$m" --set train.batch=8 --set data.dir="$data" \
-            --set model.output.type=full
+    for ((k = 1; k <= rounds; k++)); do
+        round=$([[ $rounds -gt 1 ]] && echo $k || echo 0)
+        for m in $methods; do
+            bench "$m" $ref --set model.position.type="$m" --set train.batch=8 \
+                --set data.dir="$data" --set model.output.type=full
+        done
     done
+    round=0
 fi
 [[ $outputs == 1 ]] || exit 0
 

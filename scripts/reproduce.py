@@ -130,7 +130,7 @@ PRESET_KEYS = {"description", "notes", "config", "set", "data", "lengths", "mode
                "figure4"}
 DATA_KEYS = {"name", "dir", "need", "shared", "get", "synthetic", "valid_tokens", "vocab_size"}
 SYNTH_KEYS = {"vocab", "tokens", "valid_tokens", "seed"}
-LENGTH_KEYS = {"set", "lvalid", "per_position", "sliding_stride"}
+LENGTH_KEYS = {"set", "lvalid", "per_position", "sliding_stride", "sliding_long"}
 MODEL_KEYS = {"name", "method", "L", "set"}
 EVAL_KEYS = {"split", "splits", "per_position_buckets", "per_position_scale"}
 
@@ -361,6 +361,16 @@ def load_models(pr, p, path, lengths, user_sets, bin_dir, config_path):
                 raise UserError("%s: lengths.%d.%s must be a positive integer" % (path, L, what))
         if stride is not None and stride > L:
             raise UserError("%s: lengths.%d.sliding_stride %d is above L" % (path, L, stride))
+        # sliding windows past L with a small stride (claim 8, the paper's Appendix B)
+        long_ = ls.get("sliding_long")
+        if long_ is not None:
+            check_keys(long_, {"stride", "lvalid"}, "lengths.%d.sliding_long" % L, path)
+            S, lvs = long_.get("stride"), long_.get("lvalid")
+            if (not isinstance(S, int) or S <= 0 or not isinstance(lvs, list) or not lvs or
+                    not all(isinstance(v, int) and v >= S for v in lvs)):
+                raise UserError("%s: lengths.%d.sliding_long needs a positive integer stride and "
+                                "a list of L_valid, each at least the stride" % (path, L))
+            long_ = (S, lvs)
         d = describe(bin_dir, config_path, sets, pr.vocab_size, lvalid + ([pp] if pp else []),
                      "%s: %s (%s)" % (path, where, name))
         flops = {int(T): f for T, f in d["flops_per_token"].items()}
@@ -374,7 +384,7 @@ def load_models(pr, p, path, lengths, user_sets, bin_dir, config_path):
             models.append(Model(name=run, base=name, seed=seed, method=m["method"], L=L,
                                 sets=seed_sets, cfg=cfg, params=d["params"], flops=flops,
                                 lvalid_spec=str(ls["lvalid"]), lvalid=lvalid, per_position=pp,
-                                stride=stride, dir=os.path.join(pr.runs, run)))
+                                stride=stride, sliding_long=long_, dir=os.path.join(pr.runs, run)))
     # every model's first seed before any second one: a preset cut short has whole seeds
     return sorted(models, key=lambda x: pr.seeds.index(x.seed))
 
@@ -590,6 +600,16 @@ def eval_jobs(pr, m, bin_dir, rows, profiles):
             jobs.append(Job("eval", m, "eval %s: sliding window L_valid %d, stride %d" % (m.name, m.L, m.stride),
                             eval_cmd(pr, m, bin_dir, [m.L], sliding=m.stride),
                             estimate_eval(pr, m, [m.L], m.stride)))
+    if m.sliding_long:
+        S, lvs = m.sliding_long
+        todo = [v for v in lvs if (main, "sliding", S, v) not in rows]
+        if todo:
+            jobs.append(Job("eval", m, "eval %s: sliding windows L_valid %s, stride %d"
+                            % (m.name, ",".join(map(str, todo)), S),
+                            eval_cmd(pr, m, bin_dir, todo, sliding=S),
+                            estimate_eval(pr, m, todo, S)))
+        else:
+            done += 1
     return jobs, done
 
 
@@ -636,6 +656,8 @@ def canonical_commands(pr, bin_dir):
             cmds.append(eval_cmd(pr, m, bin_dir, m.lvalid, split=split))
         if m.stride:
             cmds.append(eval_cmd(pr, m, bin_dir, [m.L], sliding=m.stride))
+        if m.sliding_long:
+            cmds.append(eval_cmd(pr, m, bin_dir, m.sliding_long[1], sliding=m.sliding_long[0]))
         out[m.name] = [show(c) for c in cmds]
     return out
 
@@ -787,7 +809,8 @@ def main(argv=None):
         "seeds": pr.seeds, "splits": pr.splits,
         "models": [{"name": m.name, "model": m.base, "seed": m.seed, "method": m.method, "L": m.L,
                     "lvalid": m.lvalid_spec,
-                    "per_position": m.per_position, "sliding_stride": m.stride} for m in pr.models],
+                    "per_position": m.per_position, "sliding_stride": m.stride,
+                    "sliding_long": m.sliding_long} for m in pr.models],
         "commands": canonical_commands(pr, "."),
     }
     write_atomic(os.path.join(pr.runs, "manifest.json"), json.dumps(manifest, indent=1) + "\n")

@@ -38,6 +38,8 @@ import shutil
 import subprocess
 import sys
 
+import stats  # scripts/stats.py: paired bootstrap intervals, mean and sd
+
 # ---- the rules of the claims (stated in claims.md) ----
 ONSET = 0.05          # "degrades": perplexity more than 5% above that at L_valid = L
 FLAT = 0.02           # "improves or stays flat": never more than 2% above that at L_valid = L
@@ -172,14 +174,19 @@ def median_rate(rows):
 
 
 class Run:
-    """One run directory: its config, training log and evaluation rows."""
+    """One run directory: its config, training log and evaluation rows. seed is its train.seed;
+    model the name of the model it is one seed of (its own name without a "-s<seed>" suffix)."""
 
     def __init__(self, name, path, split):
-        self.name, self.path = name, path
+        self.name, self.path, self.split = name, path, split
         with open(os.path.join(path, "config.json")) as f:
             self.cfg = json.load(f)
         self.method = get(self.cfg, "model.position.type", "?")
         self.L = int(get(self.cfg, "train.seq_len", 0))
+        self.seed = int(get(self.cfg, "train.seed", 1))
+        suffix = "-s%d" % self.seed
+        self.model = name[:-len(suffix)] if name.endswith(suffix) else name
+        self._segments = None
         self.nonoverlap, self.sliding, self.per_position = {}, {}, {}
         self.eval_seconds, self.revs, self.data, self.tokens = 0.0, set(), None, None
         self.eval_peak = None
@@ -235,6 +242,113 @@ class Run:
     def longest(self):
         c = self.curve()
         return c[-1] if c else (None, None)
+
+    def segments(self, lvalid, stride=None):
+        """The --segments record of this split at L_valid (nonoverlapping, or sliding with
+        stride), or None."""
+        if self._segments is None:
+            self._segments = {}
+            for r in read_jsonl(os.path.join(self.path, "segments.jsonl")):
+                if r.get("split", "valid") == self.split and "nll" in r:
+                    self._segments[(r.get("lvalid"), r.get("stride"))] = r
+        return self._segments.get((lvalid, stride or lvalid))
+
+
+class Model:
+    """The seeds of one model (runs of one name but for "-s<seed>"), read as one run: the
+    perplexities are the means over seeds (a length counts only where every seed has it), the
+    speeds are means, the memory the largest, the times and revisions those of all seeds. A model
+    of one seed is that run. Used wherever a Run is: tables, figures, claims."""
+
+    def __init__(self, runs):
+        runs = sorted(runs, key=lambda r: r.seed)
+        first = runs[0]
+        self.runs, self.name, self.method, self.L = runs, first.model, first.method, first.L
+        self.cfg, self.path, self.params, self.data = first.cfg, first.path, first.params, first.data
+        self.tokens, self.per_position = first.tokens, first.per_position
+        self.seeds = [r.seed for r in runs]
+        self.nonoverlap = self._mean_rows([r.nonoverlap for r in runs])
+        self.sliding = self._mean_rows([r.sliding for r in runs])
+        mean = lambda xs: sum(xs) / len(xs) if xs and all(x is not None for x in xs) else None
+        self.train_speed = mean([r.train_speed for r in runs])
+        peaks = [x for r in runs for x in (r.train_peak,) if x is not None]
+        self.train_peak = max(peaks) if peaks else None
+        peaks = [x for r in runs for x in (r.eval_peak,) if x is not None]
+        self.eval_peak = max(peaks) if peaks else None
+        self.train_seconds = sum(r.train_seconds or 0.0 for r in runs)
+        self.eval_seconds = sum(r.eval_seconds for r in runs)
+        self.train_tokens = first.train_tokens
+        self.train_rows = first.train_rows
+        self.final_val = first.final_val if len(runs) == 1 else None
+        self.revs = set().union(*[r.revs for r in runs])
+        self.train_revs = set().union(*[r.train_revs for r in runs])
+        self.train_setups = set().union(*[r.train_setups for r in runs])
+
+    @staticmethod
+    def _mean_rows(dicts):
+        """key -> row with the mean ppl (and tokens/s) over the seeds, and "ppls" per seed, for
+        the keys every seed has."""
+        out = {}
+        for k in set(dicts[0]).intersection(*[set(d) for d in dicts[1:]]):
+            rows = [d[k] for d in dicts]
+            row = dict(rows[0])
+            row["ppls"] = [r["ppl"] for r in rows]
+            row["ppl"] = sum(row["ppls"]) / len(rows)
+            speeds = [r.get("tokens_per_s") for r in rows]
+            if all(v is not None for v in speeds):
+                row["tokens_per_s"] = sum(speeds) / len(speeds)
+            out[k] = row
+        return out
+
+    ppl, curve, longest = Run.ppl, Run.curve, Run.longest
+
+    def ppl_cell(self, lvalid):
+        """The table cell of a perplexity: the mean, "± sd" over seeds when there are several."""
+        r = self.nonoverlap.get(lvalid)
+        if not r:
+            return None
+        m, sd = stats.mean_sd(r["ppls"])
+        return "%.2f" % m + ("" if sd is None else " ± %.2f" % sd)
+
+    def segments(self, lvalid, stride=None):
+        """Every seed's --segments record at L_valid (sliding with stride), or None if a seed
+        lacks it."""
+        segs = [r.segments(lvalid, stride) for r in self.runs]
+        return segs if all(segs) else None
+
+
+def compare_sliding(a, lv_a, S_a, lv_b, S_b):
+    """As compare, between two sliding-window evaluations of model a."""
+    sa, sb = a.segments(lv_a, S_a), a.segments(lv_b, S_b)
+    r = stats.paired(sa, sb) if sa and sb else None
+    if r is None:
+        pa, pb = a.sliding.get((lv_a, S_a)), a.sliding.get((lv_b, S_b))
+        return fmt_pct(pa["ppl"] / pb["ppl"] - 1) if pa and pb else "–"
+    return stats.fmt_ci(r)
+
+
+def compare(a, lv_a, b, lv_b):
+    """Model a's perplexity at L_valid lv_a relative to model b's at lv_b (the same model at two
+    lengths, or two models), as text: the change with its paired-bootstrap interval
+    (stats.paired) when both have segments, else the change alone."""
+    sa, sb = a.segments(lv_a), b.segments(lv_b)
+    r = stats.paired(sa, sb) if sa and sb else None
+    if r is None:
+        pa, pb = a.ppl(lv_a), b.ppl(lv_b)
+        return fmt_pct(pa / pb - 1) if pa and pb else "–"
+    return stats.fmt_ci(r)
+
+
+def group_models(runs):
+    """The runs as Models: one per model name, its seeds together."""
+    by = {}
+    for r in runs:
+        by.setdefault((r.model, r.L, r.method), []).append(r)
+    return sorted((Model(rs) for rs in by.values()), key=lambda m: (m.L,) + method_key(m))
+
+
+def seeds_of(runs):
+    return sorted({r.seed for r in runs})
 
 
 def load_runs(runs_dir, split):
@@ -367,17 +481,53 @@ def write_architecture(runs, out):
     return made
 
 
-def write_tables(runs, out, split):
+def bold_lowest_cells(models, lv):
+    """A table row's cells at L_valid lv: each model's perplexity (mean ± sd over seeds), the
+    lowest mean in bold (every one that prints alike), – where not evaluated."""
+    means = [m.ppl(lv) for m in models]
+    shown = ["%.2f" % v if v is not None else None for v in means]
+    best = min((v for v in means if v is not None), default=None)
+    best = None if best is None else "%.2f" % best
+    return ["–" if t is None else "**%s**" % m.ppl_cell(lv) if t == best else m.ppl_cell(lv)
+            for m, t in zip(models, shown)]
+
+
+def best_margin(models, lv):
+    """The row's best model against the runner-up at L_valid lv (paired bootstrap), as text."""
+    have = sorted((m for m in models if m.ppl(lv) is not None), key=lambda m: m.ppl(lv))
+    if len(have) < 2:
+        return "–"
+    tie = " (tie)" if "%.2f" % have[0].ppl(lv) == "%.2f" % have[1].ppl(lv) else ""
+    return "%s vs %s: %s%s" % (label(have[0].method), label(have[1].method),
+                               compare(have[0], lv, have[1], lv), tie)
+
+
+SEED_RULE = ("With several seeds a cell is the mean ± the sample standard deviation over seeds; "
+             "the interval is a paired bootstrap over the split's segments of the seed means "
+             "(scripts/stats.py), so it measures the sampling of the split, not seed-to-seed "
+             "variation.")
+
+
+def write_tables(models, out, splits):
     files = []
-    for L, rs in sorted(by_length(runs).items()):
+    for L, rs in sorted(by_length(models).items()):
         lvalids = sorted({lv for r in rs for lv in r.nonoverlap})
-        rows = [[str(lv)] + bold_lowest([r.ppl(lv) for r in rs], "%.2f") for lv in lvalids]
-        tokens = next((r.tokens for r in rs if r.tokens), None)
-        text = "# Validation perplexity, models trained with L = %d\n\n" % L
-        text += ("Nonoverlapping evaluation on %s (%s split, %s tokens scored at every L_valid), "
-                 "the layout of the paper's Tables 2 and 3. The lowest perplexity of each row is "
-                 "in bold; – = not evaluated.\n\n" % (dataset_name(rs), split, fmt_int(tokens)))
-        text += md_table(["L_valid"] + column_labels(rs), rows)
+        seeds = sorted({len(m.seeds) for m in rs})
+        text = "# Perplexity, models trained with L = %d\n\n" % L
+        text += ("Nonoverlapping evaluation on %s, the layout of the paper's Tables 2 and 3; "
+                 "seeds per model: %s. The lowest perplexity of each row is in bold; – = not "
+                 "evaluated. The last column is the bold model's perplexity relative to the next "
+                 "best, with its 95%% interval. %s\n\n"
+                 % (dataset_name(rs), "/".join(map(str, seeds)), SEED_RULE))
+        for split, ms in splits:
+            ms = sorted([m for m in ms if m.L == L], key=method_key)
+            if not ms:
+                continue
+            lvalids = sorted({lv for m in ms for lv in m.nonoverlap})
+            tokens = next((m.tokens for m in ms if m.tokens), None)
+            rows = [[str(lv)] + bold_lowest_cells(ms, lv) + [best_margin(ms, lv)] for lv in lvalids]
+            text += "## %s split (%s tokens scored at every L_valid)\n\n" % (split, fmt_int(tokens))
+            text += md_table(["L_valid"] + column_labels(ms) + ["best vs next"], rows) + "\n"
         path = os.path.join(out, "table_L%d.md" % L)
         write(path, text)
         files.append(path)
@@ -397,11 +547,41 @@ class Claim:
     def __init__(self, num, title, rule, paper, header):
         self.num, self.title, self.rule, self.paper, self.header = num, title, rule, paper, header
         self.rows, self.results = [], []  # table rows; per training length: True/False
+        self.seeds = None  # with several seeds: [(seed, that seed's verdict)]
 
-    def verdict(self):
+    def own_verdict(self):
         if not self.results:
             return "not measured in this preset"
         return "reproduced" if all(self.results) else "not reproduced"
+
+    def verdict(self):
+        """With several seeds: reproduced only if every seed reproduces it, not reproduced if
+        none does, mixed otherwise (SEEDS_RULE)."""
+        if not self.seeds:
+            return self.own_verdict()
+        got = [v for _, v in self.seeds]
+        if all(v == "reproduced" for v in got):
+            return "reproduced"
+        if "reproduced" not in got:
+            return got[0] if len(set(got)) == 1 else "not reproduced"
+        return "mixed (%d of %d seeds)" % (got.count("reproduced"), len(got))
+
+
+SEEDS_RULE = ("With several seeds each rule is checked on every seed's models alone: a claim is "
+              "**reproduced** only when it holds for every seed, **mixed** when it holds for some "
+              "(the count says how many), **not reproduced** when it holds for none. The tables "
+              "below show the means over seeds.")
+
+
+def judge_by_seed(claims, runs):
+    """Attaches to each claim its verdict on every seed's runs alone (with several seeds)."""
+    seeds = seeds_of(runs)
+    if len(seeds) < 2:
+        return claims
+    per = {s: all_claims(group_models([r for r in runs if r.seed == s])) for s in seeds}
+    for i, c in enumerate(claims):
+        c.seeds = [(s, per[s][i].own_verdict()) for s in seeds]
+    return claims
 
 
 def yes(ok):
@@ -433,7 +613,8 @@ def claim_sinusoidal(runs, Ls):
               "L_valid = L and at some L_valid in (L, 2L]." % (100 * ONSET),
               "Paper (WikiText-103, Table 2, L = 512): 20.05 at 512, 20.59 at 612, 24.86 at 712, "
               "43.54 at 1012; it improves until about L + 20 and degrades past about L + 50.",
-              ["L", "ppl at L_valid = L", "onset L_valid", "ppl at onset", "change", "meets rule"])
+              ["L", "ppl at L_valid = L", "onset L_valid", "ppl at onset", "change [95% CI]",
+               "meets rule"])
     for L in Ls:
         s = pick(runs, "sinusoidal", L)
         if not s or s.ppl(L) is None or not any(L < lv <= 2 * L for lv, _ in s.curve()):
@@ -441,7 +622,8 @@ def claim_sinusoidal(runs, Ls):
         o = onset(s)
         ok = o is not None and o[0] <= 2 * L
         if o:
-            c.rows.append([L, fmt_ppl(s.ppl(L)), o[0], fmt_ppl(o[1]), fmt_pct(o[2]), yes(ok)])
+            c.rows.append([L, fmt_ppl(s.ppl(L)), o[0], fmt_ppl(o[1]),
+                           compare(s, o[0], s, L), yes(ok)])
         else:
             lv, p = s.longest()
             c.rows.append([L, fmt_ppl(s.ppl(L)), "none up to %d" % lv, "–", "–", yes(ok)])
@@ -454,10 +636,14 @@ def claim_rotary(runs, Ls):
               "Onsets as in claim 1. Reproduced if, at every L with both models, the sinusoidal "
               "onset exists and the rotary onset is at a larger L_valid (or there is none in the "
               "measured range); when both are at the same L_valid, rotary's rise there must be "
-              "less than half of sinusoidal's.",
+              "less than half of sinusoidal's; and at the longest L_valid both were evaluated "
+              "at, rotary's perplexity is below sinusoidal's.",
               "Paper (Table 2, L = 512): rotary 20.07 at 512, 19.79 at 712, 21.37 at 1012, 79.25 at "
-              "15512; it improves until about L + 200 (L + 100 for L = 1024).",
-              ["L", "sinusoidal onset (change)", "rotary onset (change)", "meets rule"])
+              "15512; it improves until about L + 200 (L + 100 for L = 1024). At the longest "
+              "L_valid rotary ends 4-5x better than sinusoidal: 79.25 vs 406.01 at 15512 (L = "
+              "512), 106.99 vs 453.32 at 16024 (L = 1024).",
+              ["L", "sinusoidal onset (change)", "rotary onset (change)", "longest L_valid",
+               "rotary vs sinusoidal there [95% CI]", "meets rule"])
     for L in Ls:
         s, r = pick(runs, "sinusoidal", L), pick(runs, "rotary", L)
         if not s or not r or s.ppl(L) is None or r.ppl(L) is None:
@@ -465,8 +651,11 @@ def claim_rotary(runs, Ls):
         if not any(lv > L for lv, _ in s.curve()) or not any(lv > L for lv, _ in r.curve()):
             continue
         so, ro = onset(s), onset(r)
-        ok = so is not None and (ro is None or ro[0] > so[0] or (ro[0] == so[0] and ro[2] < so[2] / 2))
-        c.rows.append([L, onset_text(s), onset_text(r), yes(ok)])
+        far = max(set(s.nonoverlap) & set(r.nonoverlap))
+        later = so is not None and (ro is None or ro[0] > so[0] or
+                                    (ro[0] == so[0] and ro[2] < so[2] / 2))
+        ok = later and r.ppl(far) < s.ppl(far)
+        c.rows.append([L, onset_text(s), onset_text(r), far, compare(r, far, s, far), yes(ok)])
         c.results.append(ok)
     return c
 
@@ -503,8 +692,8 @@ def claim_alibi(runs, Ls):
               "is not measured)." % (100 * FLAT, WELL_BEYOND),
               "Paper (Tables 2, 3): L = 512: 19.73 at 512, 18.40 at 3512, 18.31 at 15512; "
               "L = 1024: 18.66 at 1024, 17.92 at 3024, 17.98 at 16024.",
-              ["L", "ppl at L_valid = L", "worst L_valid > L", "ppl there", "change",
-               "longest L_valid", "ppl there", "change", "meets rule"])
+              ["L", "ppl at L_valid = L", "worst L_valid > L", "ppl there", "change [95% CI]",
+               "longest L_valid", "ppl there", "change [95% CI]", "meets rule"])
     for L in Ls:
         a = pick(runs, "alibi", L)
         if not a or a.ppl(L) is None:
@@ -516,8 +705,8 @@ def claim_alibi(runs, Ls):
         wlv, wp = max(beyond, key=lambda x: (x[1], -x[0]))
         llv, lp = beyond[-1]
         ok = wp <= base * (1 + FLAT)
-        c.rows.append([L, fmt_ppl(base), wlv, fmt_ppl(wp), fmt_pct(wp / base - 1), llv,
-                       fmt_ppl(lp), fmt_pct(lp / base - 1), yes(ok)])
+        c.rows.append([L, fmt_ppl(base), wlv, fmt_ppl(wp), compare(a, wlv, a, L), llv,
+                       fmt_ppl(lp), compare(a, llv, a, L), yes(ok)])
         c.results.append(ok)
     return c
 
@@ -529,45 +718,86 @@ def claim_alibi_vs_sin(runs, Ls):
               "shown too but is not part of the rule.",
               "Paper (Table 5): at L_valid = L ALiBi is better for L >= 256 (19.73 vs 20.05 at 512, "
               "18.66 vs 19.34 at 1024) but not at L = 64 and 128 (28.46 vs 28.03, 23.98 vs 23.81).",
-              ["L", "sinusoidal at L", "ALiBi at L", "ALiBi vs sinusoidal", "ALiBi lowest (L_valid)",
-               "meets rule"])
+              ["L", "sinusoidal at L", "ALiBi at L", "ALiBi vs sinusoidal [95% CI]",
+               "ALiBi lowest (L_valid)", "meets rule"])
     for L in Ls:
         s, a = pick(runs, "sinusoidal", L), pick(runs, "alibi", L)
         if not s or not a or s.ppl(L) is None or a.ppl(L) is None:
             continue
         ok = a.ppl(L) < s.ppl(L)
         blv, bp = min(((lv, p) for lv, p in a.curve() if lv >= L), key=lambda x: (x[1], x[0]))
-        c.rows.append([L, fmt_ppl(s.ppl(L)), fmt_ppl(a.ppl(L)), fmt_pct(a.ppl(L) / s.ppl(L) - 1),
+        c.rows.append([L, fmt_ppl(s.ppl(L)), fmt_ppl(a.ppl(L)), compare(a, L, s, L),
                        "%s (%d)" % (fmt_ppl(bp), blv), yes(ok)])
         c.results.append(ok)
     return c
 
 
+BENCH = []  # rows of scripts/bench_train.sh --rounds R (main: --bench, or <out>/bench_train.jsonl)
+BENCH_FILE = None
+
+
 def claim_t5_slowest(runs, Ls):
-    methods = sorted({r.method for r in runs if r.L in Ls and r.train_speed}, key=method_rank)
+    """Judged on one back-to-back benchmark, never on training logs (different models, lengths
+    and, across a preset's hours, different machine load)."""
     c = Claim(6, "T5 bias is the slowest to train",
-              "Training speed = the median tokens/s over the intervals between consecutive "
-              "training rows of log.jsonl (validation is not counted). Reproduced if "
-              "T5 bias has the lowest training speed of all methods at every L with T5 bias and "
-              "another method.",
+              "From one run of `scripts/bench_train.sh --rounds R` committed beside these results "
+              "(%s): the reference model trained with each method for the same steps, the methods "
+              "alternated round by round on one host. Reproduced if T5 bias's fastest round is "
+              "slower than every other method's slowest round, i.e. its deficit exceeds the "
+              "run-to-run spread. Without that file: not measured." % (BENCH_FILE or "no file"),
               "Paper (Table 1, one V100, words/s at L = 512): sinusoidal 28.5k, rotary 20.0k, "
               "T5 bias 14.4k, ALiBi 28.3k. Narang et al. (2021) measured T5 bias only 8.7% slower "
               "than sinusoidal on TPU.",
-              ["L"] + ["%s tokens/s" % label(m) for m in methods] + ["slowest", "T5 vs fastest", "meets rule"])
+              ["method", "rounds", "mean tokens/s", "range", "vs fastest mean"])
+    speeds = {}
+    for r in BENCH:
+        if r.get("name") and r.get("tokens_per_s"):
+            speeds.setdefault(r["name"], []).append(r["tokens_per_s"])
+    if "t5" not in speeds or len(speeds) < 2:
+        return c
+    fastest = max(sum(v) / len(v) for v in speeds.values())
+    for m in sorted(speeds, key=method_rank):
+        v = speeds[m]
+        c.rows.append([label(m), len(v), fmt_int(sum(v) / len(v)),
+                       "%s–%s" % (fmt_int(min(v)), fmt_int(max(v))),
+                       fmt_pct(sum(v) / len(v) / fastest - 1)])
+    c.results.append(all(max(speeds["t5"]) < min(v) for m, v in speeds.items() if m != "t5"))
+    return c
+
+
+SLIDE_GAIN = 0.01  # claim 8: "the gain vanishes": sliding ppl past L at most 1% below that at L
+
+
+def claim_sliding_gain(runs, Ls):
+    c = Claim(8, "ALiBi's gain past L vanishes under sliding-window evaluation",
+              "For each L, ALiBi evaluated with sliding windows of L_valid > L and a small stride "
+              "(the preset's sliding_long) against its sliding window at L_valid = L (stride "
+              "sliding_stride): reproduced if no longer window is more than %d%% better, while "
+              "nonoverlapping evaluation at the same L_valid is shown beside it. The paper's reading: "
+              "most of ALiBi's nonoverlapping gain from L_valid > L comes from easing the early "
+              "token curse, not from context beyond L." % (100 * SLIDE_GAIN),
+              "Paper (Table 15, stride 1, L = 512): 17.98 at 512, 17.92 at 1024, 18.20 at 1536, "
+              "18.28 at 2048, 18.30 at 3072; nonoverlapping (Table 2) 19.73 at 512, 18.52 at "
+              "1512, 18.40 at 3512.",
+              ["L", "sliding at L (stride)", "L_valid", "sliding there (stride)",
+               "sliding change [95% CI]", "nonoverlapping change [95% CI]", "meets rule"])
     for L in Ls:
-        speed = {}
-        for m in methods:
-            r = pick(runs, m, L)
-            if r and r.train_speed:
-                speed[m] = r.train_speed
-        if "t5" not in speed or len(speed) < 2:
+        a = pick(runs, "alibi", L)
+        if not a:
             continue
-        slowest = min(speed, key=lambda m: speed[m])
-        fastest = max(speed, key=lambda m: speed[m])
-        ok = all(speed["t5"] < v for m, v in speed.items() if m != "t5")
-        c.rows.append([L] + [fmt_int(speed.get(m)) for m in methods] +
-                      [label(slowest), fmt_pct(speed["t5"] / speed[fastest] - 1), yes(ok)])
-        c.results.append(ok)
+        at_L = [(S, row) for (lv, S), row in a.sliding.items() if lv == L]
+        longer = sorted((lv, S, row) for (lv, S), row in a.sliding.items() if lv > L)
+        if not at_L or not longer:
+            continue
+        S0, row0 = min(at_L, key=lambda x: x[0])
+        oks = []
+        for lv, S, row in longer:
+            ok = row["ppl"] >= row0["ppl"] * (1 - SLIDE_GAIN)
+            oks.append(ok)
+            c.rows.append([L, "%s (%d)" % (fmt_ppl(row0["ppl"]), S0), lv,
+                           "%s (%d)" % (fmt_ppl(row["ppl"]), S), compare_sliding(a, lv, S, L, S0),
+                           compare(a, lv, a, L) if a.ppl(lv) and a.ppl(L) else "–", yes(ok)])
+        c.results.append(all(oks))
     return c
 
 
@@ -575,18 +805,26 @@ def claim_half_length(runs, Ls):
     c = Claim(7, "ALiBi trained at L/2 is close to sinusoidal trained at L",
               "For each L with a sinusoidal model at L and an ALiBi model at L/2 evaluated at "
               "L_valid = L: ALiBi's perplexity is at most %d%% above sinusoidal's at L_valid = L "
-              "(lower counts as close)." % (100 * CLOSE),
+              "(lower counts as close). The last columns check a stricter variant that is not "
+              "part of the verdict: ALiBi at L/2 beats every method trained at L, at L_valid = L."
+              % (100 * CLOSE),
               "Paper (Table 5): ALiBi trained at 512 gets 18.81 at L_valid = 1024, sinusoidal "
               "trained at 1024 gets 19.34; ALiBi at 256 gets 19.89 at 512 vs sinusoidal's 20.05.",
               ["L", "ALiBi trained at L/2, at L_valid = L", "sinusoidal trained at L, at L",
-               "difference", "meets rule"])
+               "difference [95% CI]", "meets rule", "best other method at L (ppl)",
+               "ALiBi L/2 vs it [95% CI]", "stricter: beats every method"])
     for L in sorted({r.L for r in runs}):
         s = pick(runs, "sinusoidal", L)
         a = pick(runs, "alibi", L // 2) if L % 2 == 0 else None
         if not s or not a or s.ppl(L) is None or a.ppl(L) is None:
             continue
         ok = a.ppl(L) <= s.ppl(L) * (1 + CLOSE)
-        c.rows.append([L, fmt_ppl(a.ppl(L)), fmt_ppl(s.ppl(L)), fmt_pct(a.ppl(L) / s.ppl(L) - 1), yes(ok)])
+        others = [o for o in runs if o.L == L and o.ppl(L) is not None and
+                  o.name == "%s-L%d" % (o.method, L)]
+        best = min(others, key=lambda o: o.ppl(L))
+        c.rows.append([L, fmt_ppl(a.ppl(L)), fmt_ppl(s.ppl(L)), compare(a, L, s, L), yes(ok),
+                       "%s (%s)" % (label(best.method), fmt_ppl(best.ppl(L))),
+                       compare(a, L, best, L), yes(a.ppl(L) < best.ppl(L))])
         c.results.append(ok)
     return c
 
@@ -595,7 +833,7 @@ def all_claims(runs):
     Ls = sorted({r.L for r in runs})
     return [claim_sinusoidal(runs, Ls), claim_rotary(runs, Ls), claim_t5(runs, Ls),
             claim_alibi(runs, Ls), claim_alibi_vs_sin(runs, Ls), claim_t5_slowest(runs, Ls),
-            claim_half_length(runs, Ls)]
+            claim_half_length(runs, Ls), claim_sliding_gain(runs, Ls)]
 
 
 def write_claims(claims, runs, out):
@@ -604,8 +842,11 @@ def write_claims(claims, runs, out):
             "nonoverlapping validation perplexity (%s) and training speed from log.jsonl. "
             "Verdicts: **reproduced** (the rule holds at every training length where it could be "
             "checked), **not reproduced** (it fails at one or more; the table says where), **not "
-            "measured in this preset** (the models or lengths the rule needs are missing).\n\n"
-            % dataset_name(runs))
+            "measured in this preset** (the models or lengths the rule needs are missing). %s "
+            "Where a rule compares two perplexities, the table gives the difference with its 95%% "
+            "paired-bootstrap interval (scripts/stats.py); the rule itself compares the "
+            "perplexities.\n\n"
+            % (dataset_name(runs), SEEDS_RULE))
     text += md_table(["#", "claim", "verdict"],
                      [[c.num, c.title, c.verdict()] for c in claims], ["---:", "---", "---"])
     for c in claims:
@@ -615,10 +856,13 @@ def write_claims(claims, runs, out):
         if c.rows:
             text += md_table(c.header, c.rows)
             text += "\n"
+        if c.seeds:
+            text += "Per seed: %s.\n\n" % ", ".join("seed %d %s" % sv for sv in c.seeds)
         text += "Verdict: **%s**\n" % c.verdict()
     write(os.path.join(out, "claims.md"), text)
     js = [{"claim": c.num, "title": c.title, "rule": c.rule, "verdict": c.verdict(),
-           "header": c.header, "rows": c.rows} for c in claims]
+           "header": c.header, "rows": c.rows,
+           "seeds": [{"seed": sd, "verdict": v} for sd, v in c.seeds or []]} for c in claims]
     write(os.path.join(out, "claims.json"), json.dumps(js, indent=1) + "\n")
 
 
@@ -741,14 +985,90 @@ def write_per_position(runs, out):
     write(os.path.join(out, "per_position.md"), text)
 
 
+# ---- reference lines: the unigram ceiling, the paper's tables ----
+
+def tokens_of(path):
+    """The words of a WikiText file as ./train reads them: whitespace-separated, <eos> per line."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            for w in line.split():
+                yield w
+            yield "<eos>"
+
+
+def unigram_ppl(runs, out, split):
+    """Perplexity of the training split's unigram distribution on the split (the model that
+    knows word frequencies and nothing else: a ceiling any trained LM should stay below). Cached
+    in out/unigram.json, so results regenerated from the copied runs without the corpus keep it;
+    None when neither the corpus nor the cache is there."""
+    cache = os.path.join(out, "unigram.json")
+    saved = {}
+    if os.path.isfile(cache):
+        with open(cache) as f:
+            saved = json.load(f)
+    if split in saved:
+        return saved[split]["ppl"]
+    cfg = runs[0].cfg if runs else {}
+    d = get(cfg, "data.dir", "")
+    d = d if os.path.isabs(d) else os.path.join(ROOT, d)
+    train = os.path.join(d, get(cfg, "data.train", "wiki.train.tokens"))
+    scored = os.path.join(d, get(cfg, "data." + split, "wiki.%s.tokens" % split))
+    if not (os.path.isfile(train) and os.path.isfile(scored)):
+        return None
+    counts = {}
+    for w in tokens_of(train):
+        counts[w] = counts.get(w, 0) + 1
+    total = float(sum(counts.values()))
+    nll, n = 0.0, 0
+    for w in tokens_of(scored):
+        c = counts.get(w) or counts.get("<unk>")
+        if not c:
+            return None  # a word the unigram cannot score: no ceiling rather than a wrong one
+        nll -= math.log(c / total)
+        n += 1
+    saved[split] = {"ppl": math.exp(nll / n), "tokens": n, "train": train, "scored": scored}
+    write(cache, json.dumps(saved, indent=1) + "\n")
+    return saved[split]["ppl"]
+
+
+PAPER_TABLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_tables.json")
+
+
+def paper_ratios(L):
+    """The paper's ppl(L_valid) / ppl(L) per method, for its table whose training length is
+    nearest to L (Table 2: 512, Table 3: 1024), as (paper L, {method: [(L_valid / L, ratio)]})."""
+    with open(PAPER_TABLES) as f:
+        tables = json.load(f)["tables"]
+    PL = min((int(k) for k in tables), key=lambda k: (abs(math.log(k / float(L))), k))
+    t = tables[str(PL)]
+    out = {}
+    for m in ORDER:
+        base = t[m][t["lvalid"].index(PL)]
+        out[m] = [(lv / float(PL), p / base) for lv, p in zip(t["lvalid"], t[m]) if p is not None]
+    return PL, out
+
+
+def nice_log_ticks(lo, hi, most=8):
+    """Round tick values for a log axis from lo to hi: 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times
+    powers of ten inside [lo, hi], thinned evenly to at most `most`."""
+    cands = []
+    for e in range(int(math.floor(math.log10(lo))) - 1, int(math.ceil(math.log10(hi))) + 1):
+        cands += [m * 10 ** e for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
+    inside = [v for v in cands if lo <= v <= hi]
+    if len(inside) <= most:
+        return inside
+    step = (len(inside) - 1) / float(most - 1)
+    return [inside[int(round(i * step))] for i in range(most)]
+
+
 # ---- figures ----
 
-def figures(runs, out, fig4_names):
+def figures(runs, out, fig4_names, split="valid"):
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+        from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         print("results: matplotlib is not available to %s (install python3-matplotlib, or run "
               "through scripts/pyenv.sh); figures skipped, the markdown is written"
@@ -764,19 +1084,27 @@ def figures(runs, out, fig4_names):
         ax.xaxis.set_minor_formatter(NullFormatter())
 
     def maybe_log_y(ax, values, what):
+        """A log axis when the values span more than 3x, its ticks chosen from the data's range
+        (so that every line sits between labelled ticks), else a linear one."""
         values = [v for v in values if v]
         if values and max(values) / min(values) > 3:
+            lo, hi = min(values) / 1.08, max(values) * 1.08
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.set_ylim(lo, hi)
+            ax.yaxis.set_major_locator(FixedLocator(nice_log_ticks(lo, hi)))
             ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_locator(LogLocator(base=10, subs="auto"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_ylabel(what + " (log scale)")
         else:
             ax.set_ylabel(what)
 
     def mark_train_length(ax, L):
+        """The training length: a dotted line, labelled just above the plot area, where no
+        line can run through the label."""
         ax.axvline(L, color="0.4", ls=":", lw=1.2)
-        ax.text(L, 0.02, " L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom", fontsize=9, color="0.3")
+        ax.text(L, 1.005, "L = %d" % L, transform=ax.get_xaxis_transform(), va="bottom",
+                ha="center", fontsize=9, color="0.2", clip_on=False)
 
     def ppl_axes(ax, ys, title):
         """Scales, labels, grid and legend of a perplexity vs L_valid panel."""
@@ -798,21 +1126,101 @@ def figures(runs, out, fig4_names):
     groups = by_length(runs)
     main = main_lengths(runs)
 
-    # Figure 1: perplexity vs L_valid per training length
-    fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.6), squeeze=False)
+    # Figure 1: perplexity vs L_valid per training length; with seeds the mean and a min-max band
+    ceiling = unigram_ppl(runs, out, split)
+    fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.8), squeeze=False)
     for ax, L in zip(axes[0], main):
         ys = []
         for r in sorted(groups[L], key=method_key):
             c = r.curve()
             if not c:
                 continue
-            ax.plot([x for x, _ in c], [y for _, y in c], marker="o", ms=3.5, lw=1.6,
-                    color=color(r.method), label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
+            xs = [x for x, _ in c]
+            ax.plot(xs, [y for _, y in c], marker="o", ms=3.5, lw=1.6, color=color(r.method),
+                    label=label(r.method) if r.name == "%s-L%d" % (r.method, L) else r.name)
+            spread = [r.nonoverlap[x].get("ppls") for x in xs]
+            if all(p and len(p) > 1 for p in spread):
+                ax.fill_between(xs, [min(p) for p in spread], [max(p) for p in spread],
+                                color=color(r.method), alpha=0.18, lw=0)
+                ys += [v for p in spread for v in p]
             ys += [y for _, y in c]
+        if ceiling:
+            ax.axhline(ceiling, color="0.35", ls="--", lw=1.0,
+                       label="unigram of the training split (%.0f)" % ceiling)
+            ys.append(ceiling)
         mark_train_length(ax, L)
         ppl_axes(ax, ys, "trained at L = %d" % L)
-    fig.suptitle("Figure 1: extrapolation — %s validation perplexity vs L_valid (nonoverlapping)" % data)
+    seeds = sorted({len(r.runs) for r in runs if hasattr(r, "runs")})
+    note = "; mean over %s seeds, band min-max" % "/".join(map(str, seeds)) if seeds != [1] else ""
+    fig.suptitle("Figure 1: extrapolation — %s %s perplexity vs L_valid (nonoverlapping%s)"
+                 % (data, split, note))
     save(fig, "fig1_extrapolation.png")
+
+    # Ratio to L_valid = L against the paper's Tables 2 and 3 (WikiText-103)
+    fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.8), squeeze=False)
+    for ax, L in zip(axes[0], main):
+        PL, paper = paper_ratios(L)
+        ys = []
+        for r in sorted(groups[L], key=method_key):
+            base = r.ppl(L)
+            c = [(x / float(L), y / base) for x, y in r.curve() if x >= L] if base else []
+            if c:
+                ax.plot([x for x, _ in c], [y for _, y in c], lw=1.8, color=color(r.method),
+                        label=label(r.method))
+                ys += [y for _, y in c]
+            if r.method in paper and r.name == "%s-L%d" % (r.method, L):
+                pts = paper[r.method]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], ls="none", marker="o", ms=4,
+                        mfc="none", color=color(r.method))
+                ys += [y for _, y in pts]
+        ax.plot([], [], ls="none", marker="o", mfc="none", color="0.3",
+                label="markers: paper, L = %d (WikiText-103)" % PL)
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        log_x(ax, None)
+        ax.set_yscale("log")
+        if ys:
+            lo, hi = min(ys + [1.0]) / 1.05, max(ys + [1.0]) * 1.05
+            ax.set_ylim(lo, hi)
+            ax.yaxis.set_major_locator(FixedLocator(nice_log_ticks(lo, hi)))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("L_valid / L (log scale)")
+        ax.set_ylabel("ppl(L_valid) / ppl(L) (log scale)")
+        ax.set_title("ours trained at L = %d (lines), the paper at L = %d (markers)" % (L, PL),
+                     fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Extrapolation as a ratio: %s %s (lines) against the paper's Tables 2 and 3"
+                 % (data, split))
+    save(fig, "fig_ratio.png")
+
+    # Training and validation loss against tokens seen, every run (each seed its own line)
+    fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.6), squeeze=False)
+    for ax, L in zip(axes[0], main):
+        late = []  # losses after the first tenth of training: the range worth showing
+        for r in sorted(groups[L], key=method_key):
+            for k, run in enumerate(getattr(r, "runs", [r])):
+                tr = run.train_rows
+                end = max([row["tokens"] for row in tr] or [0])
+                late += [row["loss"] for row in tr if row["tokens"] > 0.1 * end]
+                val = [row for row in read_jsonl(os.path.join(run.path, "log.jsonl"))
+                       if "val_loss" in row and "tokens" in row]
+                lab = label(r.method) if k == 0 else None
+                if tr:
+                    ax.plot([row["tokens"] for row in tr], [row["loss"] for row in tr], lw=0.7,
+                            alpha=0.6, color=color(r.method), label=lab)
+                if val:
+                    ax.plot([row["tokens"] for row in val], [row["val_loss"] for row in val],
+                            marker="o", ms=4, lw=1.4, color=color(r.method))
+        if late:
+            ax.set_ylim(min(late) - 0.1, max(late) + 0.2)
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel("loss (nats per token)")
+        ax.set_title("trained at L = %d: training loss (thin), validation (dots)" % L, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle("Training curves: %s (validation on the first train.eval_tokens tokens)" % data)
+    save(fig, "fig_training.png")
 
     # The architecture variants in the style of Figure 1: one panel per method, a line per variant
     for L in sorted(groups):
@@ -986,11 +1394,12 @@ def write_readme(runs, out, claims, manifest, files, runs_dir):
         val = r.final_val
         rows.append([r.name, label(r.method), r.L, shape(r), "%s × %s" % (fmt_int(g("train.steps")), fmt_int(tps)),
                      fmt_int(r.train_tokens), fmt_duration(r.train_seconds), fmt_int(r.train_speed),
-                     fmt_duration(r.eval_seconds), "%s (%s tokens)" % (fmt_ppl(val["val_ppl"]), fmt_int(val["val_tokens"])) if val else "–"])
+                     fmt_duration(r.eval_seconds), "%s (first %s tokens)" % (fmt_ppl(val["val_ppl"]), fmt_int(val["val_tokens"])) if val else "–"])
         tot_train += r.train_seconds or 0.0
         tot_eval += r.eval_seconds
     text += md_table(["model", "method", "L", "layers×d_model", "steps × tokens/step", "tokens trained",
-                      "training time", "train tokens/s", "evaluation time", "last validation ppl"], rows,
+                      "training time", "train tokens/s", "evaluation time",
+                      "validation ppl at the end of training (train.eval_tokens)"], rows,
                      ["---", "---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:"])
     text += ("\nWall-clock: %s training (log.jsonl `elapsed_s` of the last row; validation during "
              "training not included) and %s evaluation (sum of `seconds` of the eval rows), %s in "
@@ -1074,7 +1483,16 @@ def main(argv=None):
     ap.add_argument("--preset", help="the preset file (for the Figure 4 model list)")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--bench", help="scripts/bench_train.sh --rounds output for claim 6 "
+                                    "(default: <out>/bench_train.jsonl when it exists)")
     args = ap.parse_args(argv)
+    global BENCH, BENCH_FILE
+    BENCH_FILE = args.bench or os.path.join(args.out, "bench_train.jsonl")
+    if args.bench and not os.path.isfile(args.bench):
+        die("--bench: no such file '%s'" % args.bench)
+    BENCH = read_jsonl(BENCH_FILE) if os.path.isfile(BENCH_FILE) else []
+    if not BENCH:
+        BENCH_FILE = None
     load_styles()  # before anything is written: without ./train, no half-made results
     manifest_path = os.path.join(args.runs, "manifest.json")
     manifest = {}
@@ -1087,26 +1505,32 @@ def main(argv=None):
     if args.preset:
         with open(args.preset) as f:
             fig4 = json.load(f).get("figure4") or fig4
-    runs = load_runs(args.runs, args.split)
-    if not runs:
+    seed_runs = load_runs(args.runs, args.split)
+    if not seed_runs:
         print("error: no run directories (with config.json) under %s" % args.runs, file=sys.stderr)
         return 2
+    runs = group_models(seed_runs)
+    splits = [(args.split, runs)]
+    other = "test" if args.split == "valid" else "valid"
+    other_runs = group_models(load_runs(args.runs, other))
+    if any(m.nonoverlap for m in other_runs):
+        splits.append((other, other_runs))
     os.makedirs(args.out, exist_ok=True)
-    files = write_tables(runs, args.out, args.split)
+    files = write_tables(runs, args.out, splits)
     write_speed(runs, args.out)
     write_sliding(runs, args.out)
     write_per_position(runs, args.out)
     arch = write_architecture(runs, args.out)
-    claims = all_claims(runs)
+    claims = judge_by_seed(all_claims(runs), seed_runs)
     write_claims(claims, runs, args.out)
-    made = [] if args.no_figures else figures(runs, args.out, fig4)
+    made = [] if args.no_figures else figures(runs, args.out, fig4, args.split)
     files = made + files + [os.path.join(args.out, f) for f in
                             ("speed_memory.md", "sliding.md", "per_position.md", "claims.md",
                              "claims.json")] + \
         ([os.path.join(args.out, "architecture.md")] if arch else [])
-    copy_raw(runs, args.runs, args.out)
-    write_readme(runs, args.out, claims, manifest, files, args.runs)
-    print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(runs), ", ".join(
+    copy_raw(seed_runs, args.runs, args.out)
+    write_readme(seed_runs, args.out, claims, manifest, files, args.runs)
+    print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(seed_runs), ", ".join(
         "%d %s" % (c.num, c.verdict()) for c in claims)))
     return 0
 
