@@ -819,9 +819,8 @@ def claim_half_length(runs, Ls):
         if not s or not a or s.ppl(L) is None or a.ppl(L) is None:
             continue
         ok = a.ppl(L) <= s.ppl(L) * (1 + CLOSE)
-        others = [o for o in runs if o.L == L and o.ppl(L) is not None and
-                  o.name == "%s-L%d" % (o.method, L)]
-        best = min(others, key=lambda o: o.ppl(L))
+        picked = (pick(runs, m, L) for m in sorted({o.method for o in runs if o.L == L}))
+        best = min((o for o in picked if o and o.ppl(L) is not None), key=lambda o: o.ppl(L))
         c.rows.append([L, fmt_ppl(a.ppl(L)), fmt_ppl(s.ppl(L)), compare(a, L, s, L), yes(ok),
                        "%s (%s)" % (label(best.method), fmt_ppl(best.ppl(L))),
                        compare(a, L, best, L), yes(a.ppl(L) < best.ppl(L))])
@@ -983,6 +982,62 @@ def write_per_position(runs, out):
     if not panels:
         text += "No per-position rows in these runs.\n"
     write(os.path.join(out, "per_position.md"), text)
+
+
+# ---- training budget (the budget preset) ----
+
+def budgets(runs):
+    """{(method, L): [(tokens trained, model)]} for the methods and lengths trained with more
+    than one number of steps, by tokens; {} for a preset of one budget."""
+    by = {}
+    for r in runs:
+        steps = get(r.cfg, "train.steps")
+        tokens = (steps or 0) * (get(r.cfg, "train.batch") or 0) * (get(r.cfg, "train.accum") or 1) * r.L
+        by.setdefault((r.method, r.L), []).append((tokens, r))
+    return {k: sorted(v, key=lambda x: x[0]) for k, v in by.items() if len({t for t, _ in v}) > 1}
+
+
+def budget_points(runs):
+    """Per (method, L): [(tokens, ppl(2L)/ppl(L), ppl(16L)/ppl(L))]; and per method:
+    [(tokens, ppl of L = 256 at 256 / ppl of L = 128 at 128)] for the budgets both have."""
+    ratio = lambda r, k: r.ppl(k * r.L) / r.ppl(r.L) if r.ppl(k * r.L) and r.ppl(r.L) else None
+    b = budgets(runs)
+    per = {k: [(t, ratio(r, 2), ratio(r, 16)) for t, r in v] for k, v in b.items()}
+    longer = {}
+    for (m, L), v in b.items():
+        other = dict(b.get((m, 2 * L), []))
+        for t, r in v:
+            o = other.get(t)
+            if o and o.ppl(o.L) and r.ppl(L):
+                longer.setdefault((m, L), []).append((t, o.ppl(o.L) / r.ppl(L)))
+    return per, longer
+
+
+def write_budget(runs, out):
+    """budget.md: the extrapolation ratios and the L = 2L' / L' perplexity ratio per budget."""
+    per, longer = budget_points(runs)
+    if not per:
+        return False
+    f = lambda x: "%.3f" % x if x else "–"
+    rows = [[label(m), L, fmt_int(t), f(r2), f(r16)] for (m, L), pts in
+            sorted(per.items(), key=lambda kv: (kv[0][1],) + method_rank(kv[0][0])) for t, r2, r16 in pts]
+    text = ("# Training budget and extrapolation\n\n"
+            "Each row is a model trained with that many tokens (one cosine schedule over its "
+            "budget): its nonoverlapping perplexity at 2L and at 16L over the one at L_valid = L. "
+            "The paper's ratios (WikiText-103, 247M parameters, 205 epochs) are in fig_ratio.png; "
+            "if under-training explains a difference, these ratios move towards the paper's as "
+            "the budget grows.\n\n")
+    text += md_table(["method", "L", "tokens trained", "ppl(2L) / ppl(L)", "ppl(16L) / ppl(L)"],
+                     rows, ["---", "---:", "---:", "---:", "---:"])
+    if longer:
+        rows = [[label(m), "%d / %d" % (2 * L, L), fmt_int(t), f(x)] for (m, L), pts in
+                sorted(longer.items(), key=lambda kv: (kv[0][1],) + method_rank(kv[0][0])) for t, x in pts]
+        text += ("\nThe longer training length against the shorter, each at its own L_valid = L "
+                 "(the paper finds every method better at L = 1024 than at 512):\n\n")
+        text += md_table(["method", "L", "tokens trained", "ppl ratio"], rows,
+                         ["---", "---:", "---:", "---:"])
+    write(os.path.join(out, "budget.md"), text)
+    return True
 
 
 # ---- reference lines: the unigram ceiling, the paper's tables ----
@@ -1194,6 +1249,32 @@ def figures(runs, out, fig4_names, split="valid"):
                  % (data, split))
     save(fig, "fig_ratio.png")
 
+    # Training budget: extrapolation ratios and the longer/shorter L ratio against tokens
+    per, longer = budget_points(runs)
+    if per:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+        for (m, L), pts in sorted(per.items(), key=lambda kv: (kv[0][1],) + method_rank(kv[0][0])):
+            ls = "-" if L == min(L2 for _, L2 in per) else "--"
+            for ax, k in ((axes[0], 1), (axes[1], 2)):
+                xy = [(t, v) for t, v in ((q[0], q[k]) for q in pts) if v]
+                if xy:
+                    ax.plot([x for x, _ in xy], [y for _, y in xy], ls=ls, marker="o", ms=4,
+                            color=color(m), label="%s, L = %d" % (label(m), L))
+        for (m, L), pts in sorted(longer.items(), key=lambda kv: method_rank(kv[0][0])):
+            axes[2].plot([t for t, _ in pts], [x for _, x in pts], marker="o", ms=4, color=color(m),
+                         label="%s: L = %d over L = %d" % (label(m), 2 * L, L))
+        titles = ["ppl(2L) / ppl(L)", "ppl(16L) / ppl(L)", "ppl at 2L' (trained 2L') / at L' (trained L')"]
+        for ax, t in zip(axes, titles):
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gM" % (v / 1e6)))
+            ax.axhline(1.0, color="0.5", lw=0.8)
+            ax.set_xlabel("tokens trained (log scale)")
+            ax.set_title(t, fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+        fig.suptitle("Does more training close the gap to the paper? %s %s" % (data, split))
+        save(fig, "fig_budget.png")
+
     # Training and validation loss against tokens seen, every run (each seed its own line)
     fig, axes = plt.subplots(1, len(main), figsize=(max(8.0, 5.6 * len(main)), 4.6), squeeze=False)
     for ax, L in zip(axes[0], main):
@@ -1218,7 +1299,8 @@ def figures(runs, out, fig4_names, split="valid"):
         ax.set_ylabel("loss (nats per token)")
         ax.set_title("trained at L = %d: training loss (thin), validation (dots)" % L, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=9)
     fig.suptitle("Training curves: %s (validation on the first train.eval_tokens tokens)" % data)
     save(fig, "fig_training.png")
 
@@ -1521,13 +1603,15 @@ def main(argv=None):
     write_sliding(runs, args.out)
     write_per_position(runs, args.out)
     arch = write_architecture(runs, args.out)
+    budget = write_budget(runs, args.out)
     claims = judge_by_seed(all_claims(runs), seed_runs)
     write_claims(claims, runs, args.out)
     made = [] if args.no_figures else figures(runs, args.out, fig4, args.split)
     files = made + files + [os.path.join(args.out, f) for f in
                             ("speed_memory.md", "sliding.md", "per_position.md", "claims.md",
                              "claims.json")] + \
-        ([os.path.join(args.out, "architecture.md")] if arch else [])
+        ([os.path.join(args.out, "architecture.md")] if arch else []) + \
+        ([os.path.join(args.out, "budget.md")] if budget else [])
     copy_raw(seed_runs, args.runs, args.out)
     write_readme(seed_runs, args.out, claims, manifest, files, args.runs)
     print("results: wrote %s (%d runs; claims: %s)" % (args.out, len(seed_runs), ", ".join(

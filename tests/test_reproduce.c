@@ -385,6 +385,9 @@ TEST(test_reproduce_smoke_end_to_end) {
     if (rc != 0) return;
     const int lengths[] = {8, 16, 32}; /* ALiBi alone at L = 8 */
     expect_outputs(res, lengths, 3, 4);
+    char budget_md[700];
+    snprintf(budget_md, sizeof budget_md, "%s/budget.md", res);
+    CHECK(!file_exists(budget_md), "a preset of one budget wrote %s", budget_md);
     char *t = slurp(res, "table_L16.md");
     int cols = 0;
     CHECK(md_table_rows(t, &cols) == 6, "table_L16.md: L_valid 16,24,32,64,128,256 expected:\n%s",
@@ -590,8 +593,8 @@ TEST(test_reproduce_dry_run_asks_the_binaries) {
     if (!python_ready()) return;
     char dir[512], out[OUT_LEN];
     snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_describe"));
-    const char *presets[] = {"smoke", "quick", "wt2-paper", "arch", "cpu-paper"};
-    for (int i = 0; i < 5; i++) {
+    const char *presets[] = {"smoke", "quick", "wt2-paper", "arch", "cpu-paper", "budget"};
+    for (int i = 0; i < 6; i++) {
         int rc = sh(out,
                     "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs-%s --out %s/o "
                     "--data-dir %s/no-data",
@@ -690,6 +693,33 @@ TEST(test_reproduce_seeds_and_intervals) {
     CHECK(t && strstr(t, "ALiBi vs Sinusoidal: -13.9% [-13.9, -13.9]"),
           "results from the copied runs lost the intervals:\n%s", t ? t : "(missing)");
     free(t);
+}
+
+/* The budget preset's outputs (tests/fixtures/results/make_budget.py writes the runs; its
+ * docstring gives the ratios): budget.md has one row per method, L and budget with the 2L and
+ * 16L ratios, and the longer-L over shorter-L ratio per budget; fig_budget.png is drawn. A
+ * preset of one budget writes no budget.md (test_reproduce_smoke_end_to_end). */
+TEST(test_reproduce_budget) {
+    if (!python_ready()) return;
+    char dir[512], out[OUT_LEN], path[700];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_budget"));
+    int rc = sh(out,
+                "%s tests/fixtures/results/make_budget.py %s/runs && %s scripts/results.py "
+                "--runs %s/runs --out %s/res",
+                g_py, dir, g_py, dir, dir);
+    CHECK(rc == 0, "results.py on the budget fixture: status %d: %s", rc, out);
+    snprintf(path, sizeof path, "%s/res", dir);
+    char *t = slurp(path, "budget.md");
+    expect_line(t, "| Sinusoidal | 16 | 640 | 1.500 | 4.000 |", "budget.md");
+    expect_line(t, "| Sinusoidal | 16 | 1,280 | 1.200 | 3.000 |", "budget.md");
+    expect_line(t, "| ALiBi | 32 | 1,280 | 1.000 | 0.900 |", "budget.md");
+    expect_line(t, "| Sinusoidal | 32 / 16 | 640 | 0.950 |", "budget.md");
+    expect_line(t, "| ALiBi | 32 / 16 | 1,280 | 0.900 |", "budget.md");
+    free(t);
+    if (has_matplotlib())
+        CHECK(is_png(path, "fig_budget.png"), "no fig_budget.png in %s", path);
+    else
+        SKIP_NEED("matplotlib", "fig_budget.png is not drawn");
 }
 
 /* Occurrences of needle in text. */
