@@ -115,6 +115,9 @@ if sys.argv[5] != "fp32":  # fp32 rows keep their old form
     row["precision"] = sys.argv[5]
 if sys.argv[6] != "0":  # --rounds: which round
     row["round"] = int(sys.argv[6])
+    # the host, so that a results page can say where its benchmark ran
+    cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+    row["cpu"] = "%d x %s" % (len(cpu), cpu[0] if cpu else "unknown")
 print(json.dumps(row))
 PY
 }

@@ -749,10 +749,7 @@ def claim_t5_slowest(runs, Ls):
               "T5 bias 14.4k, ALiBi 28.3k. Narang et al. (2021) measured T5 bias only 8.7% slower "
               "than sinusoidal on TPU.",
               ["method", "rounds", "mean tokens/s", "range", "vs fastest mean"])
-    speeds = {}
-    for r in BENCH:
-        if r.get("name") and r.get("tokens_per_s"):
-            speeds.setdefault(r["name"], []).append(r["tokens_per_s"])
+    speeds, _ = bench_speeds()
     if "t5" not in speeds or len(speeds) < 2:
         return c
     fastest = max(sum(v) / len(v) for v in speeds.values())
@@ -867,6 +864,31 @@ def write_claims(claims, runs, out):
 
 # ---- speed, memory, sliding windows ----
 
+def bench_speeds():
+    """{method: [tokens/s per round]} of the benchmark file (claim 6), and its hosts."""
+    speeds, hosts = {}, set()
+    for r in BENCH:
+        if r.get("name") and r.get("tokens_per_s"):
+            speeds.setdefault(r["name"], []).append(r["tokens_per_s"])
+            hosts.add(r.get("cpu", "not recorded"))
+    return speeds, sorted(hosts)
+
+
+def bench_section():
+    """speed_memory.md's first section: the one back-to-back benchmark, when there is one."""
+    speeds, hosts = bench_speeds()
+    if not speeds:
+        return ("No training benchmark is committed beside these results (claim 6 and Figure 2's "
+                "training panel need `scripts/bench_train.sh --rounds R` as bench_train.jsonl).\n\n")
+    rows = [[label(m), len(v), fmt_int(sum(v) / len(v)), "%s–%s" % (fmt_int(min(v)), fmt_int(max(v)))]
+            for m, v in sorted(speeds.items(), key=lambda kv: method_rank(kv[0]))]
+    return ("## Training speed: one benchmark run (%s)\n\n"
+            "The reference model trained by `scripts/bench_train.sh --rounds R`, the methods "
+            "alternated round by round on one host (%s). The range is the run-to-run spread.\n\n"
+            % (os.path.basename(BENCH_FILE), "; ".join(hosts))) + md_table(
+        ["method", "rounds", "mean tokens/s", "range"], rows, ["---", "---:", "---:", "---:"]) + "\n"
+
+
 def write_speed(runs, out):
     rows = []
     for L, rs in sorted(by_length(runs).items()):
@@ -878,8 +900,12 @@ def write_speed(runs, out):
             rows.append([label(r.method), L, fmt_int(r.train_speed), fmt_int(e_L),
                          "%s (%s)" % (fmt_int(e_far), far) if far else "–",
                          fmt_int(r.train_peak), fmt_int(r.eval_peak)])
-    text = ("# Training and evaluation speed and memory\n\n"
-            "The paper's Table 1 / Figure 2 on this machine. Training tokens/s: the median over "
+    text = "# Training and evaluation speed and memory\n\n" + bench_section()
+    hosts = sorted({h for r in runs for h in r.train_setups}) or ["not recorded"]
+    text += ("## From the preset's own logs (not a benchmark)\n\n"
+             "The models trained hours apart, on these setups (the start rows of log.jsonl): "
+             "%s. " % "; ".join(hosts)) + (
+            "Training tokens/s: the median over "
             "the intervals between consecutive training rows of log.jsonl of tokens over "
             "elapsed_s (validation excluded; a median, so that stretches of a long run that "
             "shared the machine with other jobs do not set it). Evaluation tokens/s: tokens scored per second by ./eval at "
@@ -1333,11 +1359,27 @@ def figures(runs, out, fig4_names, split="valid"):
     methods = sorted({r.method for r in runs}, key=method_rank)
     Ls = sorted(groups)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    panels = [("training speed", "tokens/s", lambda r: r.train_speed),
+    speeds, bench_hosts = bench_speeds()
+    panels = [("training speed (training logs)", "tokens/s", lambda r: r.train_speed),
               ("evaluation speed at L_valid = L", "tokens/s", lambda r: r.nonoverlap.get(r.L, {}).get("tokens_per_s")),
               ("training peak memory", "MB (resident)", lambda r: r.train_peak)]
     width = 0.8 / max(1, len(methods))
     for ax, (title, unit, f) in zip(axes, panels):
+        if speeds and title.startswith("training speed"):
+            # one benchmark on one host, never the logs of several: mean, whiskers min-max
+            ms = sorted(speeds, key=method_rank)
+            for k, m in enumerate(ms):
+                v = speeds[m]
+                mean = sum(v) / len(v)
+                ax.bar(k, mean, 0.7, color=color(m),
+                       yerr=[[mean - min(v)], [max(v) - mean]], capsize=4)
+            ax.set_xticks(range(len(ms)))
+            ax.set_xticklabels([label(m) for m in ms], fontsize=8)
+            ax.set_ylabel(unit)
+            ax.set_title("training speed, reference model (%s)" % os.path.basename(BENCH_FILE),
+                         fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            continue
         for i, L in enumerate(Ls):
             # each group is centred on its tick: a length may hold fewer methods (ALiBi alone at L/2)
             values = [(m, f(r)) for m in methods for r in [pick(runs, m, L)] if r]
