@@ -10,6 +10,7 @@ nonoverlapping rows of the valid split, the last one per length, and writes
 through scripts/results.py). A run without rows is one "error: " line and exit status 2.
 """
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -111,9 +112,7 @@ def main(argv=None):
     print(table(data, methods))
     print()
     print(text_plot(data, methods, a.train_len))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("\nquickstart: no matplotlib, so no figure (apt-get install python3-matplotlib)")
         return 0
     path = os.path.join(a.runs, "extrapolation.png")
