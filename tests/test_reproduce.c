@@ -647,6 +647,19 @@ TEST(test_quickstart_plot) {
                       "quickstart_plot without rows");
 }
 
+/* tests/fixtures/results/make_<fixture>.py writes run directories into tests/tmp/<name>/runs
+ * (dir, 512 bytes) and scripts/results.py reports them into dir/res; 0 after a failed CHECK. */
+static int generated_results(const char *fixture, const char *name, char *dir, int figures) {
+    char out[OUT_LEN];
+    snprintf(dir, 512, "%s", test_tmpdir(name));
+    int rc = sh(out,
+                "%s tests/fixtures/results/make_%s.py %s/runs && %s scripts/results.py --runs "
+                "%s/runs --out %s/res%s",
+                g_py, fixture, dir, g_py, dir, dir, figures ? "" : " --no-figures");
+    CHECK(rc == 0, "results.py on the %s fixture: status %d: %s", fixture, rc, out);
+    return rc == 0;
+}
+
 /* Seeds and intervals (tests/fixtures/results/make_seeds.py writes the runs; its docstring
  * works out the numbers): a table cell is the mean ± sd over seeds, the margin's interval is the
  * paired bootstrap of the seed means, which collapses when every token has the same loss; fewer
@@ -655,12 +668,8 @@ TEST(test_quickstart_plot) {
 TEST(test_reproduce_seeds_and_intervals) {
     if (!python_ready()) return;
     char dir[512], out[OUT_LEN];
-    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_seeds"));
-    int rc = sh(out,
-                "%s tests/fixtures/results/make_seeds.py %s/runs && %s scripts/results.py "
-                "--runs %s/runs --out %s/res --no-figures",
-                g_py, dir, g_py, dir, dir);
-    CHECK(rc == 0, "results.py on the seeds fixture: status %d: %s", rc, out);
+    if (!generated_results("seeds", "reproduce_seeds", dir, 0)) return;
+    int rc;
     char res[600];
     snprintf(res, sizeof res, "%s/res", dir);
     char *t = slurp(res, "table_L16.md");
@@ -701,13 +710,8 @@ TEST(test_reproduce_seeds_and_intervals) {
  * preset of one budget writes no budget.md (test_reproduce_smoke_end_to_end). */
 TEST(test_reproduce_budget) {
     if (!python_ready()) return;
-    char dir[512], out[OUT_LEN], path[700];
-    snprintf(dir, sizeof dir, "%s", test_tmpdir("reproduce_budget"));
-    int rc = sh(out,
-                "%s tests/fixtures/results/make_budget.py %s/runs && %s scripts/results.py "
-                "--runs %s/runs --out %s/res",
-                g_py, dir, g_py, dir, dir);
-    CHECK(rc == 0, "results.py on the budget fixture: status %d: %s", rc, out);
+    char dir[512], path[700];
+    if (!generated_results("budget", "reproduce_budget", dir, 1)) return;
     snprintf(path, sizeof path, "%s/res", dir);
     char *t = slurp(path, "budget.md");
     expect_line(t, "| Sinusoidal | 16 | 640 | 1.500 | 4.000 |", "budget.md");
