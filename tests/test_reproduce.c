@@ -453,17 +453,17 @@ TEST(test_reproduce_smoke_end_to_end) {
           "results/runs/alibi-L16 copied to a new run root is not done (status %d):\n%s", rc, out);
 
     /* ... but an evaluation still to run needs it: that model is retrained, its old rows set
-       aside (the last row of eval.jsonl is the sliding window) */
+       aside (the last row of eval.jsonl is a sliding window past L) */
     rc = sh(out,
             "sed -i '$d' %s && scripts/reproduce.sh --preset smoke --no-build --no-figures "
             "--runs %s/runs --out %s",
             evals, dir, res);
     CHECK(rc == 0 && strstr(out, "train alibi-L16 (alibi, L=16): 30 steps") &&
-              strstr(out, "eval.jsonl is now eval.jsonl.old") && strstr(out, " 5 jobs to run ("),
+              strstr(out, "eval.jsonl is now eval.jsonl.old") && strstr(out, " 6 jobs to run ("),
           "a missing row without a checkpoint did not retrain alibi-L16 (status %d):\n%s", rc, out);
     t = slurp(dir, "runs/alibi-L16/eval.jsonl");
-    CHECK(t && count_lines(t) == 13,
-          "alibi-L16/eval.jsonl: %d rows, expected 6 lengths on valid and on test + sliding",
+    CHECK(t && count_lines(t) == 15,
+          "alibi-L16/eval.jsonl: %d rows, expected 6 lengths on valid and on test + 3 sliding",
           t ? count_lines(t) : -1);
     free(t);
 }
