@@ -364,14 +364,19 @@ def load_models(pr, p, path, lengths, user_sets, bin_dir, config_path):
         # sliding windows past L with a small stride (claim 8, the paper's Appendix B)
         long_ = ls.get("sliding_long")
         if long_ is not None:
-            check_keys(long_, {"stride", "lvalid"}, "lengths.%d.sliding_long" % L, path)
+            check_keys(long_, {"stride", "lvalid", "methods"}, "lengths.%d.sliding_long" % L, path)
             S, lvs = long_.get("stride"), long_.get("lvalid")
             if (not isinstance(S, int) or S <= 0 or not isinstance(lvs, list) or not lvs or
                     not all(isinstance(v, int) and v >= S for v in lvs)):
                 raise UserError("%s: lengths.%d.sliding_long needs a positive integer stride and "
                                 "a list of L_valid, each at least the stride" % (path, L))
-            long_ = (S, lvs)
-        d = describe(bin_dir, config_path, sets, pr.vocab_size, lvalid + ([pp] if pp else []),
+            only = long_.get("methods", methods)
+            if not isinstance(only, list) or not all(x in methods for x in only):
+                raise UserError("%s: lengths.%d.sliding_long.methods must list registered "
+                                "methods" % (path, L))
+            long_ = (S, lvs) if m["method"] in only else None
+        d = describe(bin_dir, config_path, sets, pr.vocab_size,
+                     lvalid + ([pp] if pp else []) + (long_[1] if long_ else []),
                      "%s: %s (%s)" % (path, where, name))
         flops = {int(T): f for T, f in d["flops_per_token"].items()}
         for seed in pr.seeds:
