@@ -4,8 +4,8 @@
 # (configs/wt2-sinusoidal-L256.json with its output set back to the full softmax).
 # One JSON line per position method:
 #   {"name": "alibi", "tokens_per_s": ..., "gflops": ..., "flops_per_token": ...}
-# tokens_per_s is the mean over the timed steps (after a warm-up of 5 steps, or of 1 step when
-# --steps is at most 5); flops_per_token counts the matmuls, the causal attention and the
+# tokens_per_s is the mean over the timed steps (after a warm-up of min(5, N - 1) steps for
+# --steps N); flops_per_token counts the matmuls, the causal attention and the
 # output layer, x3 for forward + backward (as ./train reports it; an adaptive output counts its
 # head, see model_flops_per_token).
 #
