@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -487,7 +488,7 @@ TEST(test_data_cache) {
           "first cached load equals the uncached one");
     CHECK(ref.map == NULL && t.map != NULL, "uncached ids in memory, cached ones mapped");
     tokens_free(&t);
-    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
+    CHECK(files_containing(dir, ".tmp.") == 0, "no temporary file left");
     CHECK(file_size(cache) == HDR + 4 * ref.n, "cache %s: %zu bytes, expected %zu", cache,
           file_size(cache), HDR + 4 * ref.n);
 
@@ -731,7 +732,31 @@ TEST(test_data_cache_stale) {
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && !all_eos(&t, &v),
           "cache as old as its source -> rebuilt");
     tokens_free(&t);
-    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
+    CHECK(files_containing(dir, ".tmp.") == 0, "no temporary file left");
+    tokens_free(&ref);
+    vocab_free(&v);
+}
+
+/* A build killed before its rename (SIGKILL, power cut) leaves "<cache>.tmp.<pid>": the next
+ * build removes it once that process is gone, and keeps one of a process that still runs. */
+TEST(test_data_cache_dead_temp_removed) {
+    const char *dir = test_tmpdir("data_cache_dead_temp");
+    char src[512], cache[600], err[512], dead[700], alive[700];
+    Vocab v;
+    Tokens ref, t;
+    if (tiny_copy(src, cache, &v, &ref, dir)) return;
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* a pid that no longer runs */
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", cache, (long)child);
+    snprintf(alive, sizeof alive, "%s.tmp.%ld", cache, (long)getppid());
+    write_bytes(dead, "half a cache", 12);
+    write_bytes(alive, "another build", 13);
+    CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref), "%s", err);
+    tokens_free(&t);
+    CHECK(!file_exists(dead), "%s (its process is gone) was not removed", dead);
+    CHECK(file_exists(alive), "%s (its process runs) was removed", alive);
+    unlink(alive);
     tokens_free(&ref);
     vocab_free(&v);
 }
@@ -821,7 +846,7 @@ TEST(test_data_cache_unwritable) {
     fflush(stdout);
     CHECK(tokens_load(&t, src, &v, 1, err, sizeof err) == 0 && tokens_equal(&t, &ref) && !t.map,
           "unwritable cache: tokens from memory (%s)", err);
-    CHECK(files_containing(dir, ".tmp-") == 0, "no temporary file left");
+    CHECK(files_containing(dir, ".tmp.") == 0, "no temporary file left");
     tokens_free(&t);
     tokens_free(&ref);
     vocab_free(&v);

@@ -19,18 +19,19 @@
  * Token cache "<path>.<vocab hash as 16 hex>.cache": a 64-byte header (CacheHeader) then n int32
  * ids in native byte order (a cache is a local file, not an exchange format), memory-mapped
  * read-only with Tokens.ids pointing just past the header (8-byte aligned in the mapping). It is
- * written under a temporary name in the same folder ("<path>.<hash>.tmp-XXXXXX.cache", removed
- * on failure), fsync'd and renamed, so the cache name only ever holds a complete file and a
- * mapped cache is never truncated under its reader (that would be a SIGBUS, not an error). A
- * cache is used only if its header matches the source's size and mtime and the vocabulary
- * hash, its size matches its n, every id is below the vocabulary size, the ids match the
- * header's checksum (token_checksum: a flipped bit that keeps an id in range would otherwise
- * train on the wrong word unseen), and it is strictly newer than its source. The last rule is git's
- * answer to "racily clean" files: mtimes come from a coarse clock (a few ms), so a source rewritten
- * at the same size within the tick in which its cache was written would otherwise keep the old ids.
+ * written under a temporary name in the same folder ("<cache>.tmp.<pid>", removed on failure,
+ * and by the next build when a killed process left it: remove_dead_temps), fsync'd and renamed, so
+ * the cache name only ever holds a complete file and a mapped cache is never truncated under its
+ * reader (that would be a SIGBUS, not an error). A cache is used only if its header matches the
+ * source's size and mtime and the vocabulary hash, its size matches its n, every id is below the
+ * vocabulary size, the ids match the header's checksum (token_checksum: a flipped bit that keeps an
+ * id in range would otherwise train on the wrong word unseen), and it is strictly newer than its
+ * source. The last rule is git's answer to "racily clean" files: mtimes come from a coarse clock (a
+ * few ms), so a source rewritten at the same size within the tick in which its cache was written
+ * would otherwise keep the old ids.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* st_mtim, MAP_POPULATE, mkstemps (the Makefile passes it already) */
+#define _GNU_SOURCE /* st_mtim, MAP_POPULATE (the Makefile passes it already) */
 #endif
 #include "data.h"
 
@@ -878,9 +879,12 @@ static int checksum_of_file(int fd, size_t n, uint64_t *sum) {
  * failed. */
 static int cache_build(Tokens *t, const char *cache, TextStream *s, const struct stat *src,
                        const Vocab *v) {
-    char tmp[PATH_BYTES + 16];
-    snprintf(tmp, sizeof tmp, "%.*s.tmp-XXXXXX.cache", (int)strlen(cache) - 6, cache);
-    int fd = mkstemps(tmp, 6);
+    char tmp[PATH_BYTES + 32], dir[PATH_BYTES];
+    const char *slash = strrchr(cache, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cache) : 1, slash ? cache : ".");
+    remove_dead_temps(dir); /* a build killed before its rename left its temp file */
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", cache, (long)getpid());
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return cache_warn(cache, errno), 0;
     IdSink out = {.cap = 1 << 18, .fd = fd}; /* 1 MB writes */
     out.buf = xcalloc(out.cap, sizeof *out.buf);
