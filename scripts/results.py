@@ -265,7 +265,8 @@ class Model:
         first = runs[0]
         self.runs, self.name, self.method, self.L = runs, first.model, first.method, first.L
         self.cfg, self.path, self.params, self.data = first.cfg, first.path, first.params, first.data
-        self.tokens, self.per_position = first.tokens, first.per_position
+        self.tokens = first.tokens
+        self.per_position = self._mean_profiles([r.per_position for r in runs])
         self.seeds = [r.seed for r in runs]
         self.nonoverlap = self._mean_rows([r.nonoverlap for r in runs])
         self.sliding = self._mean_rows([r.sliding for r in runs])
@@ -298,6 +299,21 @@ class Model:
             if all(v is not None for v in speeds):
                 row["tokens_per_s"] = sum(speeds) / len(speeds)
             out[k] = row
+        return out
+
+    @staticmethod
+    def _mean_profiles(dicts):
+        """L_valid -> per-position row with each bucket's loss the mean over the seeds, for the
+        lengths every seed profiled with the same buckets."""
+        out = {}
+        for lv in set(dicts[0]).intersection(*[set(d) for d in dicts[1:]]):
+            rows = [d[lv] for d in dicts]
+            if any(r["edges"] != rows[0]["edges"] for r in rows):
+                continue
+            row = dict(rows[0])
+            row["loss"] = [None if any(r["loss"][i] is None for r in rows) else
+                           sum(r["loss"][i] for r in rows) / len(rows) for i in range(len(row["loss"]))]
+            out[lv] = row
         return out
 
     ppl, curve, longest = Run.ppl, Run.curve, Run.longest

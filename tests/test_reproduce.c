@@ -695,8 +695,9 @@ TEST(test_reproduce_bootstrap_interval) {
 /* Seeds and intervals (tests/fixtures/results/make_seeds.py writes the runs; its docstring
  * works out the numbers): a table cell is the mean ± sd over seeds, the margin's interval is the
  * paired bootstrap of the seed means, which collapses when every token has the same loss; fewer
- * than 20 shared blocks give no interval; both splits are tabled; claim 5 holds for one seed of
- * two, so it is mixed, and claims.json lists the seeds' verdicts. */
+ * than 20 shared blocks give no interval; both splits are tabled; per-position losses are the
+ * seeds' means; claim 5 holds for one seed of two, so it is mixed, and claims.json lists the
+ * seeds' verdicts. */
 TEST(test_reproduce_seeds_and_intervals) {
     if (!python_ready()) return;
     char dir[512], out[OUT_LEN];
@@ -715,6 +716,10 @@ TEST(test_reproduce_seeds_and_intervals) {
                 "table_L16.md");
     CHECK(t && strstr(t, "## valid split") && strstr(t, "## test split"),
           "table_L16.md lacks a split:\n%s", t ? t : "(missing)");
+    free(t);
+    t = slurp(res, "per_position.md"); /* bucket losses: the mean over seeds */
+    expect_line(t, "| 1–16 | 1,200 | 4.000 | **3.850** |", "per_position.md");
+    expect_line(t, "| 17–32 (beyond L) | 1,200 | 3.500 | **3.350** |", "per_position.md");
     free(t);
     t = slurp(res, "claims.md");
     expect_line(t, "| 16 | 33.28 | 30.27 | -13.9% [-13.9, -13.9] | 30.27 (16) | yes |",
