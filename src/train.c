@@ -120,9 +120,11 @@ static Args parse_args(int argc, char **argv) {
             a.init = argv[++i];
         else if (!strcmp(o, "--stop-at"))
             a.stop_at = parse_positive(o, argv[++i]);
-        else if (!strcmp(o, "--vocab-size"))
+        else if (!strcmp(o, "--vocab-size")) {
             a.vocab_size = parse_positive(o, argv[++i]);
-        else if (!strcmp(o, "--flops-at"))
+            if (a.vocab_size > 100000000)
+                user_error("--vocab-size: at most 100000000 words, got %ld", a.vocab_size);
+        } else if (!strcmp(o, "--flops-at"))
             a.flops_at = argv[++i];
         else {
             if (a.n_sets == 64) user_error("--set: at most 64 overrides");

@@ -275,6 +275,8 @@ TEST(test_cli_describe) {
 
     rc = sh(out, "./train --describe --config %s/cfg.json --vocab-size 50", dir);
     expect_user_error(rc, out, "cutoffs", NULL, NULL, "--describe: cutoff above --vocab-size");
+    rc = sh(out, "./train --describe --config %s/cfg.json --vocab-size 99999999999", dir);
+    expect_user_error(rc, out, "--vocab-size: at most", NULL, NULL, "--vocab-size too large");
     rc = sh(out, "./train --config %s/cfg.json --vocab-size 50", dir);
     expect_user_error(rc, out, "--vocab-size is an option of --describe", NULL, NULL,
                       "--vocab-size without --describe");
