@@ -502,7 +502,8 @@ static void segments_row(JsonlFile *f, const Sweep *s, int L, size_t n, const do
         char num[64];
         snprintf(num, sizeof num, "%.6f", nll[k]);
         cJSON_AddItemToArray(jt, cJSON_CreateNumber((double)(w.end - w.score)));
-        cJSON_AddItemToArray(jn, cJSON_CreateRaw(num));
+        /* a diverged model's NaN or inf has no JSON number: null, as cJSON writes the row's */
+        cJSON_AddItemToArray(jn, isfinite(nll[k]) ? cJSON_CreateRaw(num) : cJSON_CreateNull());
     }
     write_row(f, o, L);
 }
