@@ -249,7 +249,8 @@ class Run:
         if self._segments is None:
             self._segments = {}
             for r in read_jsonl(os.path.join(self.path, "segments.jsonl")):
-                if r.get("split", "valid") == self.split and "nll" in r:
+                # a diverged model's segments hold nulls: no interval rather than a crash
+                if r.get("split", "valid") == self.split and None not in r.get("nll", [None]):
                     self._segments[(r.get("lvalid"), r.get("stride"))] = r
         return self._segments.get((lvalid, stride or lvalid))
 
