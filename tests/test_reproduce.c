@@ -825,6 +825,23 @@ TEST(test_reproduce_errors) {
     CHECK(rc == 0 && count_substr(out, "--set train.precision=bf16 --set data.dir") == 9,
           "the dry run's 9 training commands lack the --set (%d): %s", rc, out);
 
+    /* --seeds: distinct positive integers; a preset of several seeds takes no train.seed */
+    static const char *bad_seeds[] = {"1,1", "0", "x", "1,-2", ""};
+    for (int i = 0; i < 5; i++) {
+        rc = sh(out, "scripts/reproduce.sh --preset smoke --dry-run --runs %s/r --seeds '%s'", dir,
+                bad_seeds[i]);
+        expect_user_error(rc, out, "seeds", NULL, NULL, bad_seeds[i]);
+    }
+    rc = sh(out,
+            "scripts/reproduce.sh --preset quick --dry-run --runs %s/r --out %s/o --set "
+            "train.seed=4",
+            dir, dir);
+    expect_user_error(rc, out, "choose them with --seeds", NULL, NULL, "--set train.seed");
+    rc = sh(out, "scripts/reproduce.sh --preset smoke --dry-run --runs %s/r --seeds 3,5", dir);
+    CHECK(rc == 0 && strstr(out, "train alibi-L8-s3 ") && strstr(out, "train alibi-L8-s5 ") &&
+              strstr(out, "--set train.seed=5 --set data.dir"),
+          "--seeds 3,5: status %d:\n%s", rc, out);
+
     rc = sh(out, "%s scripts/results.py --runs %s/nothing --out %s/res", g_py, dir, dir);
     expect_user_error(rc, out, "no run directories", NULL, NULL, "results.py without runs");
     rc = sh(out, "%s scripts/results.py --runs %s/paper --out %s/res-bench --bench %s/nope.jsonl",
