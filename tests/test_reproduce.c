@@ -810,6 +810,27 @@ TEST(test_reproduce_errors) {
     rc = sh(out, "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs", path, dir);
     expect_user_error(rc, out, "models[0]: unknown key 'mehtod'", NULL, NULL,
                       "misspelt preset key");
+    /* the preset keys of the seeds, splits and sliding windows past L */
+    static const struct {
+        const char *length_extra, *preset_extra, *want;
+    } presets[] = {
+        {"", ", \"eval\": {\"splits\": [\"test\", \"valid\"]}", "eval.splits"},
+        {"", ", \"seeds\": [2, 2]", "seeds must be distinct"},
+        {", \"sliding_long\": {\"stride\": 0, \"lvalid\": [32]}", "", "sliding_long needs"},
+        {", \"sliding_long\": {\"stride\": 4, \"lvalid\": [32], \"methods\": [\"nope\"]}", "",
+         "sliding_long.methods"},
+    };
+    for (int i = 0; i < 4; i++) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "{\"description\": \"x\", \"config\": {}, \"data\": {\"dir\": \"x\"},\n"
+                 " \"lengths\": {\"16\": {\"lvalid\": \"16..64\"%s}},\n"
+                 " \"models\": [{\"method\": \"alibi\", \"L\": 16}]%s}\n",
+                 presets[i].length_extra, presets[i].preset_extra);
+        CHECK(write_file_atomic(path, text, strlen(text)) == 0, "cannot write %s", path);
+        rc = sh(out, "scripts/reproduce.sh --preset %s --dry-run --runs %s/runs", path, dir);
+        expect_user_error(rc, out, presets[i].want, NULL, NULL, presets[i].want);
+    }
 
     /* --set: every model gets the key (after the preset's), only into other directories */
     rc = sh(out, "scripts/reproduce.sh --preset smoke --dry-run --set train.precision=bf16");
