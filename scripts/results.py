@@ -334,24 +334,22 @@ class Model:
         return segs if all(segs) else None
 
 
-def compare_sliding(a, lv_a, S_a, lv_b, S_b):
-    """As compare, between two sliding-window evaluations of model a."""
-    sa, sb = a.segments(lv_a, S_a), a.segments(lv_b, S_b)
-    r = stats.paired(sa, sb) if sa and sb else None
-    if r is None:
-        pa, pb = a.sliding.get((lv_a, S_a)), a.sliding.get((lv_b, S_b))
-        return fmt_pct(pa["ppl"] / pb["ppl"] - 1) if pa and pb else "–"
-    return stats.fmt_ci(r)
+def eval_ppl(m, lv, stride=None):
+    """Model m's perplexity at L_valid lv: nonoverlapping, or sliding with stride."""
+    if stride is None:
+        return m.ppl(lv)
+    row = m.sliding.get((lv, stride))
+    return row["ppl"] if row else None
 
 
-def compare(a, lv_a, b, lv_b):
+def compare(a, lv_a, b, lv_b, stride_a=None, stride_b=None):
     """Model a's perplexity at L_valid lv_a relative to model b's at lv_b (the same model at two
-    lengths, or two models), as text: the change with its paired-bootstrap interval
-    (stats.paired) when both have segments, else the change alone."""
-    sa, sb = a.segments(lv_a), b.segments(lv_b)
+    lengths, or two models; sliding windows with a stride), as text: the change with its
+    paired-bootstrap interval (stats.paired) when both have segments, else the change alone."""
+    sa, sb = a.segments(lv_a, stride_a), b.segments(lv_b, stride_b)
     r = stats.paired(sa, sb) if sa and sb else None
     if r is None:
-        pa, pb = a.ppl(lv_a), b.ppl(lv_b)
+        pa, pb = eval_ppl(a, lv_a, stride_a), eval_ppl(b, lv_b, stride_b)
         return fmt_pct(pa / pb - 1) if pa and pb else "–"
     return stats.fmt_ci(r)
 
@@ -809,7 +807,7 @@ def claim_sliding_gain(runs, Ls):
             ok = row["ppl"] >= row0["ppl"] * (1 - SLIDE_GAIN)
             oks.append(ok)
             c.rows.append([L, "%s (%d)" % (fmt_ppl(row0["ppl"]), S0), lv,
-                           "%s (%d)" % (fmt_ppl(row["ppl"]), S), compare_sliding(a, lv, S, L, S0),
+                           "%s (%d)" % (fmt_ppl(row["ppl"]), S), compare(a, lv, a, L, S, S0),
                            compare(a, lv, a, L) if a.ppl(lv) and a.ppl(L) else "–", yes(ok)])
         c.results.append(all(oks))
     return c
@@ -1124,7 +1122,9 @@ def unigram_ppl(runs, out, split):
             return None  # a word the unigram cannot score: no ceiling rather than a wrong one
         nll -= math.log(c / total)
         n += 1
-    saved[split] = {"ppl": math.exp(nll / n), "tokens": n, "train": train, "scored": scored}
+    # paths as the repository sees them, so the cache names no machine's directories
+    rel = lambda x: os.path.relpath(x, ROOT)
+    saved[split] = {"ppl": math.exp(nll / n), "tokens": n, "train": rel(train), "scored": rel(scored)}
     write(cache, json.dumps(saved, indent=1) + "\n")
     return saved[split]["ppl"]
 
