@@ -118,10 +118,16 @@ def describe(bin_dir, config_path, sets, V, lengths, what):
     return ask(cmd, what)
 
 
+LENGTHS = {}  # (spec, L) -> ./eval's answer: every model of a length shares it
+
+
 def print_lengths(bin_dir, spec, L, what):
     """The lengths ./eval --lvalid spec evaluates for training length L."""
-    return ask([os.path.join(bin_dir, "eval"), "--print-lengths", str(spec), "--train-len", str(L)],
-               what)
+    key = (str(spec), L)
+    if key not in LENGTHS:
+        LENGTHS[key] = ask([os.path.join(bin_dir, "eval"), "--print-lengths", str(spec),
+                            "--train-len", str(L)], what)
+    return LENGTHS[key]
 
 
 # ---- presets ----
