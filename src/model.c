@@ -13,6 +13,7 @@
  * Each rule is the init kind of the tensor's row (params.h), set where the tensor is declared. */
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -162,6 +163,8 @@ struct OutputLayer {
      * summed loss */
     double (*loss_backward)(Model *m, const Pass *p, float *dx, const int32_t *targets,
                             float scale);
+    /* out (V) = log p(every word) for one hidden state x (C) */
+    void (*logprobs)(Model *m, const float *x, float *out);
     /* FLOPs per token of the softmax */
     double (*flops)(const Config *cfg, int V);
 };
@@ -664,6 +667,20 @@ static void branch_in_backward(Model *m, const Pass *p, int l, int j, const floa
         norm_backward(m, a->dres, g.ln_w[j], g.ln_b[j], a->dln, x, w.ln_w[j], st.mean, st.rstd, N));
 }
 
+/* The absolute position of sequence b's first token in pass p. */
+static int seq_pos0(const Pass *p, int b) {
+    return p->kv ? p->kv->pos0[b] : p->pos0;
+}
+
+/* A KV pass whose sequences all start at position 0 without a window holds every key it reads
+ * itself: the tiled evaluation kernel gives the same result faster than reading the cache. */
+static int kv_fresh(const Pass *p) {
+    if (p->kv->window > 0 && p->T > p->kv->window) return 0;
+    for (int b = 0; b < p->B; b++)
+        if (p->kv->pos0[b]) return 0;
+    return 1;
+}
+
 /* y (N, C) = attention of layer l on its input in. */
 static void attn_forward(Model *m, const Pass *p, int l, const float *in, float *y) {
     const ModelSpec *s = &m->spec;
@@ -677,9 +694,23 @@ static void attn_forward(Model *m, const Pass *p, int l, const float *in, float 
     const PosMethod *pm = s->pos;
     TIMED(PF_QKV, 0, linear_forward(m, qkv, in, w.qkv_w, w.qkv_b, N, C, s->Q));
     if (pm->rotate_forward)
-        TIMED(PF_ATTN, 0,
-              pm->rotate_forward(&m->state.pos, qkv, qkv + C, Q, l, p->B, p->T, p->pos0));
-    if (a->att_tiles) /* an evaluation model */
+        TIMED(PF_ATTN, 0, {
+            /* one call per sequence when a KV pass gives each its own position */
+            for (int b = 0, n = p->kv ? p->B : 1; b < n; b++) {
+                float *rows = qkv + (size_t)b * p->T * Q;
+                pm->rotate_forward(&m->state.pos, rows, rows + C, Q, l, p->kv ? 1 : p->B, p->T,
+                                   seq_pos0(p, b));
+            }
+        });
+    if (p->kv) {
+        TIMED(PF_ATTN, 0, {
+            kv_store(p->kv, qkv, &as);
+            if (kv_fresh(p))
+                attention_forward_tiled(att, qkv, &as, a->att_tiles);
+            else
+                attention_forward_paged(att, qkv, &as, p->kv);
+        });
+    } else if (a->att_tiles) /* an evaluation model */
         TIMED(PF_ATTN, 0, attention_forward_tiled(att, qkv, &as, a->att_tiles));
     else
         TIMED(PF_ATTN, 0, attention_forward(att, a->probs + sl * BHTT, qkv, &as));
@@ -792,29 +823,58 @@ const float *model_hidden(const Model *m, const Pass *p) {
     return m->spec.final_norm ? m->state.a.lnf : last_stream(m, p);
 }
 
-void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
-    if (p->B > m->state.max_B || p->pos0 < 0 || p->pos0 + p->T > m->state.max_T ||
-        (p->train && !m->state.training))
+/* Refuses a pass the state was not sized for; returns the end of its last position. A KV pass
+ * holds B*T rows of the activations (B sequences of T new tokens, B*T <= max_B*max_T) at
+ * positions up to max_T, which bounds the position tables. */
+static int check_pass(const Model *m, const Pass *p) {
+    const RunState *r = &m->state;
+    int end = p->pos0 + p->T, ok = p->pos0 >= 0 && !(p->train && !r->training);
+    if (p->kv) {
+        ok = ok && !p->train && !p->pos0 && (size_t)p->B * p->T <= (size_t)r->max_B * r->max_T;
+        for (int b = 0; b < p->B; b++) {
+            const int e = p->kv->pos0[b] + p->T;
+            ok = ok && p->kv->pos0[b] == p->kv->pool->seqs[p->kv->seq[b]].len;
+            if (e > end) end = e;
+        }
+    } else {
+        ok = ok && p->B <= r->max_B;
+    }
+    if (!ok || end > r->max_T)
         sys_error("internal: forward of %dx%d from position %d exceeds the model's %dx%d capacity",
-                  p->B, p->T, p->pos0, m->state.max_B, m->state.max_T);
+                  p->B, p->T, p->pos0, r->max_B, r->max_T);
+    return end;
+}
+
+void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
+    const int end = check_pass(m, p);
     Activations *a = &m->state.a;
     const int C = m->spec.C;
     const size_t N = (size_t)p->B * p->T, NC = N * C;
     float drop = p->train ? (float)m->spec.cfg->model.dropout : 0.0f;
-    if (m->state.pos.m->prepare) m->state.pos.m->prepare(&m->state.pos, p->pos0 + p->T);
+    const PosMethod *pm = m->state.pos.m;
+    if (pm->prepare) pm->prepare(&m->state.pos, end);
 
     TIMED(PF_EMBED, 0, {
         m->spec.out->embed_forward(m, a->res, inputs, N);
-        if (m->state.pos.m->embed_forward)
-            m->state.pos.m->embed_forward(&m->state.pos, a->res, p->B, p->T, p->pos0);
+        if (pm->embed_forward)
+            for (int b = 0, n = p->kv ? p->B : 1; b < n; b++)
+                pm->embed_forward(&m->state.pos, a->res + (size_t)b * p->T * C, p->kv ? 1 : p->B,
+                                  p->T, seq_pos0(p, b));
         dropout_forward(a->res, a->res, NC, drop, site_key(p->key, 0, SITE_EMB));
     });
     for (int l = 0; l < m->spec.L; l++) block_forward(m, p, l, drop);
+    if (p->kv)
+        for (int b = 0; b < p->B; b++) p->kv->pool->seqs[p->kv->seq[b]].len += p->T;
     if (m->spec.final_norm)
         TIMED(PF_LN, 0,
               norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, last_stream(m, p),
                            tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_w),
                            tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_b), N));
+}
+
+void model_logprobs(Model *m, const Pass *p, size_t row, float *out) {
+    assert(row < (size_t)p->B * p->T);
+    m->spec.out->logprobs(m, model_hidden(m, p) + row * m->spec.C, out);
 }
 
 double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
@@ -889,6 +949,20 @@ static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32
         (size_t)p->B * p->T, m->spec.C, m->spec.V, scale, m->state.a.logits);
 }
 
+/* One row of logits against the tied embedding (on the run's engine, as the loss), then
+ * log-softmax with the sum in double. */
+static void full_logprobs(Model *m, const float *x, float *out) {
+    const int V = m->spec.V, C = m->spec.C;
+    gemm(m->state.gemm, 0, 1, 1, V, C, 1.0f, x, C,
+         tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), C, 0.0f, out, V);
+    float mx = out[0];
+    for (int v = 1; v < V; v++) mx = out[v] > mx ? out[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += exp((double)out[v] - mx);
+    const float lse = mx + (float)log(sum);
+    for (int v = 0; v < V; v++) out[v] -= lse;
+}
+
 static double full_flops(const Config *cfg, int V) {
     return 2.0 * cfg->model.d_model * V;
 }
@@ -900,6 +974,7 @@ static const OutputLayer output_full = {
     .embed_backward = full_embed_backward,
     .loss = full_loss,
     .loss_backward = full_loss_backward,
+    .logprobs = full_logprobs,
     .flops = full_flops,
 };
 
@@ -962,6 +1037,11 @@ static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const i
     return loss;
 }
 
+static void adaptive_logprobs_row(Model *m, const float *x, float *out) {
+    Adaptive w = adaptive_view(&m->spec, m->weights.params);
+    adaptive_logprobs(out, x, &w, m->state.a.logits);
+}
+
 /* The head softmax and the head's input projection; the tails run only for the few tokens
  * whose target lies in them. No cutoffs: one cluster, a full softmax through the projection. */
 static double adaptive_flops(const Config *cfg, int V) {
@@ -977,6 +1057,7 @@ static const OutputLayer output_adaptive = {
     .embed_backward = adaptive_embed_backward,
     .loss = adaptive_loss,
     .loss_backward = adaptive_loss_backward,
+    .logprobs = adaptive_logprobs_row,
     .flops = adaptive_flops,
 };
 

@@ -138,6 +138,11 @@ typedef struct {
     int train;    /* dropout on and every layer's activations kept for backward (a training
                    * model only); 0: an evaluation pass, layers share one activation slot */
     uint64_t key; /* seeds the dropout masks (unique per micro-batch) */
+    /* Generation (an evaluation pass): NULL, or the KV cache the pass continues. Then sequence
+     * b's T tokens sit at positions kv->pos0[b] .. (pos0 above must be 0), every layer stores
+     * their keys and values in the cache and attends to all the cached ones, and the sequences'
+     * lengths in the pool advance by T. The blocks must be reserved (kv_reserve). */
+    const KvPass *kv;
 } Pass;
 
 /* 0 if the config's output layer fits a vocabulary of V words (adaptive cutoffs below V),
@@ -184,6 +189,9 @@ double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses
 double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
                       float scale);
 
+/* out (V) = log p(every word) at row `row` (< B*T) of the last forward, which had pass p: the
+ * full softmax over the tied embedding (on the run's engine) or the exact adaptive one. */
+void model_logprobs(Model *m, const Pass *p, size_t row, float *out);
 /* FLOPs per token of one forward pass at sequence length T (matmuls, causal attention as the
  * lower triangle, output layer). Training costs 3x. */
 double model_flops_per_token(const Config *cfg, int V, int T);

@@ -397,3 +397,84 @@ void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, f
         }
     }
 }
+
+/* ---- generation: attention against the paged KV cache (kvcache.c) ----------------------
+ *
+ * A decode step has one query row per sequence and head against every cached key: memory-bound
+ * on the cache, not compute-bound, so each (batch, head, row) is one work item that streams its
+ * kv head's blocks once, with the same online softmax as the tiled kernel (one row, one block of
+ * KV_BLOCK keys at a time). Rows of a pass with T > 1 (a prompt continued from a cached prefix)
+ * are separate items too: correct for any T, but re-reading the blocks per row, so a prompt
+ * that starts at position 0 goes through attention_forward_tiled instead (model.c). */
+
+void kv_store(const KvPass *kv, const float *qkv, const AttnShape *s) {
+    const QkvLayout L = qkv_layout(s);
+    const int T = s->T, D = L.D, Hkv = s->H / L.G;
+    for (int b = 0; b < s->B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = qkv + ((size_t)b * T + t) * L.ld;
+            const int pos = kv->pos0[b] + t, c = pos % KV_BLOCK;
+            for (int g = 0; g < Hkv; g++) {
+                float *KT = kv_block_keys(kv->pool, kv->seq[b], s->layer, g, pos);
+                float *V = kv_block_values(kv->pool, kv->seq[b], s->layer, g, pos);
+                const float *k = row + L.k0 + (size_t)g * D, *v = row + L.v0 + (size_t)g * D;
+                for (int d = 0; d < D; d++) KT[(size_t)d * KV_BLOCK + c] = k[d];
+                memcpy(V + (size_t)c * D, v, sizeof(float) * (size_t)D);
+            }
+        }
+}
+
+/* o (D) = softmax-weighted values for query q of head h at absolute position i, reading keys
+ * lo..i of sequence `seq`; the position method's bias as in the other kernels. */
+static void paged_row(float *restrict o, const float *restrict q, const AttnShape *s,
+                      const KvPass *kv, int seq, int h, int g, int i, int lo, int D) {
+    const float scale = 1.0f / sqrtf((float)D);
+    const PosMethod *m = s->pos ? s->pos->m : NULL;
+    const float slope = m && m->linear_slope ? m->linear_slope(s->pos, s->layer, h) : 0.0f;
+    float S[KV_BLOCK], mx = -INFINITY, l = 0.0f;
+    memset(o, 0, sizeof(float) * (size_t)D);
+    for (int j0 = lo / KV_BLOCK * KV_BLOCK; j0 <= i; j0 += KV_BLOCK) {
+        const float *KT = kv_block_keys(kv->pool, seq, s->layer, g, j0);
+        const float *V = kv_block_values(kv->pool, seq, s->layer, g, j0);
+        const int ca = lo > j0 ? lo - j0 : 0, cb = i - j0 < KV_BLOCK ? i - j0 + 1 : KV_BLOCK;
+        for (int c = 0; c < KV_BLOCK; c++) S[c] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            const float qd = q[d] * scale, *kt = KT + (size_t)d * KV_BLOCK;
+            for (int c = 0; c < KV_BLOCK; c++) S[c] += qd * kt[c];
+        }
+        /* the bias after the scaling, as attention_forward; ALiBi's slope folded in */
+        for (int c = ca; c < cb; c++) S[c] += slope * (float)(j0 + c - i);
+        if (m && m->bias_forward && !m->linear_slope)
+            m->bias_forward(s->pos, S + ca, KV_BLOCK, s->layer, h, i, 1, j0 + ca, cb - ca);
+        float m_new = mx;
+        const float sum = exp_from_max(S + ca, cb - ca, &m_new);
+        const float alpha = exp_fast(mx - m_new); /* 0 on the first block (mx = -inf) */
+        l = l * alpha + sum;
+        for (int d = 0; d < D; d++) o[d] *= alpha;
+        for (int c = ca; c < cb; c++) {
+            const float p = S[c], *v = V + (size_t)c * D;
+            for (int d = 0; d < D; d++) o[d] += p * v[d];
+        }
+        mx = m_new;
+    }
+    const float inv = 1.0f / l;
+    for (int d = 0; d < D; d++) o[d] *= inv;
+}
+
+void attention_forward_paged(float *out, const float *qkv, const AttnShape *s, const KvPass *kv) {
+    const QkvLayout L = qkv_layout(s);
+    const int T = s->T, H = s->H, C = s->C;
+    const long items = (long)s->B * H * T;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long it = 0; it < items; it++) {
+        const int b = (int)(it / ((long)H * T)), h = (int)(it / T % H), t = (int)(it % T);
+        const int seq = kv->seq[b], i = kv->pos0[b] + t;
+        const KvSeq *q = &kv->pool->seqs[seq];
+        int lo = kv->window > 0 && i - kv->window + 1 > 0 ? i - kv->window + 1 : 0;
+        if (lo < q->first_block * KV_BLOCK)
+            sys_error("internal: key %d of KV sequence %d was evicted", lo, seq);
+        const float *qr = qkv + ((size_t)b * T + t) * L.ld + (size_t)h * L.D;
+        paged_row(out + ((size_t)b * T + t) * C + (size_t)h * L.D, qr, s, kv, seq, h, h / L.G, i,
+                  lo, L.D);
+    }
+}

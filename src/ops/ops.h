@@ -128,6 +128,65 @@ size_t attention_tiled_scratch_floats(int C, int H, int nthreads);
 /* qkv (B, T, (H + 2 Hkv) D) as above; out (B, T, C) = . */
 void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, float *scratch);
 
+/* ---- kvcache.c: the paged key/value cache of generation ----------------------------------
+ * PagedAttention's memory layout (Kwon et al. 2023, sec. 4.1-4.2) on a CPU: the keys and values
+ * of every sequence live in fixed-size blocks of KV_BLOCK positions drawn from one pool, and each
+ * sequence has a block table, so a sequence grows one block at a time, sequences of different
+ * lengths share the pool, and a finished sequence returns its blocks. One block holds all L
+ * layers: per layer the keys of each kv head transposed, (Hkv, D, KV_BLOCK), then the values
+ * (Hkv, KV_BLOCK, D): one head's scores over a block are then D rows of KV_BLOCK keys that
+ * vectorize along the keys, as in the tiled evaluation kernel. Positions are absolute: a sequence
+ * holds positions first_block * KV_BLOCK .. len - 1 (first_block > 0 once a sliding window has
+ * evicted blocks from its front). */
+#define KV_BLOCK 64
+typedef struct {
+    int *table;      /* block ids; table[k] holds positions (first_block + k) * KV_BLOCK .. */
+    int n_blocks;    /* entries of table in use */
+    int first_block; /* blocks evicted from the front */
+    int len;         /* positions written so far: the next one is len */
+} KvSeq;
+typedef struct {
+    int L, Hkv, D;
+    int n_blocks, n_free, peak_used; /* blocks in the pool, free now, most ever in use */
+    int n_seqs, max_table;           /* sequences; table entries each may have */
+    size_t block_floats;             /* L * 2 * Hkv * KV_BLOCK * D */
+    float *data;                     /* n_blocks blocks, pages touched only when a block is used */
+    int *free_ids;                   /* stack of the n_free free block ids */
+    KvSeq *seqs;
+} KvPool;
+/* A pool of n_blocks blocks for n_seqs sequences of a model with L layers and Hkv kv heads of
+ * width D; every sequence empty. */
+void kv_pool_init(KvPool *p, int L, int Hkv, int D, int n_blocks, int n_seqs);
+void kv_pool_free(KvPool *p);
+size_t kv_pool_bytes(const KvPool *p); /* of the whole pool (data and tables) */
+/* Gives sequence s the blocks to hold positions below n. 0, or -1 with a message when the pool
+ * has too few free blocks (nothing is taken then). */
+int kv_reserve(KvPool *p, int s, int n, char *err, size_t en);
+/* Returns the blocks of sequence s that hold only positions below pos (a sliding window). */
+void kv_evict_before(KvPool *p, int s, int pos);
+/* Returns every block of sequence s; it is empty again (len 0). */
+void kv_release(KvPool *p, int s);
+/* The block of sequence s holding position pos, layer l, kv head g: its keys transposed
+ * (D, KV_BLOCK) and its values (KV_BLOCK, D); column / row pos % KV_BLOCK is pos's. pos must be
+ * held. */
+float *kv_block_keys(const KvPool *p, int s, int l, int g, int pos);
+float *kv_block_values(const KvPool *p, int s, int l, int g, int pos);
+/* One row of a pass over cached sequences: batch row b continues pool sequence seq[b], whose
+ * first new position is pos0[b] (its len before the pass). window > 0: query i sees keys
+ * i - window + 1 .. i only (generate --max-context). */
+typedef struct {
+    KvPool *pool;
+    const int *seq, *pos0;
+    int window;
+} KvPass;
+/* Stores the k and v heads of qkv (B, T, (H + 2 Hkv) D) for layer s->layer at positions
+ * pos0[b] + t (reserved beforehand). */
+void kv_store(const KvPass *kv, const float *qkv, const AttnShape *s);
+/* out (B, T, C) = attention of the pass's query rows (positions pos0[b] + t) against the cached
+ * keys and values of layer s->layer, which kv_store already holds for this pass; causal, with the
+ * position method's bias hooks at absolute positions. */
+void attention_forward_paged(float *out, const float *qkv, const AttnShape *s, const KvPass *kv);
+
 /* ---- bf16.c: bfloat16 storage for bf16 matrix products ------------------------------ */
 /* float32 -> bf16, round to nearest even; NaN stays a quiet NaN, overflow goes to ±inf. */
 uint16_t bf16_round(float x);

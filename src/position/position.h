@@ -45,6 +45,11 @@ typedef struct PosMethod {
      * every length against it before they build a model (pos_max_positions). */
     int (*max_positions)(const Config *c);
     const char *max_positions_key; /* the key under model.position that sets that limit */
+    /* Generation (./generate) keeps each key as the rotate hook left it and reuses it while the
+     * sequence grows. NULL, or a function returning NULL, when that is exact under config c;
+     * else a one-line reason it is not (tables that depend on the pass's length), and
+     * ./generate refuses the model with it. */
+    const char *(*cache_refusal)(const Config *c);
     /* Declare learnable tensors, named "pos.*". */
     void (*declare)(const Config *c, ParamTable *pt);
     /* Called once, when the model is created: builds the precomputed state for sequences up to

@@ -214,6 +214,15 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
     rope_apply(dk, ld, r->cos + at, r->sin + at, -1.0f, B, T, p->Hkv, p->D, r->d_rot, r->half);
 }
 
+/* Dynamic NTK's frequencies follow the pass's length (prepare): keys cached while the sequence
+ * was short were rotated with other frequencies than the queries of a longer pass. The other
+ * scalings have fixed tables. */
+static const char *cache_refusal(const Config *c) {
+    if (scaling_id(config_pos_str(c, "scaling")) != SCALE_DYNAMIC_NTK) return NULL;
+    return "rotary with scaling dynamic-ntk rebuilds its frequencies for every length, so keys "
+           "cached at one length are wrong at the next (use ntk or yarn with a fixed factor)";
+}
+
 const PosMethod pos_rotary = {
     .name = "rotary",
     .summary = "rotate q and k by position (RoPE), with PI/NTK/dynamic-NTK/YaRN extension",
@@ -222,6 +231,7 @@ const PosMethod pos_rotary = {
     .keys = keys,
     .n_keys = N_KEYS,
     .check = check,
+    .cache_refusal = cache_refusal,
     .setup = setup,
     .prepare = prepare,
     .rotate_forward = rotate_forward,

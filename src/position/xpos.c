@@ -145,6 +145,14 @@ static void rotate_backward(Pos *p, float *dq, float *dk, size_t ld, int layer, 
     rope_apply(dk, ld, x->ck + at, x->sk + at, -1.0f, B, T, p->Hkv, p->D, p->D, 0);
 }
 
+/* The scales are centred on the pass's length (prepare), so a key cached during a short pass
+ * carries a different centre from the queries of a later, longer one. */
+static const char *cache_refusal(const Config *c) {
+    (void)c;
+    return "xpos centres its q and k scales on the length of each pass, so keys cached at one "
+           "length are wrong at the next";
+}
+
 const PosMethod pos_xpos = {
     .name = "xpos",
     .summary = "rotary with a per-pair decay zeta^((i-j)/scale_base) of q.k (Sun et al. 2022)",
@@ -155,6 +163,7 @@ const PosMethod pos_xpos = {
     .check = check,
     .max_positions_key = "xpos_scale_base",
     .max_positions = max_positions,
+    .cache_refusal = cache_refusal,
     .setup = setup,
     .prepare = prepare,
     .rotate_forward = rotate_forward,
