@@ -12,13 +12,13 @@ LDLIBS  := -lopenblas -ldnnl -lcjson -lm
 BUILD   ?= build
 BIN     ?= .
 
-LIB_SRC  := $(shell find src -name '*.c' ! -path src/train.c ! -path src/eval.c | sort)
+LIB_SRC  := $(shell find src -name '*.c' ! -path src/train.c ! -path src/eval.c ! -path src/generate.c | sort)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test test-asan test-asan-build fuzz quickstart deps format docs bench clean
-all: $(BIN)/train $(BIN)/eval
+all: $(BIN)/train $(BIN)/eval $(BIN)/generate
 
 # The git revision compiled into ./eval's --json rows and ./train's log. build/rev.txt is rewritten
 # only when the revision changes, and eval.o and train.o depend on it, so a new revision rebuilds
@@ -32,6 +32,8 @@ $(BUILD)/src/eval.o $(BUILD)/src/train.o: EXTRA_CFLAGS += -DTRAINSHORT_REV='"$(R
 $(BIN)/train: $(BUILD)/src/train.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BIN)/eval: $(BUILD)/src/eval.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BIN)/generate: $(BUILD)/src/generate.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BIN)/run_tests: $(TEST_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -57,7 +59,7 @@ test-asan: deps test-asan-build
 	@TRAINSHORT_BIN=build-asan ASAN_OPTIONS=detect_leaks=1 build-asan/run_tests
 test-asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan OPT="$(ASAN_FLAGS)" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/train build-asan/eval build-asan/run_tests
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/train build-asan/eval build-asan/generate build-asan/run_tests
 
 # libFuzzer targets (clang) for the safetensors loader and the config parser, built into
 # build-fuzz/ with ASan and UBSan; each runs FUZZ_SECONDS on a corpus seeded from the repo's
@@ -108,6 +110,6 @@ bench: all
 	scripts/bench_train.sh
 
 clean:
-	rm -rf build build-asan build-fuzz train eval tests/run_tests tests/tmp
+	rm -rf build build-asan build-fuzz train eval generate tests/run_tests tests/tmp
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/src/train.d $(BUILD)/src/eval.d

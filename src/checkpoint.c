@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/util.h"
@@ -309,4 +310,17 @@ int ckpt_recover(const char *dir, long step, char *note, size_t note_len, char *
         snprintf(note + k, note_len - k, "%sremoved %d file(s) of interrupted saves",
                  completed ? "; " : "", temps + dropped);
     return rc;
+}
+
+void ckpt_paths(const char *ckpt, char *model, char *dir, size_t n) {
+    struct stat st;
+    if (stat(ckpt, &st) != 0) user_error("--ckpt: cannot open '%s': %s", ckpt, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(dir, n, "%s", ckpt);
+        snprintf(model, n, "%s/model.safetensors", ckpt);
+    } else {
+        snprintf(model, n, "%s", ckpt);
+        const char *slash = strrchr(ckpt, '/');
+        snprintf(dir, n, "%.*s", slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
+    }
 }

@@ -41,6 +41,10 @@ int ckpt_save(const char *dir, const Model *m, const float *adam_m, const float 
  * save interrupted after its commit point, deletes pending files of uncommitted saves and the
  * temp files of dead processes. note gets what was done ("" if nothing). 0, or -1 with err. */
 int ckpt_recover(const char *dir, long step, char *note, size_t note_len, char *err, size_t n);
+/* --ckpt RUN of ./eval and ./generate: the run directory or the model.safetensors inside it.
+ * model = the model file, dir = the directory holding it (and vocab.txt); a path that does not
+ * exist is a user error naming it. */
+void ckpt_paths(const char *ckpt, char *model, char *dir, size_t n);
 /* batch x seq_len x accum: the tokens one optimizer step reads. */
 long long ckpt_tokens_per_step(const Config *c);
 

@@ -211,20 +211,6 @@ static Args parse_args(int argc, char **argv) {
     return a;
 }
 
-/* --ckpt accepts the run directory or the model file inside it. */
-static void resolve_paths(const char *ckpt, char *model, char *dir, size_t n) {
-    struct stat st;
-    if (stat(ckpt, &st) != 0) user_error("--ckpt: cannot open '%s': %s", ckpt, strerror(errno));
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(dir, n, "%s", ckpt);
-        snprintf(model, n, "%s/model.safetensors", ckpt);
-    } else {
-        snprintf(model, n, "%s", ckpt);
-        const char *slash = strrchr(ckpt, '/');
-        snprintf(dir, n, "%.*s", slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
-    }
-}
-
 static int has_pos_key(const Config *cfg, const char *key) {
     const PosMethod *pm = cfg->model.pos_method;
     for (int k = 0; k < pm->n_keys; k++)
@@ -574,7 +560,7 @@ int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
     Args a = parse_args(argc, argv);
     char model_path[2048], dir[2048], path[4200], err[1024];
-    resolve_paths(a.ckpt, model_path, dir, sizeof dir);
+    ckpt_paths(a.ckpt, model_path, dir, sizeof dir);
     Config cfg;
     int V;
     long step;

@@ -91,26 +91,26 @@ static int argmax(const float *x, int V) {
     return best;
 }
 
-/* qsort order: larger value first, then the lower id (a total order: the result does not depend
- * on the sort's algorithm). */
-static const float *sort_keys;
-static int by_value_desc(const void *a, const void *b) {
+/* qsort_r order of ids by key: larger value first, then the lower id (a total order: the result
+ * does not depend on the sort's algorithm). */
+static int by_value_desc(const void *a, const void *b, void *key) {
+    const float *x = key;
     const int i = *(const int *)a, j = *(const int *)b;
-    if (sort_keys[i] != sort_keys[j]) return sort_keys[i] > sort_keys[j] ? -1 : 1;
+    if (x[i] != x[j]) return x[i] > x[j] ? -1 : 1;
     return (i > j) - (i < j);
 }
 
 /* Moves the k largest of key[idx[0..n)] to the front, in sort order: a selection pass keeps a
  * running set of k, so top-k over 33k words sorts k, not V, entries. */
 static void sort_prefix(int *idx, int n, int k, const float *key) {
-    sort_keys = key;
+    void *ctx = (void *)key;
     if (k < n && k <= 256) {
         int kept = 0;
         for (int t = 0; t < n; t++) {
             /* insertion into the sorted kept prefix; most words fall below its last entry */
             int v = idx[t], at = kept < k ? kept : k - 1;
-            if (kept == k && by_value_desc(&v, &idx[k - 1]) >= 0) continue;
-            while (at > 0 && by_value_desc(&v, &idx[at - 1]) < 0) {
+            if (kept == k && by_value_desc(&v, &idx[k - 1], ctx) >= 0) continue;
+            while (at > 0 && by_value_desc(&v, &idx[at - 1], ctx) < 0) {
                 idx[at] = idx[at - 1];
                 at--;
             }
@@ -119,7 +119,7 @@ static void sort_prefix(int *idx, int n, int k, const float *key) {
         }
         return;
     }
-    qsort(idx, (size_t)n, sizeof(int), by_value_desc);
+    qsort_r(idx, (size_t)n, sizeof(int), by_value_desc, ctx);
 }
 
 int sample_filter(const float *logp, int V, const Sampler *o, SampleScratch *s) {
@@ -189,9 +189,8 @@ int nbce_combine(float *out, const float *const *lp, int n, const float *lp_unco
     double mx = -INFINITY, sum = 0.0;
     for (int v = 0; v < V; v++) {
         /* a word the chunk rules out stays out, whatever the unconditional term says */
-        out[v] = lp[best][v] > -INFINITY
-                     ? (1.0f + beta) * lp[best][v] - beta * lp_uncond[v]
-                     : -INFINITY;
+        out[v] =
+            lp[best][v] > -INFINITY ? (1.0f + beta) * lp[best][v] - beta * lp_uncond[v] : -INFINITY;
         mx = fmax(mx, out[v]);
     }
     for (int v = 0; v < V; v++) sum += exp(out[v] - mx);

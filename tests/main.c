@@ -80,7 +80,8 @@ void locate_binaries(const char *cmd, char *out, size_t n) {
     const char *bin = getenv("TRAINSHORT_BIN");
     size_t k = 0;
     for (const char *p = cmd; *p && k + 1 < n;) {
-        int is_bin = bin && (!strncmp(p, "./train", 7) || !strncmp(p, "./eval", 6));
+        int is_bin = bin && (!strncmp(p, "./train", 7) || !strncmp(p, "./eval", 6) ||
+                             !strncmp(p, "./generate", 10));
         if (is_bin) {
             k += (size_t)snprintf(out + k, n - k, "%s/", bin);
             p += 2;

@@ -55,8 +55,9 @@ void test_skip(const char *file, int line, const char *need, const char *fmt, ..
 #define SKIP(...)            test_skip(__FILE__, __LINE__, NULL, __VA_ARGS__)
 #define SKIP_NEED(need, ...) test_skip(__FILE__, __LINE__, need, __VA_ARGS__)
 
-/* With TRAINSHORT_BIN set (make test-asan), "./train" and "./eval" in cmd name the binaries in
- * that directory instead; the command as it will run goes to out. run_cmd applies it. */
+/* With TRAINSHORT_BIN set (make test-asan), "./train", "./eval" and "./generate" in cmd name the
+ * binaries in that directory instead; the command as it will run goes to out. run_cmd applies it.
+ */
 void locate_binaries(const char *cmd, char *out, size_t n);
 /* The integer in environment variable name (decimal, or 0x hex), fallback if unset or empty. */
 long test_env_long(const char *name, long fallback);

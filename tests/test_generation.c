@@ -5,12 +5,14 @@
  * Checked for every registered position method the cache accepts, both output layers and
  * n_kv_heads 1, 2 and H, with sequences crossing block boundaries, two sequences of different
  * lengths in one batch, and blocks released and reused between them. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../src/config/config.h"
 #include "../src/generation.h"
+#include "../src/io/safetensors.h"
 #include "../src/model.h"
 #include "../src/util/util.h"
 #include "gradcheck.h"
@@ -123,17 +125,72 @@ static void check_cache(const char *method, const char *output, int hkv) {
     double d2 = feed_and_compare(&m, &pool, 2, a, N, 13, want_a);
     kv_release(&pool, 2);
     double d3 = batch_compare(&m, &pool, a, N, b, N - 37, want_a, want_b);
-    CHECK(d1 <= 1e-5, "%s, %s output, %d kv heads: prompt + decode steps differ from the full "
-          "forward by %.3g (relative)", method, output, hkv, d1);
+    CHECK(d1 <= 1e-5,
+          "%s, %s output, %d kv heads: prompt + decode steps differ from the full "
+          "forward by %.3g (relative)",
+          method, output, hkv, d1);
     CHECK(d2 <= 1e-5, "%s, %s output, %d kv heads: prompt + chunks of 13 differ by %.3g", method,
           output, hkv, d2);
-    CHECK(d3 <= 1e-5, "%s, %s output, %d kv heads: a batch of two lengths differs by %.3g",
-          method, output, hkv, d3);
+    CHECK(d3 <= 1e-5, "%s, %s output, %d kv heads: a batch of two lengths differs by %.3g", method,
+          output, hkv, d3);
     kv_pool_free(&pool);
     free(want_a);
     free(want_b);
     model_free(&m);
     config_free(&cfg);
+}
+
+/* --max-context W: with one layer, the keys and values are functions of their own token and
+ * position only, so the window's answer at position i is the last row of a forward over the W
+ * tokens i-W+1..i placed at their absolute positions (Pass.pos0). The prompt is longer than the
+ * window and the sequence crosses blocks, so blocks are evicted on the way. */
+static void check_window(const char *method) {
+    enum { W = 20 };
+    Model m;
+    Config cfg;
+    char text[512], err[256];
+    const char *table = strcmp(method, "learned") ? "" : ", \"max_positions\": 160";
+    snprintf(text, sizeof text,
+             "{\"model\": {\"n_layers\": 1, \"d_model\": 16, \"n_heads\": 4, \"d_ff\": 24, "
+             "\"dropout\": 0, \"position\": {\"type\": \"%s\"%s}}, \"train\": {\"seq_len\": 64}}",
+             method, table);
+    if (config_from_text(&cfg, text, "test", err, sizeof err)) {
+        CHECK(0, "%s: %s", method, err);
+        return;
+    }
+    if (cfg.model.pos_method->cache_refusal && cfg.model.pos_method->cache_refusal(&cfg)) {
+        config_free(&cfg);
+        return;
+    }
+    model_create(&m, &cfg, V, 1, MAXT, 0);
+    model_init(&m, 5);
+    int32_t ids[N];
+    token_ids(ids, N, 3);
+    KvPool pool;
+    kv_pool_init(&pool, 1, m.spec.Hkv, m.spec.D, 4, 1);
+    float *lp = xcalloc(V, sizeof *lp), *want = xcalloc(V, sizeof *want);
+    double worst = 0.0;
+    if (gen_feed(&m, &pool, W, 0, ids, PROMPT, lp, err, sizeof err)) CHECK(0, "%s", err);
+    for (int t = PROMPT - 1; t < N; t++) {
+        if (t >= PROMPT && gen_feed(&m, &pool, W, 0, ids + t, 1, lp, err, sizeof err))
+            CHECK(0, "%s", err);
+        const Pass p = {.B = 1, .T = W, .pos0 = t - W + 1};
+        model_forward(&m, &p, ids + t - W + 1);
+        model_logprobs(&m, &p, W - 1, want);
+        worst = fmax(worst, rel_diff(lp, want, V));
+    }
+    CHECK(worst <= 1e-5 && pool.peak_used <= 2,
+          "%s: a window of %d differs from forwards over "
+          "the last %d tokens by %.3g (peak %d blocks)",
+          method, W, W, worst, pool.peak_used);
+    free(lp), free(want);
+    kv_pool_free(&pool);
+    model_free(&m);
+    config_free(&cfg);
+}
+
+TEST(test_kv_window_matches_forwards_over_the_window) {
+    for (int i = 0; i < pos_count(); i++) check_window(pos_at(i)->name);
 }
 
 TEST(test_kv_cache_matches_full_forward) {
@@ -145,4 +202,210 @@ TEST(test_kv_cache_matches_full_forward) {
     for (int i = 0; i < pos_count(); i++)
         for (int o = 0; o < 2; o++)
             for (int k = 0; k < 3; k++) check_cache(pos_at(i)->name, outputs[o], hkvs[k]);
+}
+
+/* ---- greedy generation against the PyTorch reference (tests/ref/ref_generate.py) ---- */
+
+/* An evaluation model holding the parameters of a tests/ref fixture, for positions below T. */
+static int fixture_model(Model *m, Config *cfg, const char *file, int T) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "tests/ref/fixtures/%s", file);
+    StFile *f = st_open(path, err, sizeof err);
+    const char *config = f ? st_meta(f, "config") : NULL, *vocab = f ? st_meta(f, "vocab_size") : 0;
+    int ok = config && vocab && !config_from_text(cfg, config, path, err, sizeof err);
+    CHECK(ok, "%s: %s", path, f ? "no config, vocab_size, or a bad config" : err);
+    if (ok) {
+        model_create(m, cfg, atoi(vocab), 1, T, 0);
+        for (int k = 0; k < m->spec.pt.n; k++) {
+            const TensorSpec *t = &m->spec.pt.t[k];
+            const StTensor *x = st_get(f, t->name);
+            ok = ok && x && st_numel(x) == t->numel;
+            if (ok) memcpy(m->weights.params + t->offset, x->data, t->numel * sizeof(float));
+        }
+        CHECK(ok, "%s: a tensor of the model is missing or has another size", path);
+        if (!ok) model_free(m), config_free(cfg);
+    }
+    if (f) st_close(f);
+    return ok;
+}
+
+static int json_ints(const cJSON *a, int32_t *out, int max) {
+    int n = 0;
+    for (const cJSON *x = a ? a->child : NULL; x && n < max; x = x->next) out[n++] = x->valueint;
+    return n;
+}
+
+static void check_greedy_case(const cJSON *c) {
+    const char *file = cJSON_GetObjectItem(c, "checkpoint")->valuestring;
+    int32_t prompt[64], want[64];
+    const int P = json_ints(cJSON_GetObjectItem(c, "prompt"), prompt, 64),
+              G = json_ints(cJSON_GetObjectItem(c, "generated"), want, 64);
+    const cJSON *lps = cJSON_GetObjectItem(c, "logprobs");
+    Model m;
+    Config cfg;
+    if (!fixture_model(&m, &cfg, file, P + G)) return;
+    const int V = m.spec.V;
+    KvPool pool;
+    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, 4, 1);
+    float *lp = xcalloc((size_t)V, sizeof *lp);
+    SampleScratch sc;
+    sample_scratch_alloc(&sc, V);
+    const Sampler greedy = {.greedy = 1};
+    char err[256];
+    int same = 1, seq = 0;
+    double worst = 0.0;
+    if (gen_feed(&m, &pool, 0, 0, prompt, P, lp, err, sizeof err)) CHECK(0, "%s", err);
+    const cJSON *lpw = lps->child;
+    for (int g = 0; g < G && lpw; g++, lpw = lpw->next) {
+        const int32_t id = sample_token(lp, V, &greedy, 0.0f, &sc);
+        same = same && id == want[g];
+        worst = fmax(worst, fabs(lp[id] - lpw->valuedouble) / fmax(1.0, fabs(lpw->valuedouble)));
+        if (g + 1 < G && gen_step(&m, &pool, 0, &seq, &id, 1, lp, err, sizeof err))
+            CHECK(0, "%s", err);
+    }
+    CHECK(same, "%s: greedy ids differ from the PyTorch reference's", file);
+    CHECK(worst <= 1e-5, "%s: greedy log-probabilities differ from the reference's by %.3g", file,
+          worst);
+    sample_scratch_free(&sc);
+    free(lp);
+    kv_pool_free(&pool);
+    model_free(&m);
+    config_free(&cfg);
+}
+
+TEST(test_greedy_generation_matches_pytorch_reference) {
+    size_t len;
+    char *text = read_file("tests/ref/fixtures/generate.json", &len);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *cases = cJSON_GetObjectItem(root, "cases");
+    CHECK(cases && cJSON_GetArraySize(cases) >= 6, "tests/ref/fixtures/generate.json: no cases");
+    for (const cJSON *c = cases ? cases->child : NULL; c; c = c->next) check_greedy_case(c);
+    cJSON_Delete(root);
+    free(text);
+}
+
+/* ---- the pool ---- */
+
+TEST(test_kv_pool_grows_releases_and_refuses_when_exhausted) {
+    KvPool p;
+    char err[256] = "";
+    kv_pool_init(&p, 2, 1, 4, 3, 2);
+    CHECK(kv_reserve(&p, 0, 1, err, sizeof err) == 0 && p.seqs[0].n_blocks == 1 && p.n_free == 2,
+          "one position takes one block");
+    CHECK(kv_reserve(&p, 0, KV_BLOCK, err, sizeof err) == 0 && p.seqs[0].n_blocks == 1,
+          "a full block needs no second one");
+    CHECK(kv_reserve(&p, 0, KV_BLOCK + 1, err, sizeof err) == 0 && p.seqs[0].n_blocks == 2,
+          "position KV_BLOCK crosses into a second block");
+    /* the blocks are distinct memory: keys written at positions 0 and 64 stay apart */
+    kv_block_keys(&p, 0, 1, 0, 0)[3 * KV_BLOCK] = 1.0f;
+    kv_block_keys(&p, 0, 1, 0, KV_BLOCK)[3 * KV_BLOCK] = 2.0f;
+    CHECK(kv_block_keys(&p, 0, 1, 0, 0)[3 * KV_BLOCK] == 1.0f, "blocks overlap");
+    CHECK(kv_reserve(&p, 1, 2 * KV_BLOCK, err, sizeof err) == -1 && p.seqs[1].n_blocks == 0 &&
+              p.n_free == 1 && strstr(err, "KV cache exhausted"),
+          "two blocks from one free: refused, nothing taken (%s)", err);
+    CHECK(kv_reserve(&p, 1, KV_BLOCK, err, sizeof err) == 0 && p.n_free == 0, "the last block");
+    CHECK(p.peak_used == 3, "peak use %d, expected 3", p.peak_used);
+    const int second = p.seqs[0].table[1];
+    p.seqs[0].len = KV_BLOCK + 1;
+    kv_evict_before(&p, 0, KV_BLOCK + 1);
+    CHECK(p.seqs[0].n_blocks == 1 && p.seqs[0].first_block == 1 && p.n_free == 1 &&
+              kv_block_keys(&p, 0, 1, 0, KV_BLOCK)[3 * KV_BLOCK] == 2.0f,
+          "a window past position 64 returns block 0 and keeps block 1 where it was");
+    kv_release(&p, 0);
+    CHECK(p.n_free == 2 && p.seqs[0].len == 0 && p.seqs[0].n_blocks == 0, "release returns all");
+    CHECK(kv_reserve(&p, 0, 1, err, sizeof err) == 0 && p.seqs[0].table[0] == second,
+          "the block released last is reused first");
+    kv_pool_free(&p);
+}
+
+/* ---- sampling ---- */
+
+/* logp of a hand-made distribution over 6 words */
+static void hand_made(float *lp) {
+    const double p[6] = {0.05, 0.4, 0.1, 0.3, 0.1, 0.05};
+    for (int v = 0; v < 6; v++) lp[v] = (float)log(p[v]);
+}
+
+TEST(test_sampling_filters_on_hand_made_distributions) {
+    float lp[6];
+    hand_made(lp);
+    SampleScratch s;
+    sample_scratch_alloc(&s, 6);
+    Sampler o = {.temperature = 1.0f, .top_k = 2, .top_p = 1.0f};
+    int n = sample_filter(lp, 6, &o, &s);
+    CHECK(n == 2 && s.idx[0] == 1 && s.idx[1] == 3 && fabs(s.prob[0] - 0.4 / 0.7) < 1e-6,
+          "top-2 keeps words 1 and 3 renormalized (n %d, %d %d, %g)", n, s.idx[0], s.idx[1],
+          s.prob[0]);
+    o = (Sampler){.temperature = 1.0f, .top_p = 0.75f};
+    n = sample_filter(lp, 6, &o, &s);
+    /* 0.4 + 0.3 = 0.7 < 0.75, so the nucleus also takes a 0.1: the lower id, 2 */
+    CHECK(n == 3 && s.idx[2] == 2 && fabs(s.prob[2] - 0.1 / 0.8) < 1e-6,
+          "top-p 0.75 keeps 1, 3, 2 (n %d, third %d)", n, s.idx[2]);
+    o = (Sampler){.temperature = 1.0f, .top_p = 0.7f};
+    n = sample_filter(lp, 6, &o, &s);
+    CHECK(n == 2, "top-p 0.7 is reached exactly by two words (n %d)", n);
+    o = (Sampler){.temperature = 1.0f, .top_p = 1.0f};
+    n = sample_filter(lp, 6, &o, &s);
+    CHECK(n == 6 && fabs(s.prob[3] - 0.3) < 1e-6 && s.idx[3] == 3,
+          "no filter: every word, its own probability, in id order");
+    o.temperature = 2.0f;
+    sample_filter(lp, 6, &o, &s);
+    double z = 0.0;
+    for (int v = 0; v < 6; v++) z += sqrt(exp(lp[v]));
+    CHECK(fabs(s.prob[1] - sqrt(0.4) / z) < 1e-6, "temperature 2 takes the square roots");
+    /* inverting the cumulative: u below 0.05 -> word 0, u in [0.05, 0.45) -> word 1 */
+    o.temperature = 1.0f;
+    CHECK(sample_token(lp, 6, &o, 0.01f, &s) == 0 && sample_token(lp, 6, &o, 0.3f, &s) == 1 &&
+              sample_token(lp, 6, &o, 0.999f, &s) == 5,
+          "the draw u picks the word whose cumulative interval holds it");
+    const Sampler greedy = {.greedy = 1};
+    CHECK(sample_token(lp, 6, &greedy, 0.99f, &s) == 1, "greedy takes the argmax");
+    sample_scratch_free(&s);
+}
+
+TEST(test_sampling_is_seeded_and_tends_to_greedy) {
+    enum { W = 500 };
+    float lp[W];
+    double z = 0.0;
+    for (int v = 0; v < W; v++) z += exp(lp[v] = (float)(-0.01 * v + 0.3 * sin(v)));
+    for (int v = 0; v < W; v++) lp[v] -= (float)log(z);
+    SampleScratch s;
+    sample_scratch_alloc(&s, W);
+    const Sampler o = {.temperature = 0.9f, .top_k = 40, .top_p = 0.9f};
+    int same = 1, distinct = 0, prev = -1;
+    for (int i = 0; i < 50; i++) {
+        const int a = sample_token(lp, W, &o, rng_uniform(7, (uint64_t)i), &s);
+        same = same && a == sample_token(lp, W, &o, rng_uniform(7, (uint64_t)i), &s);
+        distinct += a != prev;
+        prev = a;
+    }
+    CHECK(same && distinct > 5, "the same draws give the same ids (%d changes in 50)", distinct);
+    const int best = sample_token(lp, W, &(Sampler){.greedy = 1}, 0.0f, &s);
+    const Sampler cold = {.temperature = 1e-3f, .top_p = 1.0f};
+    int all_best = 1;
+    for (int i = 0; i < 50; i++)
+        all_best = all_best && sample_token(lp, W, &cold, rng_uniform(8, (uint64_t)i), &s) == best;
+    CHECK(all_best, "temperature 1e-3 always draws the argmax %d", best);
+    sample_scratch_free(&s);
+}
+
+/* ---- NBCE ---- */
+
+TEST(test_nbce_combine_on_hand_made_distributions) {
+    float a[3], b[3], u[3], out[3];
+    const double pa[3] = {0.4, 0.3, 0.3}, pb[3] = {0.8, 0.1, 0.1}, pu[3] = {0.5, 0.25, 0.25};
+    for (int v = 0; v < 3; v++)
+        a[v] = (float)log(pa[v]), b[v] = (float)log(pb[v]), u[v] = (float)log(pu[v]);
+    const float *lp[2] = {a, b};
+    const int k = nbce_combine(out, lp, 2, u, 3, 0.25f);
+    /* b has the lower entropy; (1.25 log pb - 0.25 log pu), renormalized */
+    double want[3], sum = 0.0;
+    for (int v = 0; v < 3; v++) sum += want[v] = exp(1.25 * log(pb[v]) - 0.25 * log(pu[v]));
+    double worst = 0.0;
+    for (int v = 0; v < 3; v++) worst = fmax(worst, fabs(out[v] - log(want[v] / sum)));
+    CHECK(k == 1 && worst < 1e-6, "k* %d (expected 1), log-probabilities off by %.3g", k, worst);
+    const float *one[1] = {a};
+    nbce_combine(out, one, 1, u, 3, 0.0f);
+    CHECK(rel_diff(out, a, 3) < 1e-6, "one chunk with beta 0 is that chunk's distribution");
+    CHECK(fabs(logp_entropy(b, 3) - (-0.8 * log(0.8) - 0.2 * log(0.1))) < 1e-6, "entropy");
 }

@@ -820,25 +820,45 @@ static inline void sink_put(IdSink *s, int32_t id) {
     s->total++;
 }
 
+/* The id of word w (wl bytes); an unknown word is <unk>, counted in *n_unk. */
+static int32_t word_id(const Vocab *v, const char *w, size_t wl, size_t *n_unk) {
+    const int64_t e = wt_find(v->index, w, wl);
+    *n_unk += e < 0;
+    return e < 0 ? v->unk : (int32_t)e;
+}
+
 /* Tokenize the stream into out; unknown words become <unk> and are counted. 0, or -1 if reading
  * failed (s->error). */
 static int tokenize(TextStream *s, const Vocab *v, IdSink *out, size_t *n_unk) {
-    const WordTable *ix = v->index;
     const char *w;
     size_t wl;
     int kind;
     *n_unk = 0;
     while ((kind = stream_next(s, &w, &wl)) > SCAN_END) {
-        int32_t id = v->eos;
-        if (kind == SCAN_WORD) {
-            int64_t e = wt_find(ix, w, wl);
-            *n_unk += e < 0;
-            id = e < 0 ? v->unk : (int32_t)e;
-        }
-        sink_put(out, id);
+        sink_put(out, kind == SCAN_WORD ? word_id(v, w, wl, n_unk) : v->eos);
     }
     if (kind == SCAN_END) meter_end(&s->meter, out->total);
     return kind;
+}
+
+int32_t *tokens_from_text(const Vocab *v, const char *text, size_t *n, size_t *n_unk) {
+    /* last = 0: the text's end is not a line end, so a last line without \n adds no <eos> */
+    Scanner sc = {.p = text, .end = text + strlen(text)};
+    size_t cap = 16;
+    int32_t *ids = xcalloc(cap, sizeof *ids);
+    const char *w;
+    size_t wl;
+    int kind;
+    *n = *n_unk = 0;
+    while ((kind = scan_next(&sc, &w, &wl)) != SCAN_END) {
+        const int32_t id = kind == SCAN_WORD ? word_id(v, w, wl, n_unk) : v->eos;
+        if (*n == cap) {
+            ids = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (!ids) sys_error("out of memory: a prompt of %zu tokens", *n);
+        }
+        ids[(*n)++] = id;
+    }
+    return ids;
 }
 
 static int tokens_in_memory(Tokens *t, TextStream *s, const struct stat *st, const Vocab *v) {

@@ -60,6 +60,10 @@ typedef struct {
  * progress on stderr. 0, or -1 with a message. */
 int tokens_load(Tokens *t, const char *path, const Vocab *v, int use_cache, char *err, size_t n);
 void tokens_free(Tokens *t);
+/* A prompt's ids (malloc'd, *n of them): tokenized as training text is (whitespace split,
+ * unknown words -> <unk>, counted in *n_unk, every newline an <eos>), except that a last line
+ * without a newline adds no <eos>: a prompt goes on where it stops. */
+int32_t *tokens_from_text(const Vocab *v, const char *text, size_t *n, size_t *n_unk);
 
 /* A token cache is a TOKEN_CACHE_HEADER_BYTES header, whose last 8 bytes hold
  * token_checksum(ids, n), then the n ids. A cache whose ids do not match its checksum (a flipped
