@@ -31,7 +31,8 @@
 
 static const char *USAGE =
     "usage: ./eval --ckpt RUN [--split valid|test] [--lvalid LIST] [--data DIR]\n"
-    "              [--mode nonoverlapping|sliding] [--stride S] [--json FILE [--skip-done]]\n"
+    "              [--mode nonoverlapping|sliding|nbce] [--stride S] [--json FILE [--skip-done]]\n"
+    "              [--nbce-chunk-len M [--nbce-beta B]]\n"
     "              [--per-position FILE [--per-position-buckets N] [--per-position-scale S]]\n"
     "              [--segments FILE]\n"
     "\n"
@@ -57,7 +58,13 @@ static const char *USAGE =
     "                 advancing by --stride S, each scoring only its last S tokens (the first "
     "window\n"
     "                 all of them), so every token sees L_valid-S to L_valid-1 tokens of context\n"
-    "  --stride S     sliding mode only, 1 <= S <= every L_valid; S = L_valid is nonoverlapping\n"
+    "                 nbce: windows as sliding's, each scored token's distribution combined by\n"
+    "                 NBCE over chunks of --nbce-chunk-len M tokens of the window's context\n"
+    "                 (docs/evaluation.md)\n"
+    "  --stride S     sliding mode only, 1 <= S <= every L_valid; S = L_valid is nonoverlapping;\n"
+    "                 nbce: 1 <= S < every L_valid\n"
+    "  --nbce-chunk-len M  nbce mode: chunk length M >= 1 (the model reads M + S tokens at once)\n"
+    "  --nbce-beta B  nbce mode: weight of the unconditional term, B >= 0 (default 0.25)\n"
     "  --json FILE    append one JSON line per length to FILE (checkpoint, split, mode, stride,\n"
     "                 git revision, the numbers)\n"
     "  --skip-done    skip lengths whose row (same ckpt, data, split, mode, stride, RoPE "
@@ -96,6 +103,8 @@ typedef struct {
     const char *rope_scaling, *rope_factor, *rope_orig_len; /* NULL: as the checkpoint */
     const char *print_lengths;
     int threads, stride, sliding, skip_done, buckets, log_scale, train_len;
+    int nbce, nbce_len; /* --mode nbce and its chunk length */
+    double nbce_beta;
 } Args;
 
 /* An integer flag value in [lo, hi]. */
@@ -139,7 +148,14 @@ static int parse_flag(Args *a, const char *o, const char *v) {
         a->threads = parse_threads(v);
     else if (!strcmp(o, "--stride"))
         a->stride = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
-    else if (!strcmp(o, "--train-len"))
+    else if (!strcmp(o, "--nbce-chunk-len"))
+        a->nbce_len = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+    else if (!strcmp(o, "--nbce-beta")) {
+        char *end;
+        a->nbce_beta = strtod(v, &end);
+        if (end == v || *end || !(a->nbce_beta >= 0 && a->nbce_beta < 1e6))
+            user_error("--nbce-beta: expected a number >= 0, got '%s'", v);
+    } else if (!strcmp(o, "--train-len"))
         a->train_len = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
     else if (!strcmp(o, "--per-position-buckets"))
         a->buckets = parse_int(o, v, 1, 100000);
@@ -157,11 +173,19 @@ static void check_args(Args *a) {
     if (!a->ckpt) user_error("--ckpt RUN is required (see ./eval --help)");
     if (strcmp(a->split, "valid") && strcmp(a->split, "test"))
         user_error("--split: expected valid or test, got '%s'", a->split);
-    if (strcmp(a->mode, "nonoverlapping") && strcmp(a->mode, "sliding"))
-        user_error("--mode: expected nonoverlapping or sliding, got '%s'", a->mode);
+    if (strcmp(a->mode, "nonoverlapping") && strcmp(a->mode, "sliding") && strcmp(a->mode, "nbce"))
+        user_error("--mode: expected nonoverlapping, sliding or nbce, got '%s'", a->mode);
     a->sliding = !strcmp(a->mode, "sliding");
+    a->nbce = !strcmp(a->mode, "nbce");
     if (a->sliding && !a->stride) user_error("--mode sliding needs --stride S (1 <= S <= L_valid)");
-    if (!a->sliding && a->stride) user_error("--stride applies to --mode sliding only");
+    if (a->nbce && (!a->stride || !a->nbce_len))
+        user_error("--mode nbce needs --stride S and --nbce-chunk-len M");
+    if (!a->sliding && !a->nbce && a->stride)
+        user_error("--stride applies to --mode sliding and nbce only");
+    if (!a->nbce && (a->nbce_len || a->nbce_beta != 0.25))
+        user_error("--nbce-chunk-len and --nbce-beta apply to --mode nbce only");
+    if (a->nbce && a->per_position)
+        user_error("--per-position applies to nonoverlapping and sliding evaluation only");
     if (a->skip_done && !a->json) user_error("--skip-done needs --json FILE (the rows to skip)");
     if (strcmp(a->precision, "fp32") && strcmp(a->precision, "bf16"))
         user_error("--precision: expected fp32 or bf16, got '%s'", a->precision);
@@ -192,7 +216,8 @@ static Args parse_args(int argc, char **argv) {
               .precision = "fp32",
               .matmul = "openblas",
               .threads = -1,
-              .buckets = 64};
+              .buckets = 64,
+              .nbce_beta = 0.25};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) fputs(USAGE, stdout), exit_flushed();
@@ -266,7 +291,7 @@ typedef struct {
 } Sweep;
 
 static int stride_of(const Args *a, int L) {
-    return a->sliding ? a->stride : L;
+    return a->sliding || a->nbce ? a->stride : L;
 }
 
 /* The fields that say which evaluation a row is; --skip-done compares exactly these. */
@@ -278,6 +303,10 @@ static cJSON *row_identity(const Sweep *s, int L) {
     cJSON_AddStringToObject(o, "mode", s->a->mode);
     cJSON_AddNumberToObject(o, "stride", stride_of(s->a, L));
     cJSON_AddNumberToObject(o, "lvalid", L);
+    if (s->a->nbce) {
+        cJSON_AddNumberToObject(o, "nbce_chunk_len", s->a->nbce_len);
+        cJSON_AddNumberToObject(o, "nbce_beta", s->a->nbce_beta);
+    }
     json_scaling(o, s->cfg);
     /* only bf16 and oneDNN rows carry these, so the float32 rows of before stay what they were */
     if (!strcmp(s->a->precision, "bf16"))
@@ -404,8 +433,12 @@ typedef struct {
     int L, index, count;
 } SweepProgress;
 
-static double length_work(const Config *cfg, int V, size_t n, int L, int S) {
-    return (double)eval_tokens_read(n, L, S) * model_flops_per_token(cfg, V, L);
+static double length_work(const Args *a, const Config *cfg, int V, size_t n, int L, int S) {
+    if (!a->nbce) return (double)eval_tokens_read(n, L, S) * model_flops_per_token(cfg, V, L);
+    /* per window: the chunks with the scored tokens, and the scored tokens alone */
+    const int M = a->nbce_len, chunks = (L - S + M - 1) / M;
+    const double windows = (double)n / S, read = (double)chunks * (M + S) + S;
+    return windows * read * model_flops_per_token(cfg, V, M + S);
 }
 
 static void on_progress(void *ctx, size_t done, size_t total) {
@@ -431,11 +464,18 @@ static int sweep_lengths(const Args *a, const Config *cfg, int *lengths) {
         user_error("--lvalid: %s", err);
     const PosMethod *pm = cfg->model.pos_method;
     int longest = pos_max_positions(pm, cfg);
+    if (a->nbce && a->nbce_len + a->stride > longest)
+        user_error("--nbce-chunk-len %d + --stride %d: model.position %s stops at length %d (set "
+                   "by model.position.%s)",
+                   a->nbce_len, a->stride, pm->name, longest, pm->max_positions_key);
     for (int i = 0; i < n; i++) {
         if (a->sliding && a->stride > lengths[i])
             user_error("--stride %d is above L_valid %d (sliding needs 1 <= S <= L_valid)",
                        a->stride, lengths[i]);
-        if (lengths[i] > longest)
+        if (a->nbce && a->stride >= lengths[i])
+            user_error("--stride %d leaves no context in L_valid %d (nbce needs 1 <= S < L_valid)",
+                       a->stride, lengths[i]);
+        if (lengths[i] > longest && !a->nbce)
             user_error("--lvalid: model.position %s stops at length %d (set by "
                        "model.position.%s); L_valid %d is longer — use L_valid <= %d",
                        pm->name, longest, pm->max_positions_key, lengths[i], longest);
@@ -521,7 +561,7 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
     for (int i = 0; i < n; i++) {
         if (!todo[i]) continue;
         sp.work_total +=
-            length_work(s->cfg, m->spec.V, tok->n, lengths[i], stride_of(s->a, lengths[i]));
+            length_work(s->a, s->cfg, m->spec.V, tok->n, lengths[i], stride_of(s->a, lengths[i]));
         sp.count++;
     }
     for (int i = 0; i < n; i++) {
@@ -535,7 +575,7 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
                    todo[i] & NEED_PROFILE ? " per-position profile" : "",
                    todo[i] & NEED_SEGMENTS ? " segments" : "");
         sp.L = L, sp.index++;
-        sp.work_L = length_work(s->cfg, m->spec.V, tok->n, L, S);
+        sp.work_L = length_work(s->a, s->cfg, m->spec.V, tok->n, L, S);
         EvalPositions pos = {0};
         if (todo[i] & NEED_PROFILE) {
             pos.nll = out->pos.nll, pos.count = out->pos.count;
@@ -544,7 +584,10 @@ static void run_sweep(const Sweep *s, Model *m, const Tokens *tok, int eos, cons
         }
         if (todo[i] & NEED_SEGMENTS)
             pos.window_nll = xcalloc(eval_window_count(tok->n, L, S), sizeof *pos.window_nll);
-        EvalResult r = eval_sliding(m, tok->ids, tok->n, L, S, eos, &pos, on_progress, &sp);
+        EvalResult r = s->a->nbce
+                           ? eval_nbce(m, tok->ids, tok->n, L, S, s->a->nbce_len,
+                                       (float)s->a->nbce_beta, eos, &pos, on_progress, &sp)
+                           : eval_sliding(m, tok->ids, tok->n, L, S, eos, &pos, on_progress, &sp);
         sp.work_before += sp.work_L;
         progress_end(&sp.pg);
         if (sp.pg.tty) printf("\033[1A\033[K"); /* replace the progress line with the row */
@@ -593,8 +636,10 @@ int main(int argc, char **argv) {
     int max_L = 0;
     for (int i = 0; i < n_len; i++)
         if (todo[i] && lengths[i] > max_L) max_L = lengths[i];
-    /* up to 8k tokens per forward pass: several short segments at once, one long one */
-    int max_B = max_L >= 8192 ? 1 : 8192 / (max_L ? max_L : 1);
+    /* up to 8k tokens per forward pass: several short segments at once, one long one; NBCE
+     * reads one chunk and the scored tokens at a time */
+    if (a.nbce && max_L) max_L = a.nbce_len + a.stride;
+    int max_B = a.nbce || max_L >= 8192 ? 1 : 8192 / (max_L ? max_L : 1);
     Model m;
     model_create(&m, &cfg, V, max_B, max_L ? max_L : 1, 0);
     if (ckpt_load_model(model_path, &m, err, sizeof err)) user_error("%s", err);
@@ -611,8 +656,12 @@ int main(int argc, char **argv) {
            cfg.train.seq_len, a.split, tok.n);
     if (tok.n_unk) printf(", %zu unknown words mapped to <unk>", tok.n_unk);
     if (a.sliding) printf("; sliding windows, stride %d", a.stride);
-    printf("\n%8s %9s %10s %9s %11s %10s %9s\n", "L_valid", a.sliding ? "windows" : "segments",
-           "tokens", "loss", "ppl", "tokens/s", "peak MB");
+    if (a.nbce)
+        printf("; NBCE windows, stride %d, chunks of %d, beta %g", a.stride, a.nbce_len,
+               a.nbce_beta);
+    printf("\n%8s %9s %10s %9s %11s %10s %9s\n", "L_valid",
+           a.sliding || a.nbce ? "windows" : "segments", "tokens", "loss", "ppl", "tokens/s",
+           "peak MB");
     run_sweep(&s, &m, &tok, vocab.eos, lengths, todo, n_len, &out);
     close_output(out.json);
     close_output(out.per_position);

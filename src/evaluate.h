@@ -64,4 +64,16 @@ EvalResult eval_sliding(Model *m, const int32_t *ids, size_t n, int L, int S, in
 EvalResult eval_nonoverlap(Model *m, const int32_t *ids, size_t n, int L, int eos,
                            EvalProgressFn progress, void *ctx);
 
+/* NBCE scoring (Su 2023; docs/evaluation.md): the windows of eval_sliding with L = W and
+ * stride S, each scoring the same tokens [score, end). Their context [start, score) is cut into
+ * chunks of at most M tokens; each chunk followed by the scored tokens' inputs is one forward,
+ * and the scored tokens' inputs alone another (the unconditional term). Each scored token's
+ * distribution is nbce_combine's: (1 + beta) log p of the chunk with the lowest entropy at that
+ * token, minus beta log p unconditional, renormalized. Window 0 has no context before its
+ * tokens: its last min(S, end) tokens are scored so with the tokens before them as context, and
+ * those earlier tokens in nonoverlapping segments of M (the model then never reads more than
+ * M + S tokens at once). The model must hold max_T >= M + S. pos as eval_sliding's. */
+EvalResult eval_nbce(Model *m, const int32_t *ids, size_t n, int W, int S, int M, float beta,
+                     int eos, EvalPositions *pos, EvalProgressFn progress, void *ctx);
+
 #endif

@@ -250,7 +250,7 @@ static void run_uncached(Gen *g, int32_t *in, int n_in, Sample *smp) {
         const double t0 = now_seconds();
         const Pass p = {.B = 1, .T = n};
         model_forward(&g->m, &p, in);
-        model_logprobs(&g->m, &p, (size_t)n - 1, g->lp);
+        model_logprobs(&g->m, &p, (size_t)n - 1, 1, g->lp);
         const double dt = now_seconds() - t0;
         if (k)
             g->decode_s += dt, g->decode_tokens++;

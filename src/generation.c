@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/fastmath.h"
 #include "util/util.h"
 
 /* Before a pass that starts at position pos0: with a window, the blocks no query of the pass
@@ -24,7 +25,7 @@ int gen_feed(Model *m, KvPool *pool, int window, int s, const int32_t *ids, int 
     const KvPass kv = {pool, &s, &pos0, window};
     const Pass p = {.B = 1, .T = n, .kv = &kv};
     model_forward(m, &p, ids);
-    model_logprobs(m, &p, (size_t)n - 1, logp);
+    model_logprobs(m, &p, (size_t)n - 1, 1, logp);
     /* the window for the next position: what the prompt needed is no longer reachable */
     if (window > 0) kv_evict_before(pool, s, pool->seqs[s].len - window + 1);
     return 0;
@@ -43,7 +44,7 @@ int gen_step(Model *m, KvPool *pool, int window, const int *seq, const int32_t *
     const KvPass kv = {pool, seq, pos0, window};
     const Pass p = {.B = B, .T = 1, .kv = &kv};
     model_forward(m, &p, tokens);
-    for (int b = 0; b < B; b++) model_logprobs(m, &p, (size_t)b, logp + (size_t)b * m->spec.V);
+    model_logprobs(m, &p, 0, (size_t)B, logp);
     free(pos0);
     return 0;
 }
@@ -169,8 +170,9 @@ int sample_token(const float *logp, int V, const Sampler *o, float u, SampleScra
 
 double logp_entropy(const float *lp, int V) {
     double h = 0.0;
-    for (int v = 0; v < V; v++)
-        if (lp[v] > -INFINITY) h -= exp((double)lp[v]) * lp[v];
+    /* exp_fast(-inf) is 0, but 0 * -inf is NaN: a word ruled out adds nothing */
+#pragma omp simd reduction(+ : h)
+    for (int v = 0; v < V; v++) h -= lp[v] > -INFINITY ? exp_fast(lp[v]) * lp[v] : 0.0f;
     return h;
 }
 
@@ -193,7 +195,8 @@ int nbce_combine(float *out, const float *const *lp, int n, const float *lp_unco
             lp[best][v] > -INFINITY ? (1.0f + beta) * lp[best][v] - beta * lp_uncond[v] : -INFINITY;
         mx = fmax(mx, out[v]);
     }
-    for (int v = 0; v < V; v++) sum += exp(out[v] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < V; v++) sum += exp_fast(out[v] - (float)mx);
     const float lse = (float)(mx + log(sum));
     for (int v = 0; v < V; v++) out[v] -= lse;
     return best;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/fastmath.h"
 #include "util/util.h"
 
 #define TIMED(slot, dir, stmt)                                                                     \
@@ -163,8 +164,8 @@ struct OutputLayer {
      * summed loss */
     double (*loss_backward)(Model *m, const Pass *p, float *dx, const int32_t *targets,
                             float scale);
-    /* out (V) = log p(every word) for one hidden state x (C) */
-    void (*logprobs)(Model *m, const float *x, float *out);
+    /* out (n, V) = log p(every word) for hidden states x (n, C) */
+    void (*logprobs)(Model *m, const float *x, size_t n, float *out);
     /* FLOPs per token of the softmax */
     double (*flops)(const Config *cfg, int V);
 };
@@ -872,9 +873,9 @@ void model_forward(Model *m, const Pass *p, const int32_t *inputs) {
                            tensor_ptr(&m->spec, m->weights.params, m->spec.lnf_b), N));
 }
 
-void model_logprobs(Model *m, const Pass *p, size_t row, float *out) {
-    assert(row < (size_t)p->B * p->T);
-    m->spec.out->logprobs(m, model_hidden(m, p) + row * m->spec.C, out);
+void model_logprobs(Model *m, const Pass *p, size_t row0, size_t n, float *out) {
+    assert(row0 + n <= (size_t)p->B * p->T);
+    m->spec.out->logprobs(m, model_hidden(m, p) + row0 * m->spec.C, n, out);
 }
 
 double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses) {
@@ -949,18 +950,23 @@ static double full_loss_backward(Model *m, const Pass *p, float *dx, const int32
         (size_t)p->B * p->T, m->spec.C, m->spec.V, scale, m->state.a.logits);
 }
 
-/* One row of logits against the tied embedding (on the run's engine, as the loss), then
- * log-softmax with the sum in double. */
-static void full_logprobs(Model *m, const float *x, float *out) {
+/* Logits against the tied embedding (on the run's engine, as the loss), then a log-softmax per
+ * row with the sum in double over vectorized exponentials. */
+static void full_logprobs(Model *m, const float *x, size_t n, float *out) {
     const int V = m->spec.V, C = m->spec.C;
-    gemm(m->state.gemm, 0, 1, 1, V, C, 1.0f, x, C,
+    gemm(m->state.gemm, 0, 1, (int)n, V, C, 1.0f, x, C,
          tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), C, 0.0f, out, V);
-    float mx = out[0];
-    for (int v = 1; v < V; v++) mx = out[v] > mx ? out[v] : mx;
-    double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += exp((double)out[v] - mx);
-    const float lse = mx + (float)log(sum);
-    for (int v = 0; v < V; v++) out[v] -= lse;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < n; r++) {
+        float *z = out + r * V, mx = z[0];
+#pragma omp simd reduction(max : mx)
+        for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+        for (int v = 0; v < V; v++) sum += exp_fast(z[v] - mx);
+        const float lse = mx + (float)log(sum);
+        for (int v = 0; v < V; v++) z[v] -= lse;
+    }
 }
 
 static double full_flops(const Config *cfg, int V) {
@@ -1037,9 +1043,9 @@ static double adaptive_loss_backward(Model *m, const Pass *p, float *dx, const i
     return loss;
 }
 
-static void adaptive_logprobs_row(Model *m, const float *x, float *out) {
+static void adaptive_logprobs_rows(Model *m, const float *x, size_t n, float *out) {
     Adaptive w = adaptive_view(&m->spec, m->weights.params);
-    adaptive_logprobs(out, x, &w, m->state.a.logits);
+    adaptive_logprobs(m->state.gemm, out, x, n, &w, m->state.a.logits);
 }
 
 /* The head softmax and the head's input projection; the tails run only for the few tokens
@@ -1057,7 +1063,7 @@ static const OutputLayer output_adaptive = {
     .embed_backward = adaptive_embed_backward,
     .loss = adaptive_loss,
     .loss_backward = adaptive_loss_backward,
-    .logprobs = adaptive_logprobs_row,
+    .logprobs = adaptive_logprobs_rows,
     .flops = adaptive_flops,
 };
 

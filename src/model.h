@@ -189,9 +189,10 @@ double model_loss(Model *m, const Pass *p, const int32_t *targets, float *losses
 double model_backward(Model *m, const Pass *p, const int32_t *inputs, const int32_t *targets,
                       float scale);
 
-/* out (V) = log p(every word) at row `row` (< B*T) of the last forward, which had pass p: the
- * full softmax over the tied embedding (on the run's engine) or the exact adaptive one. */
-void model_logprobs(Model *m, const Pass *p, size_t row, float *out);
+/* out (n, V) = log p(every word) at rows row0 .. row0 + n - 1 (of B*T) of the last forward,
+ * which had pass p: the full softmax over the tied embedding or the exact adaptive one, on the
+ * run's engine. */
+void model_logprobs(Model *m, const Pass *p, size_t row0, size_t n, float *out);
 /* FLOPs per token of one forward pass at sequence length T (matmuls, causal attention as the
  * lower triangle, output layer). Training costs 3x. */
 double model_flops_per_token(const Config *cfg, int V, int T);

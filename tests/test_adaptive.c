@@ -205,7 +205,7 @@ TEST(test_adaptive_probabilities_sum_to_one) {
         double worst = 0, worst_loss = 0;
         for (int trial = 0; trial < 20; trial++) {
             fill_random(x, 8, 3.0f, 100 + (unsigned)trial);
-            adaptive_logprobs(lp, x, &l.w, scratch);
+            adaptive_logprobs(NULL, lp, x, 1, &l.w, scratch);
             double sum = 0;
             for (int v = 0; v < V; v++) sum += exp((double)lp[v]);
             worst = fmax(worst, fabs(sum - 1.0));

@@ -147,3 +147,40 @@ TEST(test_cli_generate_errors) {
     expect_user_error(rc, out, "model.position rotary: rotary with scaling dynamic-ntk", NULL, NULL,
                       "dynamic NTK with the cache");
 }
+
+/* ./eval --mode nbce: a row per length with the NBCE settings in its identity (--skip-done),
+ * and its error paths. */
+TEST(test_cli_eval_nbce) {
+    char dir[256], out[OUT_LEN], run[600];
+    if (!trained_scratch("cli_eval_nbce", dir, sizeof dir, out, NULL)) return;
+    snprintf(run, sizeof run, "./eval --ckpt %s/run", dir);
+    int rc =
+        sh(out, "%s --mode nbce --lvalid 32,64 --stride 8 --nbce-chunk-len 16 --json %s/e.jsonl",
+           run, dir);
+    CHECK(rc == 0 && strstr(out, "NBCE windows, stride 8, chunks of 16"), "nbce: %d: %s", rc, out);
+    rc = sh(out,
+            "%s --mode nbce --lvalid 32,64 --stride 8 --nbce-chunk-len 16 --json %s/e.jsonl "
+            "--skip-done",
+            run, dir);
+    CHECK(rc == 0 && strstr(out, "L_valid 64: already in"), "--skip-done: %s", out);
+    rc = sh(out,
+            "%s --mode nbce --lvalid 32 --stride 8 --nbce-chunk-len 16 --nbce-beta 0.5 "
+            "--json %s/e.jsonl --skip-done",
+            run, dir);
+    CHECK(rc == 0 && !strstr(out, "already in"), "another beta is another row: %s", out);
+    const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--mode nbce --lvalid 32 --stride 8", "--mode nbce needs --stride S and --nbce-chunk-len"},
+        {"--mode nbce --lvalid 32 --stride 32 --nbce-chunk-len 8", "leaves no context"},
+        {"--lvalid 32 --nbce-chunk-len 8", "apply to --mode nbce only"},
+        {"--mode nbce --lvalid 32 --stride 8 --nbce-chunk-len 8 --nbce-beta -1", "--nbce-beta"},
+        {"--mode nbce --lvalid 32 --stride 8 --nbce-chunk-len 8 --per-position x",
+         "--per-position"},
+        {"--mode bogus", "expected nonoverlapping, sliding or nbce"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rc = sh(out, "%s %s", run, cases[i].args);
+        expect_user_error(rc, out, cases[i].want, NULL, NULL, cases[i].args);
+    }
+}

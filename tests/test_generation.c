@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../src/config/config.h"
+#include "../src/evaluate.h"
 #include "../src/generation.h"
 #include "../src/io/safetensors.h"
 #include "../src/model.h"
@@ -46,7 +47,7 @@ static int cache_model(Model *m, Config *cfg, const char *method, const char *ou
 static void full_logprobs(Model *m, const int32_t *ids, int n, float *lp) {
     const Pass p = {.B = 1, .T = n};
     model_forward(m, &p, ids);
-    for (int t = 0; t < n; t++) model_logprobs(m, &p, (size_t)t, lp + (size_t)t * V);
+    model_logprobs(m, &p, 0, (size_t)n, lp);
 }
 
 static double rel_diff(const float *a, const float *b, int n) {
@@ -176,7 +177,7 @@ static void check_window(const char *method) {
             CHECK(0, "%s", err);
         const Pass p = {.B = 1, .T = W, .pos0 = t - W + 1};
         model_forward(&m, &p, ids + t - W + 1);
-        model_logprobs(&m, &p, W - 1, want);
+        model_logprobs(&m, &p, W - 1, 1, want);
         worst = fmax(worst, rel_diff(lp, want, V));
     }
     CHECK(worst <= 1e-5 && pool.peak_used <= 2,
@@ -408,4 +409,43 @@ TEST(test_nbce_combine_on_hand_made_distributions) {
     nbce_combine(out, one, 1, u, 3, 0.0f);
     CHECK(rel_diff(out, a, 3) < 1e-6, "one chunk with beta 0 is that chunk's distribution");
     CHECK(fabs(logp_entropy(b, 3) - (-0.8 * log(0.8) - 0.2 * log(0.1))) < 1e-6, "entropy");
+}
+
+/* ---- NBCE evaluation ---- */
+
+/* Accounting: every token once, window sums add up to the total. And with beta 0 and a chunk as
+ * long as the context, NBCE's one chunk followed by the scored tokens is exactly the sliding
+ * window, so both evaluations agree. */
+TEST(test_nbce_eval_scores_every_token_once) {
+    enum { NS = 300, W = 40, S = 8 };
+    Model m;
+    Config cfg;
+    if (!cache_model(&m, &cfg, "alibi", "{\"type\": \"full\"}", 4)) return;
+    /* larger weights than the init's, so the context changes the predictions visibly */
+    for (size_t i = 0; i < m.spec.pt.total; i++) m.weights.params[i] *= 4.0f;
+    int32_t ids[NS];
+    token_ids(ids, NS, 9);
+    const size_t nw = eval_window_count(NS, W, S);
+    double win[64] = {0}, nll[W] = {0};
+    size_t count[W] = {0};
+    EvalPositions pos = {nll, count, win};
+    CHECK(nw <= 64, "%zu windows", nw);
+    EvalResult r = eval_nbce(&m, ids, NS, W, S, 10, 0.25f, 0, &pos, NULL, NULL);
+    double sum = 0.0;
+    size_t counted = 0;
+    for (size_t k = 0; k < nw; k++) sum += win[k];
+    for (int p = 0; p < W; p++) counted += count[p];
+    CHECK(r.tokens == NS && counted == NS && r.segments == nw,
+          "NBCE scored %zu tokens (%zu by position) in %zu windows; the stream has %d in %zu",
+          r.tokens, counted, r.segments, NS, nw);
+    CHECK(fabs(sum - r.nll) <= 1e-9 * fabs(r.nll), "window sums %.9g, total %.9g", sum, r.nll);
+    const EvalResult one = eval_nbce(&m, ids, NS, W, S, W - S, 0.0f, 0, NULL, NULL, NULL),
+                     sl = eval_sliding(&m, ids, NS, W, S, 0, NULL, NULL, NULL);
+    CHECK(fabs(one.nll - sl.nll) <= 1e-5 * sl.nll && one.tokens == sl.tokens,
+          "one chunk, beta 0: NBCE nll %.9g, sliding %.9g", one.nll, sl.nll);
+    /* the equality above is not vacuous: real chunking moves the sum well past its tolerance */
+    CHECK(fabs(r.nll - sl.nll) > 1e-4 * sl.nll,
+          "chunks of 10 should differ from sliding: %.9g vs %.9g", r.nll, sl.nll);
+    model_free(&m);
+    config_free(&cfg);
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../util/util.h"
+#include "fastmath.h"
 #include "ops.h"
 
 static int head_width(const Adaptive *a) {
@@ -260,27 +261,46 @@ double adaptive_softmax_forward_backward(Gemm *mm, float *dx, Adaptive *g, float
 }
 
 /* log_softmax of a row in place. */
+/* z (n) -= log sum exp z, the sum in double over exp_fast terms (a vectorized loop: the
+ * log-probabilities of generation and NBCE take 33k exponentials a row). */
 static void log_softmax(float *z, int n) {
     float mx = z[0];
-    for (int j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < n; j++) mx = z[j] > mx ? z[j] : mx;
     double sum = 0.0;
-    for (int j = 0; j < n; j++) sum += exp((double)(z[j] - mx));
-    float lse = mx + (float)log(sum);
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) sum += exp_fast(z[j] - mx);
+    const float lse = mx + (float)log(sum);
     for (int j = 0; j < n; j++) z[j] -= lse;
 }
 
-void adaptive_logprobs(float *out, const float *x, const Adaptive *w, float *scratch) {
+void adaptive_logprobs(Gemm *mm, float *out, const float *x, size_t N, const Adaptive *w,
+                       float *scratch) {
     const int C = w->C, s1 = w->start[1], hw = head_width(w);
-    float *z = scratch, *h = scratch + hw;
-    head_logits(NULL, z, x, 1, w);
-    log_softmax(z, hw);
-    memcpy(out, z, s1 * sizeof(float));
-    for (int k = 1; k < w->K; k++) {
-        const int d = w->dim[k], size = w->start[k + 1] - w->start[k];
-        float *u = out + w->start[k];
-        cblas_sgemv(CblasRowMajor, CblasTrans, C, d, 1.0f, w->out_proj[k], d, x, 1, 0.0f, h, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, size, d, 1.0f, w->out_emb[k], d, h, 1, 0.0f, u, 1);
-        log_softmax(u, size);
-        for (int j = 0; j < size; j++) u[j] += z[s1 + k - 1];
+    const size_t V = (size_t)w->start[w->K];
+    float *z = scratch, *h = scratch + logits_floats(w);
+    for (size_t r0 = 0; r0 < N; r0 += XENT_CHUNK) { /* h: XENT_CHUNK x d <= the scratch's C */
+        const int n = (int)(N - r0 < XENT_CHUNK ? N - r0 : XENT_CHUNK);
+        const float *xc = x + r0 * C;
+        float *oc = out + r0 * V;
+        head_logits(mm, z, xc, n, w);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < n; r++) {
+            log_softmax(z + (size_t)r * hw, hw);
+            memcpy(oc + (size_t)r * V, z + (size_t)r * hw, s1 * sizeof(float));
+        }
+        for (int k = 1; k < w->K; k++) {
+            const int d = w->dim[k], size = w->start[k + 1] - w->start[k];
+            gemm(mm, 0, 0, n, d, C, 1.0f, xc, C, w->out_proj[k], d, 0.0f, h, d);
+            gemm(mm, 0, 1, n, size, d, 1.0f, h, d, w->out_emb[k], d, 0.0f, oc + w->start[k],
+                 (int)V);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < n; r++) {
+                float *u = oc + (size_t)r * V + w->start[k];
+                const float c = z[(size_t)r * hw + s1 + k - 1];
+                log_softmax(u, size);
+                for (int j = 0; j < size; j++) u[j] += c;
+            }
+        }
     }
 }

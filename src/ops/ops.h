@@ -254,8 +254,9 @@ double adaptive_softmax_forward_backward(Gemm *mm, float *dx, Adaptive *g, float
                                          const float *x, const Adaptive *w, const int32_t *targets,
                                          size_t N, float scale, const AdaptiveDrop *drop,
                                          int32_t *rows, float *scratch);
-/* out (V) = log p(every word | x) for one hidden state x (C), in float32 through OpenBLAS;
- * scratch as above. */
-void adaptive_logprobs(float *out, const float *x, const Adaptive *w, float *scratch);
+/* out (N, V) = log p(every word | x) for hidden states x (N, C), in float32 on engine mm;
+ * scratch as above. Must be called outside parallel regions (oneDNN engines). */
+void adaptive_logprobs(Gemm *mm, float *out, const float *x, size_t N, const Adaptive *w,
+                       float *scratch);
 
 #endif
