@@ -190,9 +190,10 @@ int nbce_combine(float *out, const float *const *lp, int n, const float *lp_unco
     }
     double mx = -INFINITY, sum = 0.0;
     for (int v = 0; v < V; v++) {
-        /* a word the chunk rules out stays out, whatever the unconditional term says */
-        out[v] =
-            lp[best][v] > -INFINITY ? (1.0f + beta) * lp[best][v] - beta * lp_uncond[v] : -INFINITY;
+        /* a word the chunk rules out stays out; where the unconditional term rules one out,
+         * the chunk's value stands (as Su's code does), not -beta * -inf = +inf */
+        const float k = lp[best][v], u = lp_uncond[v];
+        out[v] = k > -INFINITY && u > -INFINITY ? (1.0f + beta) * k - beta * u : k;
         mx = fmax(mx, out[v]);
     }
 #pragma omp simd reduction(+ : sum)

@@ -409,6 +409,12 @@ TEST(test_nbce_combine_on_hand_made_distributions) {
     nbce_combine(out, one, 1, u, 3, 0.0f);
     CHECK(rel_diff(out, a, 3) < 1e-6, "one chunk with beta 0 is that chunk's distribution");
     CHECK(fabs(logp_entropy(b, 3) - (-0.8 * log(0.8) - 0.2 * log(0.1))) < 1e-6, "entropy");
+    /* a word the unconditional term rules out keeps the chunk's value; one the chunk rules out
+     * stays out */
+    const float cut_u[3] = {u[0], -INFINITY, u[2]}, cut_b[3] = {b[0], b[1], -INFINITY};
+    const float *cb[1] = {cut_b};
+    nbce_combine(out, cb, 1, cut_u, 3, 0.25f);
+    CHECK(isfinite(out[1]) && out[2] == -INFINITY, "ruled-out words: %g %g", out[1], out[2]);
 }
 
 /* ---- NBCE evaluation ---- */
