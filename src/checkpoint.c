@@ -324,3 +324,10 @@ void ckpt_paths(const char *ckpt, char *model, char *dir, size_t n) {
         snprintf(dir, n, "%.*s", slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
     }
 }
+
+void ckpt_open_run(const char *ckpt, char *model, char *dir, size_t n, Config *cfg, int *V,
+                   long *step) {
+    char err[1024];
+    ckpt_paths(ckpt, model, dir, n);
+    if (ckpt_read_config(model, cfg, V, step, err, sizeof err)) user_error("%s", err);
+}

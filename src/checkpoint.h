@@ -45,6 +45,10 @@ int ckpt_recover(const char *dir, long step, char *note, size_t note_len, char *
  * model = the model file, dir = the directory holding it (and vocab.txt); a path that does not
  * exist is a user error naming it. */
 void ckpt_paths(const char *ckpt, char *model, char *dir, size_t n);
+/* ckpt_paths, then the model file's config, vocabulary size and step (ckpt_read_config); a
+ * failure is a user error naming the file. */
+void ckpt_open_run(const char *ckpt, char *model, char *dir, size_t n, Config *cfg, int *V,
+                   long *step);
 /* batch x seq_len x accum: the tokens one optimizer step reads. */
 long long ckpt_tokens_per_step(const Config *c);
 

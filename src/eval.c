@@ -603,11 +603,10 @@ int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
     Args a = parse_args(argc, argv);
     char model_path[2048], dir[2048], path[4200], err[1024];
-    ckpt_paths(a.ckpt, model_path, dir, sizeof dir);
     Config cfg;
     int V;
     long step;
-    if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
+    ckpt_open_run(a.ckpt, model_path, dir, sizeof dir, &cfg, &V, &step);
     /* the precision is the flag's, not the training's: float32 unless asked, so every row is
      * reproducible whichever precision trained the model */
     char set[64];

@@ -396,11 +396,10 @@ int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
     Args a = parse_args(argc, argv);
     char model_path[2048], dir[2048], path[4200], err[1024];
-    ckpt_paths(a.ckpt, model_path, dir, sizeof dir);
     Config cfg;
     int V;
     long step;
-    if (ckpt_read_config(model_path, &cfg, &V, &step, err, sizeof err)) user_error("%s", err);
+    ckpt_open_run(a.ckpt, model_path, dir, sizeof dir, &cfg, &V, &step);
     const PosMethod *pm = cfg.model.pos_method;
     const char *why = !a.no_cache && pm->cache_refusal ? pm->cache_refusal(&cfg) : NULL;
     if (why)

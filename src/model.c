@@ -957,16 +957,7 @@ static void full_logprobs(Model *m, const float *x, size_t n, float *out) {
     gemm(m->state.gemm, 0, 1, (int)n, V, C, 1.0f, x, C,
          tensor_ptr(&m->spec, m->weights.params, m->spec.tok_emb), C, 0.0f, out, V);
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < n; r++) {
-        float *z = out + r * V, mx = z[0];
-#pragma omp simd reduction(max : mx)
-        for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-        for (int v = 0; v < V; v++) sum += exp_fast(z[v] - mx);
-        const float lse = mx + (float)log(sum);
-        for (int v = 0; v < V; v++) z[v] -= lse;
-    }
+    for (size_t r = 0; r < n; r++) log_softmax_inplace(out + r * V, V);
 }
 
 static double full_flops(const Config *cfg, int V) {

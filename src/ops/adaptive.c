@@ -261,18 +261,6 @@ double adaptive_softmax_forward_backward(Gemm *mm, float *dx, Adaptive *g, float
 }
 
 /* log_softmax of a row in place. */
-/* z (n) -= log sum exp z, the sum in double over exp_fast terms (a vectorized loop: the
- * log-probabilities of generation and NBCE take 33k exponentials a row). */
-static void log_softmax(float *z, int n) {
-    float mx = z[0];
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++) sum += exp_fast(z[j] - mx);
-    const float lse = mx + (float)log(sum);
-    for (int j = 0; j < n; j++) z[j] -= lse;
-}
 
 void adaptive_logprobs(Gemm *mm, float *out, const float *x, size_t N, const Adaptive *w,
                        float *scratch) {
@@ -286,7 +274,7 @@ void adaptive_logprobs(Gemm *mm, float *out, const float *x, size_t N, const Ada
         head_logits(mm, z, xc, n, w);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < n; r++) {
-            log_softmax(z + (size_t)r * hw, hw);
+            log_softmax_inplace(z + (size_t)r * hw, hw);
             memcpy(oc + (size_t)r * V, z + (size_t)r * hw, s1 * sizeof(float));
         }
         for (int k = 1; k < w->K; k++) {
@@ -298,7 +286,7 @@ void adaptive_logprobs(Gemm *mm, float *out, const float *x, size_t N, const Ada
             for (int r = 0; r < n; r++) {
                 float *u = oc + (size_t)r * V + w->start[k];
                 const float c = z[(size_t)r * hw + s1 + k - 1];
-                log_softmax(u, size);
+                log_softmax_inplace(u, size);
                 for (int j = 0; j < size; j++) u[j] += c;
             }
         }
