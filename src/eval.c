@@ -107,16 +107,6 @@ typedef struct {
     double nbce_beta;
 } Args;
 
-/* An integer flag value in [lo, hi]. */
-static int parse_int(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi)
-        user_error("%s: expected an integer from %ld to %ld, got '%s'", flag, lo, hi, v);
-    return (int)x;
-}
-
 static int parse_threads(const char *v) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -147,18 +137,16 @@ static int parse_flag(Args *a, const char *o, const char *v) {
     else if (!strcmp(o, "--threads"))
         a->threads = parse_threads(v);
     else if (!strcmp(o, "--stride"))
-        a->stride = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+        a->stride = (int)flag_int(o, v, 1, LENGTHS_MAX_VALUE);
     else if (!strcmp(o, "--nbce-chunk-len"))
-        a->nbce_len = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+        a->nbce_len = (int)flag_int(o, v, 1, LENGTHS_MAX_VALUE);
     else if (!strcmp(o, "--nbce-beta")) {
-        char *end;
-        a->nbce_beta = strtod(v, &end);
-        if (end == v || *end || !(a->nbce_beta >= 0 && a->nbce_beta < 1e6))
+        if ((a->nbce_beta = flag_number(o, v)) < 0)
             user_error("--nbce-beta: expected a number >= 0, got '%s'", v);
     } else if (!strcmp(o, "--train-len"))
-        a->train_len = parse_int(o, v, 1, LENGTHS_MAX_VALUE);
+        a->train_len = (int)flag_int(o, v, 1, LENGTHS_MAX_VALUE);
     else if (!strcmp(o, "--per-position-buckets"))
-        a->buckets = parse_int(o, v, 1, 100000);
+        a->buckets = (int)flag_int(o, v, 1, 100000);
     else if (!strcmp(o, "--per-position-scale")) {
         if (strcmp(v, "linear") && strcmp(v, "log"))
             user_error("--per-position-scale: expected linear or log, got '%s'", v);

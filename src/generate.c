@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,23 +64,20 @@ typedef struct {
     unsigned long long seed;
 } Args;
 
-static long parse_long(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi)
-        user_error("%s: expected an integer from %ld to %ld, got '%s'", flag, lo, hi, v);
-    return x;
-}
-
-static double parse_double(const char *flag, const char *v) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno || !isfinite(x))
-        user_error("%s: expected a number, got '%s'", flag, v);
-    return x;
-}
+/* The integer flags: where each goes and its smallest value. */
+static const struct {
+    const char *name;
+    size_t field;
+    int lo;
+} INT_FLAGS[] = {
+    {"--max-new", offsetof(Args, max_new), 1},
+    {"--top-k", offsetof(Args, top_k), 0},
+    {"--num-samples", offsetof(Args, num_samples), 1},
+    {"--max-context", offsetof(Args, max_context), 1},
+    {"--nbce-chunk-len", offsetof(Args, nbce_len), 1},
+    {"--nbce-question", offsetof(Args, nbce_q), 0},
+    {"--threads", offsetof(Args, threads), 0},
+};
 
 /* One flag with a value; returns 0 if o is not one of them. */
 static int parse_flag(Args *a, const char *o, const char *v) {
@@ -88,30 +86,22 @@ static int parse_flag(Args *a, const char *o, const char *v) {
                        : !strcmp(o, "--prompt-file") ? &a->prompt_file
                        : !strcmp(o, "--json")        ? &a->json
                                                      : NULL;
-    int *num = !strcmp(o, "--max-new")          ? &a->max_new
-               : !strcmp(o, "--top-k")          ? &a->top_k
-               : !strcmp(o, "--num-samples")    ? &a->num_samples
-               : !strcmp(o, "--max-context")    ? &a->max_context
-               : !strcmp(o, "--nbce-chunk-len") ? &a->nbce_len
-               : !strcmp(o, "--nbce-question")  ? &a->nbce_q
-               : !strcmp(o, "--threads")        ? &a->threads
-                                                : NULL;
     double *real = !strcmp(o, "--temperature") ? &a->temperature
                    : !strcmp(o, "--top-p")     ? &a->top_p
                    : !strcmp(o, "--nbce-beta") ? &a->nbce_beta
                                                : NULL;
+    for (size_t i = 0; i < sizeof INT_FLAGS / sizeof *INT_FLAGS; i++)
+        if (!strcmp(o, INT_FLAGS[i].name)) {
+            *(int *)((char *)a + INT_FLAGS[i].field) =
+                (int)flag_int(o, v, INT_FLAGS[i].lo, 1 << 24);
+            return 1;
+        }
     if (str)
         *str = v;
-    else if (num)
-        *num = (int)parse_long(
-            o, v,
-            !strcmp(o, "--top-k") || !strcmp(o, "--nbce-question") || !strcmp(o, "--threads") ? 0
-                                                                                              : 1,
-            1 << 24);
     else if (real)
-        *real = parse_double(o, v);
+        *real = flag_number(o, v);
     else if (!strcmp(o, "--seed"))
-        a->seed = (unsigned long long)parse_long(o, v, 0, (long)1 << 62);
+        a->seed = (unsigned long long)flag_int(o, v, 0, (long)1 << 62);
     else
         return 0;
     return 1;
@@ -206,8 +196,10 @@ static int32_t choose(Gen *g, Sample *s, int si, const float *lp, int k) {
     return id;
 }
 
+/* The pool is sized for every sequence's full length, so running out is a bug, not a user's
+ * mistake. */
 static void check_rc(int rc, const char *err) {
-    if (rc) user_error("%s (the pool holds every sequence's full length: a bug if reached)", err);
+    if (rc) sys_error("internal: %s", err);
 }
 
 /* Plain generation: the prompt once, copied to every sample, then one batched step per token. */

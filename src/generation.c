@@ -33,19 +33,15 @@ int gen_feed(Model *m, KvPool *pool, int window, int s, const int32_t *ids, int 
 
 int gen_step(Model *m, KvPool *pool, int window, const int *seq, const int32_t *tokens, int B,
              float *logp, char *err, size_t en) {
-    int *pos0 = xcalloc((size_t)B, sizeof(int));
+    int *pos0 = pool->pass_pos0; /* B <= n_seqs: each sequence once */
     for (int b = 0; b < B; b++) {
-        if (make_room(pool, window, seq[b], 1, err, en)) {
-            free(pos0);
-            return -1;
-        }
+        if (make_room(pool, window, seq[b], 1, err, en)) return -1;
         pos0[b] = pool->seqs[seq[b]].len;
     }
     const KvPass kv = {pool, seq, pos0, window};
     const Pass p = {.B = B, .T = 1, .kv = &kv};
     model_forward(m, &p, tokens);
     model_logprobs(m, &p, 0, (size_t)B, logp);
-    free(pos0);
     return 0;
 }
 

@@ -28,20 +28,17 @@ void kv_pool_init(KvPool *p, int L, int Hkv, int D, int n_blocks, int n_seqs) {
     /* pushed in reverse, so block 0 is handed out first */
     for (int i = 0; i < n_blocks; i++) p->free_ids[i] = n_blocks - 1 - i;
     p->seqs = xcalloc((size_t)n_seqs, sizeof(KvSeq));
+    p->pass_pos0 = xcalloc((size_t)n_seqs, sizeof(int));
     for (int s = 0; s < n_seqs; s++) p->seqs[s].table = xcalloc((size_t)n_blocks, sizeof(int));
 }
 
 void kv_pool_free(KvPool *p) {
     for (int s = 0; s < p->n_seqs; s++) free(p->seqs[s].table);
     free(p->seqs);
+    free(p->pass_pos0);
     free(p->free_ids);
     free(p->data);
     memset(p, 0, sizeof *p);
-}
-
-size_t kv_pool_bytes(const KvPool *p) {
-    return (size_t)p->n_blocks * (p->block_floats * sizeof(float) + sizeof(int)) +
-           (size_t)p->n_seqs * (sizeof(KvSeq) + (size_t)p->max_table * sizeof(int));
 }
 
 int kv_reserve(KvPool *p, int s, int n, char *err, size_t en) {

@@ -153,12 +153,12 @@ typedef struct {
     float *data;                     /* n_blocks blocks, pages touched only when a block is used */
     int *free_ids;                   /* stack of the n_free free block ids */
     KvSeq *seqs;
+    int *pass_pos0; /* (n_seqs) scratch for a pass's KvPass.pos0 (generation.c) */
 } KvPool;
 /* A pool of n_blocks blocks for n_seqs sequences of a model with L layers and Hkv kv heads of
  * width D; every sequence empty. */
 void kv_pool_init(KvPool *p, int L, int Hkv, int D, int n_blocks, int n_seqs);
 void kv_pool_free(KvPool *p);
-size_t kv_pool_bytes(const KvPool *p); /* of the whole pool (data and tables) */
 /* Gives sequence s the blocks to hold positions below n. 0, or -1 with a message when the pool
  * has too few free blocks (nothing is taken then). */
 int kv_reserve(KvPool *p, int s, int n, char *err, size_t en);

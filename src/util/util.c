@@ -263,3 +263,21 @@ int mkdir_p(const char *path) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
     return 0;
 }
+
+long flag_int(const char *flag, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi)
+        user_error("%s: expected an integer from %ld to %ld, got '%s'", flag, lo, hi, v);
+    return x;
+}
+
+double flag_number(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !isfinite(x))
+        user_error("%s: expected a number, got '%s'", flag, v);
+    return x;
+}

@@ -26,6 +26,11 @@ _Noreturn void exit_flushed(void);
  * ./train uses it to remove a new run directory that holds no checkpoint yet. */
 void on_fatal_error(void (*fn)(void));
 
+/* Command-line values: an integer in [lo, hi], or a finite number; anything else is a user
+ * error naming the flag ("--top-k: expected an integer from 0 to 16777216, got 'x'"). */
+long flag_int(const char *flag, const char *v, long lo, long hi);
+double flag_number(const char *flag, const char *v);
+
 /* 64-byte aligned, zeroed, never NULL (out of memory is a sys_error). Free with free(). */
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
