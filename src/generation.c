@@ -56,9 +56,9 @@ int gen_fork(KvPool *pool, int dst, int src, char *err, size_t en) {
     }
     for (int k = 0; k < a->n_blocks; k++) {
         b->table[k] = pool->free_ids[--pool->n_free];
-        memcpy(pool->data + (size_t)b->table[k] * pool->block_floats,
-               pool->data + (size_t)a->table[k] * pool->block_floats,
-               pool->block_floats * sizeof(float));
+        const size_t bytes = pool->block_elems * pool->elem_bytes;
+        memcpy(pool->data + (size_t)b->table[k] * bytes, pool->data + (size_t)a->table[k] * bytes,
+               bytes);
     }
     b->n_blocks = a->n_blocks;
     b->first_block = a->first_block;

@@ -120,7 +120,7 @@ static void check_cache(const char *method, const char *output, int hkv) {
     full_logprobs(&m, a, N, want_a);
     full_logprobs(&m, b, N - 37, want_b);
     KvPool pool;
-    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, 12, 3);
+    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, KV_F32, 12, 3);
     double d1 = feed_and_compare(&m, &pool, 2, a, N, 1, want_a);
     kv_release(&pool, 2);
     double d2 = feed_and_compare(&m, &pool, 2, a, N, 13, want_a);
@@ -134,6 +134,14 @@ static void check_cache(const char *method, const char *output, int hkv) {
           output, hkv, d2);
     CHECK(d3 <= 1e-5, "%s, %s output, %d kv heads: a batch of two lengths differs by %.3g", method,
           output, hkv, d3);
+    kv_pool_free(&pool);
+    /* a bf16 cache: the decode steps read rounded keys and values, so they move a little */
+    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, KV_BF16, 12, 3);
+    const double d4 = feed_and_compare(&m, &pool, 0, a, N, 1, want_a);
+    CHECK(d4 > 0 && d4 <= 1e-3,
+          "%s, %s output, %d kv heads: a bf16 cache differs from the full forward by %.3g "
+          "(expected 0 < x <= 1e-3)",
+          method, output, hkv, d4);
     kv_pool_free(&pool);
     free(want_a);
     free(want_b);
@@ -168,7 +176,7 @@ static void check_window(const char *method) {
     int32_t ids[N];
     token_ids(ids, N, 3);
     KvPool pool;
-    kv_pool_init(&pool, 1, m.spec.Hkv, m.spec.D, 4, 1);
+    kv_pool_init(&pool, 1, m.spec.Hkv, m.spec.D, KV_F32, 4, 1);
     float *lp = xcalloc(V, sizeof *lp), *want = xcalloc(V, sizeof *want);
     double worst = 0.0;
     if (gen_feed(&m, &pool, W, 0, ids, PROMPT, lp, err, sizeof err)) CHECK(0, "%s", err);
@@ -247,7 +255,7 @@ static void check_greedy_case(const cJSON *c) {
     if (!fixture_model(&m, &cfg, file, P + G)) return;
     const int V = m.spec.V;
     KvPool pool;
-    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, 4, 1);
+    kv_pool_init(&pool, m.spec.L, m.spec.Hkv, m.spec.D, KV_F32, 4, 1);
     float *lp = xcalloc((size_t)V, sizeof *lp);
     SampleScratch sc;
     sample_scratch_alloc(&sc, V);
@@ -290,7 +298,7 @@ TEST(test_greedy_generation_matches_pytorch_reference) {
 TEST(test_kv_pool_grows_releases_and_refuses_when_exhausted) {
     KvPool p;
     char err[256] = "";
-    kv_pool_init(&p, 2, 1, 4, 3, 2);
+    kv_pool_init(&p, 2, 1, 4, KV_F32, 3, 2);
     CHECK(kv_reserve(&p, 0, 1, err, sizeof err) == 0 && p.seqs[0].n_blocks == 1 && p.n_free == 2,
           "one position takes one block");
     CHECK(kv_reserve(&p, 0, KV_BLOCK, err, sizeof err) == 0 && p.seqs[0].n_blocks == 1,
@@ -298,9 +306,9 @@ TEST(test_kv_pool_grows_releases_and_refuses_when_exhausted) {
     CHECK(kv_reserve(&p, 0, KV_BLOCK + 1, err, sizeof err) == 0 && p.seqs[0].n_blocks == 2,
           "position KV_BLOCK crosses into a second block");
     /* the blocks are distinct memory: keys written at positions 0 and 64 stay apart */
-    kv_block_keys(&p, 0, 1, 0, 0)[3 * KV_BLOCK] = 1.0f;
-    kv_block_keys(&p, 0, 1, 0, KV_BLOCK)[3 * KV_BLOCK] = 2.0f;
-    CHECK(kv_block_keys(&p, 0, 1, 0, 0)[3 * KV_BLOCK] == 1.0f, "blocks overlap");
+    ((float *)kv_block_keys(&p, 0, 1, 0, 0))[3 * KV_BLOCK] = 1.0f;
+    ((float *)kv_block_keys(&p, 0, 1, 0, KV_BLOCK))[3 * KV_BLOCK] = 2.0f;
+    CHECK(((float *)kv_block_keys(&p, 0, 1, 0, 0))[3 * KV_BLOCK] == 1.0f, "blocks overlap");
     CHECK(kv_reserve(&p, 1, 2 * KV_BLOCK, err, sizeof err) == -1 && p.seqs[1].n_blocks == 0 &&
               p.n_free == 1 && strstr(err, "KV cache exhausted"),
           "two blocks from one free: refused, nothing taken (%s)", err);
@@ -310,13 +318,136 @@ TEST(test_kv_pool_grows_releases_and_refuses_when_exhausted) {
     p.seqs[0].len = KV_BLOCK + 1;
     kv_evict_before(&p, 0, KV_BLOCK + 1);
     CHECK(p.seqs[0].n_blocks == 1 && p.seqs[0].first_block == 1 && p.n_free == 1 &&
-              kv_block_keys(&p, 0, 1, 0, KV_BLOCK)[3 * KV_BLOCK] == 2.0f,
+              ((float *)kv_block_keys(&p, 0, 1, 0, KV_BLOCK))[3 * KV_BLOCK] == 2.0f,
           "a window past position 64 returns block 0 and keeps block 1 where it was");
     kv_release(&p, 0);
     CHECK(p.n_free == 2 && p.seqs[0].len == 0 && p.seqs[0].n_blocks == 0, "release returns all");
     CHECK(kv_reserve(&p, 0, 1, err, sizeof err) == 0 && p.seqs[0].table[0] == second,
           "the block released last is reused first");
     kv_pool_free(&p);
+}
+
+/* ---- the paged kernel and the cache dtypes ---- */
+
+/* n positions of k and v heads in qkv (n, (H + 2 Hkv) D), stored one pass per position;
+ * round: the k and v values rounded to bf16 first (for the f32 twin of a bf16 pool). */
+static void store_rows(KvPool *pool, const float *qkv, int n, const AttnShape *s, int round) {
+    const size_t ld = (size_t)(s->H + 2 * s->Hkv) * pool->D;
+    float *row = xcalloc(ld, sizeof *row);
+    int seq = 0, pos0 = 0;
+    for (int t = 0; t < n; t++) {
+        memcpy(row, qkv + (size_t)t * ld, ld * sizeof *row);
+        for (size_t c = (size_t)s->H * pool->D; c < ld && round; c++)
+            row[c] = bf16_to_float(bf16_round(row[c]));
+        pos0 = t;
+        const KvPass kv = {pool, &seq, &pos0, 0};
+        kv_store(&kv, row, s);
+    }
+    pool->seqs[0].len = n;
+    free(row);
+}
+
+/* out (H D) in double: query row i of qkv against keys lo..i of the same rows, causal softmax,
+ * no position bias: the definition the paged kernel must match. */
+static void dense_row(double *out, const float *qkv, int i, int lo, int H, int Hkv, int D) {
+    const size_t ld = (size_t)(H + 2 * Hkv) * D;
+    double *w = xcalloc((size_t)i + 1, sizeof *w);
+    for (int h = 0; h < H; h++) {
+        const int g = h / (H / Hkv);
+        const float *q = qkv + (size_t)i * ld + (size_t)h * D;
+        double mx = -INFINITY, sum = 0.0;
+        for (int j = lo; j <= i; j++) {
+            const float *k = qkv + (size_t)j * ld + (size_t)(H + g) * D;
+            double x = 0.0;
+            for (int d = 0; d < D; d++) x += (double)q[d] * k[d];
+            w[j] = x / sqrt((double)D);
+            mx = fmax(mx, w[j]);
+        }
+        for (int j = lo; j <= i; j++) sum += w[j] = exp(w[j] - mx);
+        for (int d = 0; d < D; d++) {
+            double o = 0.0;
+            for (int j = lo; j <= i; j++)
+                o += w[j] * qkv[(size_t)j * ld + (size_t)(H + Hkv + g) * D + d];
+            out[(size_t)h * D + d] = o / sum;
+        }
+    }
+    free(w);
+}
+
+/* D = 32 and 40 take the kernel's 32-wide register path (40 with a rest of 8), D = 4 only the
+ * rest loop; 150 positions cross two block boundaries; windows start inside a block. */
+TEST(test_paged_attention_matches_dense_and_bf16_equals_rounded_f32) {
+    enum { H = 4, HKV = 2, T = 150 };
+    static const int widths[] = {4, 32, 40};
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        const int D = widths[w];
+        const size_t ld = (size_t)(H + 2 * HKV) * D;
+        float *qkv = xcalloc((size_t)T * ld, sizeof *qkv), *o32 = xcalloc((size_t)H * D, 4),
+              *o16 = xcalloc((size_t)H * D, 4), *ornd = xcalloc((size_t)H * D, 4);
+        double *want = xcalloc((size_t)H * D, sizeof *want);
+        fill_random(qkv, (size_t)T * ld, 2.0f, 77 + (uint64_t)D);
+        KvPool f32, bf16, rnd;
+        kv_pool_init(&f32, 1, HKV, D, KV_F32, 3, 1);
+        kv_pool_init(&bf16, 1, HKV, D, KV_BF16, 3, 1);
+        kv_pool_init(&rnd, 1, HKV, D, KV_F32, 3, 1);
+        char err[256];
+        if (kv_reserve(&f32, 0, T, err, sizeof err) || kv_reserve(&bf16, 0, T, err, sizeof err) ||
+            kv_reserve(&rnd, 0, T, err, sizeof err))
+            CHECK(0, "%s", err);
+        const AttnShape s = {.B = 1, .T = 1, .C = H * D, .H = H, .Hkv = HKV};
+        store_rows(&f32, qkv, T, &s, 0);
+        store_rows(&bf16, qkv, T, &s, 0);
+        store_rows(&rnd, qkv, T, &s, 1);
+        static const int rows[][2] = {{0, 0}, {63, 0}, {64, 0}, {149, 0}, {149, 70}, {100, 37}};
+        double worst = 0.0, bf16_vs_f32 = 0.0;
+        int exact = 1;
+        for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+            const int i = rows[r][0], lo = rows[r][1], seq = 0;
+            const KvPass a = {&f32, &seq, &i, lo ? i - lo + 1 : 0};
+            const KvPass b = {&bf16, &seq, &i, a.window}, c = {&rnd, &seq, &i, a.window};
+            const float *q = qkv + (size_t)i * ld;
+            attention_forward_paged(o32, q, &s, &a);
+            attention_forward_paged(o16, q, &s, &b);
+            attention_forward_paged(ornd, q, &s, &c);
+            dense_row(want, qkv, i, lo, H, HKV, D);
+            for (int x = 0; x < H * D; x++) {
+                worst = fmax(worst, fabs(o32[x] - want[x]) / fmax(1.0, fabs(want[x])));
+                bf16_vs_f32 = fmax(bf16_vs_f32, fabs(o16[x] - o32[x]));
+                exact &= o16[x] == ornd[x];
+            }
+        }
+        CHECK(worst <= 2e-6,
+              "D = %d: the f32 paged kernel differs from the dense reference by "
+              "%.3g (relative)",
+              D, worst);
+        CHECK(exact,
+              "D = %d: the bf16 cache differs from an f32 cache holding the same values "
+              "rounded to bf16",
+              D);
+        /* rounding to 8 significant bits moves outputs of size ~1 by ~1e-3, never by 0.05 */
+        CHECK(bf16_vs_f32 > 0 && bf16_vs_f32 < 0.05,
+              "D = %d: bf16 against f32 cache differs by %.3g (expected 0 < x < 0.05)", D,
+              bf16_vs_f32);
+        kv_pool_free(&f32), kv_pool_free(&bf16), kv_pool_free(&rnd);
+        free(qkv), free(o32), free(o16), free(ornd), free(want);
+    }
+}
+
+TEST(test_kv_dtype_store_and_names) {
+    KvPool p;
+    char err[64];
+    kv_pool_init(&p, 1, 1, 2, KV_BF16, 1, 1);
+    CHECK(p.elem_bytes == 2 && kv_reserve(&p, 0, 1, err, sizeof err) == 0, "a bf16 pool");
+    void *k = kv_block_keys(&p, 0, 0, 0, 0);
+    const float x = 1.0f + 1.0f / 256 + 1.0f / 512; /* between two bf16 values: rounds up */
+    kv_put(&p, k, 5, x);
+    CHECK(kv_get(&p, k, 5) == bf16_to_float(bf16_round(x)) && kv_get(&p, k, 5) != x &&
+              kv_get(&p, k, 5) == 1.0f + 1.0f / 128,
+          "bf16 storage rounds to nearest even: got %.9g", kv_get(&p, k, 5));
+    kv_pool_free(&p);
+    CHECK(kv_dtype_parse("f32") == KV_F32 && kv_dtype_parse("bf16") == KV_BF16 &&
+              kv_dtype_parse("fp16") == -1 && !strcmp(kv_dtype_name(KV_BF16), "bf16"),
+          "dtype names");
 }
 
 /* ---- sampling ---- */

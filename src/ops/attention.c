@@ -405,7 +405,8 @@ void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, f
  * kv head's blocks once, with the same online softmax as the tiled kernel (one row, one block of
  * KV_BLOCK keys at a time). Rows of a pass with T > 1 (a prompt continued from a cached prefix)
  * are separate items too: correct for any T, but re-reading the blocks per row, so a prompt
- * that starts at position 0 goes through attention_forward_tiled instead (model.c). */
+ * that starts at position 0 goes through attention_forward_tiled instead (model.c). The block
+ * loop is compiled once per cache dtype (KvDtype); with bf16 a step reads half the bytes. */
 
 void kv_store(const KvPass *kv, const float *qkv, const AttnShape *s) {
     const QkvLayout L = qkv_layout(s);
@@ -415,50 +416,116 @@ void kv_store(const KvPass *kv, const float *qkv, const AttnShape *s) {
             const float *row = qkv + ((size_t)b * T + t) * L.ld;
             const int pos = kv->pos0[b] + t, c = pos % KV_BLOCK;
             for (int g = 0; g < Hkv; g++) {
-                float *KT = kv_block_keys(kv->pool, kv->seq[b], s->layer, g, pos);
-                float *V = kv_block_values(kv->pool, kv->seq[b], s->layer, g, pos);
+                void *KT = kv_block_keys(kv->pool, kv->seq[b], s->layer, g, pos);
+                void *V = kv_block_values(kv->pool, kv->seq[b], s->layer, g, pos);
                 const float *k = row + L.k0 + (size_t)g * D, *v = row + L.v0 + (size_t)g * D;
-                for (int d = 0; d < D; d++) KT[(size_t)d * KV_BLOCK + c] = k[d];
-                memcpy(V + (size_t)c * D, v, sizeof(float) * (size_t)D);
+                for (int d = 0; d < D; d++) {
+                    kv_put(kv->pool, KT, (size_t)d * KV_BLOCK + c, k[d]);
+                    kv_put(kv->pool, V, (size_t)c * D + d, v[d]);
+                }
             }
         }
 }
 
+/* Element i of a block part; bf16 is a compile-time constant at every call, so each of the
+ * block kernels below is compiled once per dtype, and the bf16 loads widen in registers
+ * (zero-extend and shift) instead of going through memory. */
+static inline float kv_load(const void *part, size_t i, int bf16) {
+    return bf16 ? bf16_to_float(((const uint16_t *)part)[i]) : ((const float *)part)[i];
+}
+
+/* S (KV_BLOCK) = scale q . keys of one block part KT (D x KV_BLOCK), scaled after the sum as
+ * in the tiled kernel; the scores stay in registers across the D rows. */
+static inline void block_scores(float *restrict S, const float *restrict q, const void *KT, int D,
+                                float scale, int bf16) {
+    float acc[KV_BLOCK] = {0.0f};
+    for (int d = 0; d < D; d++) {
+        const float qd = q[d];
+        for (int c = 0; c < KV_BLOCK; c++)
+            acc[c] += qd * kv_load(KT, (size_t)d * KV_BLOCK + c, bf16);
+    }
+    for (int c = 0; c < KV_BLOCK; c++) S[c] = acc[c] * scale;
+}
+
+/* o (D) = alpha o + sum over c in ca..cb-1 of P[c] V[c] for one block part V (KV_BLOCK x D).
+ * Columns go 32 at a time through two register accumulators (even and odd keys), so the adds
+ * of consecutive keys do not wait on each other; a rest below 32 takes the plain loop. */
+static inline void block_pv(float *restrict o, float alpha, const float *restrict P, const void *V,
+                            int ca, int cb, int D, int bf16) {
+    int d0 = 0;
+    for (; d0 + 32 <= D; d0 += 32) {
+        float acc[2][32];
+        for (int d = 0; d < 32; d++) acc[0][d] = alpha * o[d0 + d], acc[1][d] = 0.0f;
+        int c = ca;
+        for (; c + 2 <= cb; c += 2)
+            for (int e = 0; e < 2; e++)
+                for (int d = 0; d < 32; d++)
+                    acc[e][d] += P[c + e] * kv_load(V, (size_t)(c + e) * D + d0 + d, bf16);
+        for (; c < cb; c++)
+            for (int d = 0; d < 32; d++)
+                acc[0][d] += P[c] * kv_load(V, (size_t)c * D + d0 + d, bf16);
+        for (int d = 0; d < 32; d++) o[d0 + d] = acc[0][d] + acc[1][d];
+    }
+    for (int d = d0; d < D; d++) {
+        float x = alpha * o[d];
+        for (int c = ca; c < cb; c++) x += P[c] * kv_load(V, (size_t)c * D + d, bf16);
+        o[d] = x;
+    }
+}
+
+/* Asks for the next block's keys and values of this head while the current one is computed:
+ * one head's part of a block is 4 KB (bf16) or 8 KB (f32) with the other heads and layers in
+ * between, and the hardware prefetcher starts over at every 4 KB page, so without this a long
+ * context streamed at about half the machine's read bandwidth. */
+static void prefetch_block(const KvPool *p, int seq, int l, int g, int pos, int D) {
+    const char *k = kv_block_keys(p, seq, l, g, pos), *v = kv_block_values(p, seq, l, g, pos);
+    const size_t bytes = (size_t)KV_BLOCK * D * p->elem_bytes;
+    for (size_t x = 0; x < bytes; x += 64) {
+        __builtin_prefetch(k + x);
+        __builtin_prefetch(v + x);
+    }
+}
+
 /* o (D) = softmax-weighted values for query q of head h at absolute position i, reading keys
  * lo..i of sequence `seq`; the position method's bias as in the other kernels. */
-static void paged_row(float *restrict o, const float *restrict q, const AttnShape *s,
-                      const KvPass *kv, int seq, int h, int g, int i, int lo, int D) {
+static inline void paged_row_dtype(float *restrict o, const float *restrict q, const AttnShape *s,
+                                   const KvPass *kv, int seq, int h, int g, int i, int lo, int D,
+                                   int bf16) {
     const float scale = 1.0f / sqrtf((float)D);
     const PosMethod *m = s->pos ? s->pos->m : NULL;
     const float slope = m && m->linear_slope ? m->linear_slope(s->pos, s->layer, h) : 0.0f;
-    float S[KV_BLOCK], mx = -INFINITY, l = 0.0f;
+    _Alignas(64) float S[KV_BLOCK];
+    float mx = -INFINITY, l = 0.0f;
     memset(o, 0, sizeof(float) * (size_t)D);
     for (int j0 = lo / KV_BLOCK * KV_BLOCK; j0 <= i; j0 += KV_BLOCK) {
-        const float *KT = kv_block_keys(kv->pool, seq, s->layer, g, j0);
-        const float *V = kv_block_values(kv->pool, seq, s->layer, g, j0);
         const int ca = lo > j0 ? lo - j0 : 0, cb = i - j0 < KV_BLOCK ? i - j0 + 1 : KV_BLOCK;
-        for (int c = 0; c < KV_BLOCK; c++) S[c] = 0.0f;
-        for (int d = 0; d < D; d++) {
-            const float qd = q[d] * scale, *kt = KT + (size_t)d * KV_BLOCK;
-            for (int c = 0; c < KV_BLOCK; c++) S[c] += qd * kt[c];
-        }
+        if (j0 + KV_BLOCK <= i) prefetch_block(kv->pool, seq, s->layer, g, j0 + KV_BLOCK, D);
+        block_scores(S, q, kv_block_keys(kv->pool, seq, s->layer, g, j0), D, scale, bf16);
         /* the bias after the scaling, as attention_forward; ALiBi's slope folded in */
         for (int c = ca; c < cb; c++) S[c] += slope * (float)(j0 + c - i);
         if (m && m->bias_forward && !m->linear_slope)
             m->bias_forward(s->pos, S + ca, KV_BLOCK, s->layer, h, i, 1, j0 + ca, cb - ca);
+        /* keys outside ca..cb get -inf (probability 0), so the softmax runs over the whole
+         * aligned block, a multiple of the vector width: no scalar head or tail loop */
+        for (int c = 0; c < KV_BLOCK; c++)
+            if (c < ca || c >= cb) S[c] = -INFINITY;
         float m_new = mx;
-        const float sum = exp_from_max(S + ca, cb - ca, &m_new);
+        const float sum = exp_from_max(S, KV_BLOCK, &m_new);
         const float alpha = exp_fast(mx - m_new); /* 0 on the first block (mx = -inf) */
         l = l * alpha + sum;
-        for (int d = 0; d < D; d++) o[d] *= alpha;
-        for (int c = ca; c < cb; c++) {
-            const float p = S[c], *v = V + (size_t)c * D;
-            for (int d = 0; d < D; d++) o[d] += p * v[d];
-        }
+        block_pv(o, alpha, S, kv_block_values(kv->pool, seq, s->layer, g, j0), ca, cb, D, bf16);
         mx = m_new;
     }
     const float inv = 1.0f / l;
     for (int d = 0; d < D; d++) o[d] *= inv;
+}
+
+static void paged_row(float *restrict o, const float *restrict q, const AttnShape *s,
+                      const KvPass *kv, int seq, int h, int g, int i, int lo, int D) {
+    if (kv->pool->dtype == KV_BF16)
+        paged_row_dtype(o, q, s, kv, seq, h, g, i, lo, D, 1);
+    else
+        paged_row_dtype(o, q, s, kv, seq, h, g, i, lo, D, 0);
 }
 
 void attention_forward_paged(float *out, const float *qkv, const AttnShape *s, const KvPass *kv) {

@@ -21,13 +21,6 @@ uint16_t bf16_round(float x) {
     return (uint16_t)(u >> 16);
 }
 
-float bf16_to_float(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
 void bf16_from_f32(uint16_t *out, const float *in, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = bf16_round(in[i]);

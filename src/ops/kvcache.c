@@ -11,19 +11,21 @@
 #include "../util/util.h"
 #include "ops.h"
 
-void kv_pool_init(KvPool *p, int L, int Hkv, int D, int n_blocks, int n_seqs) {
+void kv_pool_init(KvPool *p, int L, int Hkv, int D, KvDtype dtype, int n_blocks, int n_seqs) {
     memset(p, 0, sizeof *p);
     p->L = L;
     p->Hkv = Hkv;
     p->D = D;
+    p->dtype = dtype;
     p->n_blocks = p->n_free = n_blocks;
     p->n_seqs = n_seqs;
     p->max_table = n_blocks;
-    p->block_floats = (size_t)L * 2 * Hkv * KV_BLOCK * D;
-    p->data = calloc((size_t)n_blocks * p->block_floats, sizeof(float));
+    p->block_elems = (size_t)L * 2 * Hkv * KV_BLOCK * D;
+    p->elem_bytes = dtype == KV_BF16 ? sizeof(uint16_t) : sizeof(float);
+    p->data = calloc((size_t)n_blocks * p->block_elems, p->elem_bytes);
     if (!p->data)
         sys_error("out of memory: a KV cache of %d blocks needs %.1f MB", n_blocks,
-                  (double)n_blocks * p->block_floats * sizeof(float) / 1e6);
+                  (double)n_blocks * p->block_elems * p->elem_bytes / 1e6);
     p->free_ids = xcalloc((size_t)n_blocks, sizeof(int));
     /* pushed in reverse, so block 0 is handed out first */
     for (int i = 0; i < n_blocks; i++) p->free_ids[i] = n_blocks - 1 - i;
@@ -75,20 +77,41 @@ void kv_release(KvPool *p, int s) {
 }
 
 /* The start of kv head g's keys (values: half = 1) of layer l in the block holding pos. */
-static float *block_part(const KvPool *p, int s, int l, int g, int pos, int half) {
+static void *block_part(const KvPool *p, int s, int l, int g, int pos, int half) {
     const KvSeq *q = &p->seqs[s];
     const int k = pos / KV_BLOCK - q->first_block;
     if (k < 0 || k >= q->n_blocks)
         sys_error("internal: position %d of KV sequence %d is not held", pos, s);
     const size_t head = (size_t)KV_BLOCK * p->D;
-    return p->data + (size_t)q->table[k] * p->block_floats +
-           ((size_t)l * 2 + (size_t)half) * p->Hkv * head + (size_t)g * head;
+    const size_t elem = (size_t)q->table[k] * p->block_elems +
+                        ((size_t)l * 2 + (size_t)half) * p->Hkv * head + (size_t)g * head;
+    return p->data + elem * p->elem_bytes;
 }
 
-float *kv_block_keys(const KvPool *p, int s, int l, int g, int pos) {
+void *kv_block_keys(const KvPool *p, int s, int l, int g, int pos) {
     return block_part(p, s, l, g, pos, 0);
 }
 
-float *kv_block_values(const KvPool *p, int s, int l, int g, int pos) {
+void *kv_block_values(const KvPool *p, int s, int l, int g, int pos) {
     return block_part(p, s, l, g, pos, 1);
+}
+
+float kv_get(const KvPool *p, const void *part, size_t i) {
+    return p->dtype == KV_BF16 ? bf16_to_float(((const uint16_t *)part)[i])
+                               : ((const float *)part)[i];
+}
+
+void kv_put(const KvPool *p, void *part, size_t i, float x) {
+    if (p->dtype == KV_BF16)
+        ((uint16_t *)part)[i] = bf16_round(x);
+    else
+        ((float *)part)[i] = x;
+}
+
+int kv_dtype_parse(const char *name) {
+    return !strcmp(name, "f32") ? KV_F32 : !strcmp(name, "bf16") ? KV_BF16 : -1;
+}
+
+const char *kv_dtype_name(KvDtype t) {
+    return t == KV_BF16 ? "bf16" : "f32";
 }

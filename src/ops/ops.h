@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../position/position.h"
 
@@ -139,6 +140,11 @@ void attention_forward_tiled(float *out, const float *qkv, const AttnShape *s, f
  * holds positions first_block * KV_BLOCK .. len - 1 (first_block > 0 once a sliding window has
  * evicted blocks from its front). */
 #define KV_BLOCK 64
+/* The cache's element type. A decode step at a long context reads the whole cache once per
+ * token, so it is bound by memory bandwidth, and bf16 (rounded to nearest even as in bf16.c,
+ * widened to float32 in registers) halves what it reads; f32 keeps decoding equal to a
+ * full forward pass. */
+typedef enum { KV_F32, KV_BF16 } KvDtype;
 typedef struct {
     int *table;      /* block ids; table[k] holds positions (first_block + k) * KV_BLOCK .. */
     int n_blocks;    /* entries of table in use */
@@ -147,17 +153,21 @@ typedef struct {
 } KvSeq;
 typedef struct {
     int L, Hkv, D;
+    KvDtype dtype;
     int n_blocks, n_free, peak_used; /* blocks in the pool, free now, most ever in use */
     int n_seqs, max_table;           /* sequences; table entries each may have */
-    size_t block_floats;             /* L * 2 * Hkv * KV_BLOCK * D */
-    float *data;                     /* n_blocks blocks, pages touched only when a block is used */
+    size_t block_elems, elem_bytes;  /* L * 2 * Hkv * KV_BLOCK * D elements of the dtype */
+    unsigned char *data;             /* n_blocks blocks, pages touched only when a block is used */
     int *free_ids;                   /* stack of the n_free free block ids */
     KvSeq *seqs;
     int *pass_pos0; /* (n_seqs) scratch for a pass's KvPass.pos0 (generation.c) */
 } KvPool;
-/* A pool of n_blocks blocks for n_seqs sequences of a model with L layers and Hkv kv heads of
- * width D; every sequence empty. */
-void kv_pool_init(KvPool *p, int L, int Hkv, int D, int n_blocks, int n_seqs);
+/* A pool of n_blocks blocks of the given dtype for n_seqs sequences of a model with L layers
+ * and Hkv kv heads of width D; every sequence empty. */
+void kv_pool_init(KvPool *p, int L, int Hkv, int D, KvDtype dtype, int n_blocks, int n_seqs);
+/* "f32" or "bf16" -> the dtype; -1 for any other name. */
+int kv_dtype_parse(const char *name);
+const char *kv_dtype_name(KvDtype t);
 void kv_pool_free(KvPool *p);
 /* Gives sequence s the blocks to hold positions below n. 0, or -1 with a message when the pool
  * has too few free blocks (nothing is taken then). */
@@ -167,10 +177,13 @@ void kv_evict_before(KvPool *p, int s, int pos);
 /* Returns every block of sequence s; it is empty again (len 0). */
 void kv_release(KvPool *p, int s);
 /* The block of sequence s holding position pos, layer l, kv head g: its keys transposed
- * (D, KV_BLOCK) and its values (KV_BLOCK, D); column / row pos % KV_BLOCK is pos's. pos must be
- * held. */
-float *kv_block_keys(const KvPool *p, int s, int l, int g, int pos);
-float *kv_block_values(const KvPool *p, int s, int l, int g, int pos);
+ * (D, KV_BLOCK) and its values (KV_BLOCK, D), elements of the pool's dtype; column / row
+ * pos % KV_BLOCK is pos's. pos must be held. */
+void *kv_block_keys(const KvPool *p, int s, int l, int g, int pos);
+void *kv_block_values(const KvPool *p, int s, int l, int g, int pos);
+/* Element i of a block part as float32 / stored from float32 (rounded for bf16). */
+float kv_get(const KvPool *p, const void *part, size_t i);
+void kv_put(const KvPool *p, void *part, size_t i, float x);
 /* One row of a pass over cached sequences: batch row b continues pool sequence seq[b], whose
  * first new position is pos0[b] (its len before the pass). window > 0: query i sees keys
  * i - window + 1 .. i only (generate --max-context). */
@@ -190,7 +203,13 @@ void attention_forward_paged(float *out, const float *qkv, const AttnShape *s, c
 /* ---- bf16.c: bfloat16 storage for bf16 matrix products ------------------------------ */
 /* float32 -> bf16, round to nearest even; NaN stays a quiet NaN, overflow goes to ±inf. */
 uint16_t bf16_round(float x);
-float bf16_to_float(uint16_t h); /* exact */
+/* exact; inline so that loops over bf16 data vectorize */
+static inline float bf16_to_float(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 void bf16_from_f32(uint16_t *out, const float *in, size_t n);
 void bf16_to_f32(float *out, const uint16_t *in, size_t n);
 
