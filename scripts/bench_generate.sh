@@ -5,18 +5,24 @@
 # the prompt is the first (context - 1) tokens of WikiText-2 valid, read after <eos>, then
 # --new tokens are generated greedily. Each context runs twice: with the paged KV cache, and
 # with --no-cache (a whole forward over the sequence per new token, --new-uncached tokens), the
-# rate the cache is measured against. The weights come from one training step: speed and memory
-# do not depend on what they are. One JSON line per (kv heads, context, cache):
-#   {"kv_heads": 8, "context": 1024, "cache": "paged", "decode_tokens_per_s": ...,
-#    "prefill_tokens_per_s": ..., "peak_rss_mb": ..., "kv_peak_mb": ...}
-# then one line per kv-head count with the issue's three ratios.
+# rate the cache is measured against. The paged runs go once per cache dtype (--kv-dtype f32,
+# bf16). The weights come from one training step: speed and memory do not depend on what they
+# are. One JSON line per (kv heads, context, cache, dtype):
+#   {"kv_heads": 8, "context": 1024, "cache": "paged", "kv_dtype": "f32",
+#    "decode_tokens_per_s": ..., "prefill_tokens_per_s": ..., "peak_rss_mb": ...,
+#    "kv_peak_mb": ..., "read_gb_per_s": ...}
+# read_gb_per_s is what a decode step must read at least (the weights, once, and the cache up
+# to the context) times the decode rate: decoding is memory-bound, and this shows how close a
+# row runs to the machine's read bandwidth. Then one line per (kv heads, dtype) with the issue's
+# three ratios.
 # Usage: scripts/bench_generate.sh [--contexts "128 1024 4096 16384"] [--kv-heads "8 1"]
-#        [--new 64] [--new-uncached 4] [--threads N]
+#        [--kv-dtypes "f32 bf16"] [--new 64] [--new-uncached 4] [--threads N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 contexts="128 1024 4096 16384"
 kv_heads="8 1"
+kv_dtypes="f32 bf16"
 new=64
 new_uncached=4
 threads=0
@@ -24,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
     --contexts) contexts=$2; shift 2 ;;
     --kv-heads) kv_heads=$2; shift 2 ;;
+    --kv-dtypes) kv_dtypes=$2; shift 2 ;;
     --new) new=$2; shift 2 ;;
     --new-uncached) new_uncached=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -51,21 +58,29 @@ PY
 }
 
 # One ./generate run -> one JSON row.
-row() { # kv cache_flag context n_new
+row() { # kv cache_flags context n_new
     local json=$tmp/g.json
     ./generate --ckpt "$tmp/kv$1" --prompt-file "$tmp/prompt.$(($3 - 1)).txt" --greedy --quiet \
         --max-new "$4" --threads "$threads" --json "$json" $2 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
-    python3 - "$json" "$1" "$3" <<'PY'
-import json, sys
+    python3 - "$json" "$1" "$3" "$tmp/kv$1/model.safetensors" <<'PY'
+import json, os, sys
 g = json.load(open(sys.argv[1]))
-s, p = g["speed"], g["pool"]
-print(json.dumps({"kv_heads": int(sys.argv[2]), "context": int(sys.argv[3]),
-                  "cache": g["settings"]["cache"], "prompt_tokens": len(g["prompt_ids"]),
+s, p, ctx = g["speed"], g["pool"], int(sys.argv[3])
+rate = s["decode_tokens"] / s["decode_seconds"]
+paged = g["settings"]["cache"] == "paged"
+# bytes per position of the cache: all layers' keys and values
+per_pos = p["block_bytes"] / p["block_positions"]
+least = os.path.getsize(sys.argv[4]) + (per_pos * ctx if paged else 0)
+print(json.dumps({"kv_heads": int(sys.argv[2]), "context": ctx,
+                  "cache": g["settings"]["cache"],
+                  "kv_dtype": g["settings"].get("kv_dtype"),
+                  "prompt_tokens": len(g["prompt_ids"]),
                   "decode_tokens": s["decode_tokens"],
-                  "decode_tokens_per_s": round(s["decode_tokens"] / s["decode_seconds"], 2),
+                  "decode_tokens_per_s": round(rate, 2),
                   "prefill_tokens_per_s": round(s["prefill_tokens"] / s["prefill_seconds"], 1),
                   "peak_rss_mb": round(g["peak_rss_mb"], 1),
-                  "kv_peak_mb": round(p["peak_blocks_used"] * p["block_bytes"] / 1e6, 1)}))
+                  "kv_peak_mb": round(p["peak_blocks_used"] * p["block_bytes"] / 1e6, 1),
+                  "read_gb_per_s": round(least * rate / 1e9, 2) if paged else None}))
 PY
 }
 
@@ -77,7 +92,7 @@ for c in $contexts; do prompt_of $((c - 1)); done
             --set train.steps=1 --set train.eval_every=0 --set train.eval_tokens=256 \
             --set train.ckpt_every=0 --set data.dir="$data" >"$tmp/train.out"
         for c in $contexts; do
-            row "$kv" "" "$c" "$new"
+            for dt in $kv_dtypes; do row "$kv" "--kv-dtype $dt" "$c" "$new"; done
             row "$kv" --no-cache "$c" "$new_uncached"
         done
     done
@@ -85,16 +100,22 @@ for c in $contexts; do prompt_of $((c - 1)); done
 python3 - "$tmp/rows.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+dtypes = []
+for r in rows:
+    if r["kv_dtype"] and r["kv_dtype"] not in dtypes:
+        dtypes.append(r["kv_dtype"])
 for kv in sorted({r["kv_heads"] for r in rows}, reverse=True):
-    at = {(r["context"], r["cache"]): r for r in rows if r["kv_heads"] == kv}
-    ctx = sorted({c for c, _ in at})
-    lo, hi = ctx[0], ctx[-1]
-    out = {"kv_heads": kv, "summary": True}
-    if (1024, "paged") in at and (1024, "none") in at:
-        out["cached_over_uncached_at_1024"] = round(
-            at[1024, "paged"]["decode_tokens_per_s"] / at[1024, "none"]["decode_tokens_per_s"], 1)
-    out["decode_%d_over_%d" % (hi, lo)] = round(
-        at[hi, "paged"]["decode_tokens_per_s"] / at[lo, "paged"]["decode_tokens_per_s"], 3)
-    out["peak_rss_mb_at_%d" % hi] = at[hi, "paged"]["peak_rss_mb"]
-    print(json.dumps(out))
+    for dt in dtypes:
+        at = {(r["context"], r["cache"]): r for r in rows
+              if r["kv_heads"] == kv and r["kv_dtype"] in (dt, None)}
+        ctx = sorted({c for c, _ in at})
+        lo, hi = ctx[0], ctx[-1]
+        out = {"kv_heads": kv, "kv_dtype": dt, "summary": True}
+        if (1024, "paged") in at and (1024, "none") in at:
+            out["cached_over_uncached_at_1024"] = round(
+                at[1024, "paged"]["decode_tokens_per_s"] / at[1024, "none"]["decode_tokens_per_s"], 1)
+        out["decode_%d_over_%d" % (hi, lo)] = round(
+            at[hi, "paged"]["decode_tokens_per_s"] / at[lo, "paged"]["decode_tokens_per_s"], 3)
+        out["peak_rss_mb_at_%d" % hi] = at[hi, "paged"]["peak_rss_mb"]
+        print(json.dumps(out))
 PY

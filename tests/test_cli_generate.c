@@ -56,6 +56,17 @@ TEST(test_cli_generate_cached_equals_uncached_and_repeats) {
         CHECK(rc == 0, "sampling: status %d: %s", rc, out);
     }
     CHECK(same_ids(j[2], j[3]), "the same seed and flags gave different ids");
+    /* a bf16 cache moves log-probabilities far less than the gap between the two best words */
+    rc = sh(out,
+            "./generate --ckpt %s/run --prompt '" PROMPT " zzqq' --max-new 24 --greedy "
+            "--kv-dtype bf16 --json %s",
+            dir, j[1]);
+    size_t len;
+    char *text = read_file(j[1], &len);
+    CHECK(rc == 0 && same_ids(j[0], j[1]) && text && strstr(text, "\"kv_dtype\":\t\"bf16\"") &&
+              strstr(text, "\"dtype\":\t\"bf16\""),
+          "greedy with a bf16 cache: status %d: %s", rc, out);
+    free(text);
     /* NBCE with one chunk holding the whole prompt and beta 0 is plain generation */
     rc = sh(out,
             "./generate --ckpt %s/run --prompt '" PROMPT " zzqq' --max-new 24 --greedy "
@@ -120,6 +131,8 @@ TEST(test_cli_generate_errors) {
         {"--prompt 'a b' --nbce-question 1", "need --nbce-chunk-len"},
         {"--prompt a --nbce-chunk-len 4 --num-samples 2", "--num-samples applies to plain"},
         {"--prompt a --no-cache --max-context 4", "--no-cache is plain generation"},
+        {"--prompt a --no-cache --kv-dtype bf16", "--no-cache is plain generation"},
+        {"--prompt a --kv-dtype fp16", "--kv-dtype: expected f32 or bf16, got 'fp16'"},
         {"--prompt a --nbce-chunk-len 4 --nbce-beta -1", "--nbce-beta: expected a number >= 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
