@@ -22,7 +22,8 @@ static const char *USAGE =
     "                  [--greedy | --temperature T [--top-k K] [--top-p P]] [--seed S]\n"
     "                  [--num-samples N] [--stop-at-eos] [--max-context W] [--json FILE]\n"
     "                  [--nbce-chunk-len M [--nbce-beta B] [--nbce-question Q]]\n"
-    "                  [--kv-dtype f32|bf16] [--no-cache] [--quiet] [--threads N]\n"
+    "                  [--kv-dtype f32|bf16] [--weights-dtype f32|bf16] [--no-cache] [--quiet]\n"
+    "                  [--threads N]\n"
     "\n"
     "Continues a prompt with the model of a run. The prompt is tokenized as training text is\n"
     "(whitespace split, a newline is <eos>, unknown words become <unk> and are counted), and the\n"
@@ -54,13 +55,16 @@ static const char *USAGE =
     "  --kv-dtype T       the KV cache's element type: f32 (default; decoding equals a full\n"
     "                     forward pass) or bf16 (half the memory and the bytes each decode step\n"
     "                     reads, rounded to 8 significant bits; faster at long contexts)\n"
+    "  --weights-dtype T  the weights decode steps read: f32 (default) or bf16 (a bf16 copy,\n"
+    "                     float32 sums: half the bytes of a step's products; a prompt and\n"
+    "                     --num-samples batches still read float32)\n"
     "  --no-cache         no KV cache: a whole forward pass over the sequence per new token (the\n"
     "                     slow reference the cache is measured against; plain generation only)\n"
     "  --quiet            print no tokens (the summary and --json only)\n"
     "  --threads N        threads (default: the run's train.threads, 0 = all cores)\n";
 
 typedef struct {
-    const char *ckpt, *prompt, *prompt_file, *json, *kv_dtype;
+    const char *ckpt, *prompt, *prompt_file, *json, *kv_dtype, *weights_dtype;
     int max_new, greedy, top_k, num_samples, stop_eos, max_context, nbce_len, nbce_q;
     int no_cache, quiet, threads;
     double temperature, top_p, nbce_beta;
@@ -84,12 +88,13 @@ static const struct {
 
 /* One flag with a value; returns 0 if o is not one of them. */
 static int parse_flag(Args *a, const char *o, const char *v) {
-    const char **str = !strcmp(o, "--ckpt")          ? &a->ckpt
-                       : !strcmp(o, "--prompt")      ? &a->prompt
-                       : !strcmp(o, "--prompt-file") ? &a->prompt_file
-                       : !strcmp(o, "--json")        ? &a->json
-                       : !strcmp(o, "--kv-dtype")    ? &a->kv_dtype
-                                                     : NULL;
+    const char **str = !strcmp(o, "--ckpt")            ? &a->ckpt
+                       : !strcmp(o, "--prompt")        ? &a->prompt
+                       : !strcmp(o, "--prompt-file")   ? &a->prompt_file
+                       : !strcmp(o, "--json")          ? &a->json
+                       : !strcmp(o, "--kv-dtype")      ? &a->kv_dtype
+                       : !strcmp(o, "--weights-dtype") ? &a->weights_dtype
+                                                       : NULL;
     double *real = !strcmp(o, "--temperature") ? &a->temperature
                    : !strcmp(o, "--top-p")     ? &a->top_p
                    : !strcmp(o, "--nbce-beta") ? &a->nbce_beta
@@ -125,11 +130,15 @@ static void check_args(const Args *a) {
         user_error("--nbce-beta and --nbce-question need --nbce-chunk-len M");
     if (a->nbce_len && a->num_samples > 1)
         user_error("--num-samples applies to plain generation, not to --nbce-chunk-len");
-    if (a->no_cache && (a->nbce_len || a->max_context || a->num_samples > 1 || a->kv_dtype))
-        user_error("--no-cache is plain generation of one sample: no --nbce-chunk-len, "
-                   "--max-context, --num-samples or --kv-dtype");
+    if (a->no_cache &&
+        (a->nbce_len || a->max_context || a->num_samples > 1 || a->kv_dtype || a->weights_dtype))
+        user_error("--no-cache is plain generation of one sample in float32: no "
+                   "--nbce-chunk-len, --max-context, --num-samples, --kv-dtype or "
+                   "--weights-dtype");
     if (a->kv_dtype && kv_dtype_parse(a->kv_dtype) < 0)
         user_error("--kv-dtype: expected f32 or bf16, got '%s'", a->kv_dtype);
+    if (a->weights_dtype && strcmp(a->weights_dtype, "f32") && strcmp(a->weights_dtype, "bf16"))
+        user_error("--weights-dtype: expected f32 or bf16, got '%s'", a->weights_dtype);
 }
 
 static Args parse_args(int argc, char **argv) {
@@ -342,6 +351,7 @@ static cJSON *settings_json(const Args *a) {
     cJSON_AddNumberToObject(o, "max_context", a->max_context);
     cJSON_AddStringToObject(o, "cache", a->no_cache ? "none" : "paged");
     if (!a->no_cache) cJSON_AddStringToObject(o, "kv_dtype", a->kv_dtype ? a->kv_dtype : "f32");
+    cJSON_AddStringToObject(o, "weights_dtype", a->weights_dtype ? a->weights_dtype : "f32");
     if (a->nbce_len) {
         cJSON *n = cJSON_AddObjectToObject(o, "nbce");
         cJSON_AddNumberToObject(n, "chunk_len", a->nbce_len);
@@ -421,6 +431,7 @@ int main(int argc, char **argv) {
     const int n_seqs = a.nbce_len ? nc + 1 : a.num_samples;
     model_create(&g.m, &cfg, V, 1 + n_seqs / P, P, 0);
     if (ckpt_load_model(model_path, &g.m, err, sizeof err)) user_error("%s", err);
+    if (a.weights_dtype && !strcmp(a.weights_dtype, "bf16")) model_rows1_bf16(&g.m);
     kv_pool_init(&g.pool, g.m.spec.L, g.m.spec.Hkv, g.m.spec.D,
                  a.kv_dtype ? (KvDtype)kv_dtype_parse(a.kv_dtype) : KV_F32,
                  n_seqs * ((P + KV_BLOCK - 1) / KV_BLOCK + 1), n_seqs);

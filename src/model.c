@@ -468,6 +468,14 @@ static void init_tensor(float *p, const TensorSpec *t, uint64_t key, int n_layer
     }
 }
 
+void model_rows1_bf16(Model *m) {
+    if (m->spec.bf16) return; /* its products are bf16 already */
+    if (!m->weights.params16)
+        m->weights.params16 = xcalloc(m->spec.pt.total, sizeof *m->weights.params16);
+    bf16_from_f32(m->weights.params16, m->weights.params, m->spec.pt.total);
+    gemm_rows1_bf16(m->state.gemm, m->weights.params16);
+}
+
 /* Tensor k draws from rng_key(seed, k), so a tensor's values depend on its place in the table
  * only, not on the thread count or on the other tensors. */
 void model_init(Model *m, uint64_t seed) {

@@ -169,6 +169,9 @@ void run_state_free(RunState *r);
  * afterwards: the state points into the spec and the weights. */
 void model_create(Model *m, const Config *cfg, int V, int max_B, int max_T, int training);
 void model_free(Model *m);
+/* Generation with bf16 weights: one-row products (decode steps) read a bf16 copy of the
+ * parameters from now on (gemm_rows1_bf16). Call after the weights are loaded. */
+void model_rows1_bf16(Model *m);
 /* Random initialization from the seed (see docs in model.c). */
 void model_init(Model *m, uint64_t seed);
 LayerView layer_view(const ModelSpec *s, float *base, int l);

@@ -228,6 +228,43 @@ TEST(test_gemm_bf16_reads_the_parameters_copy) {
     gemm_free(g);
 }
 
+/* gemm_rows1_bf16 (generation's --weights-dtype bf16) needs no bf16 instructions: a one-row
+ * product with weights inside the parameters equals, within float32 summation error, the exact
+ * product with the bf16-rounded weights (each term is exact in float32 as above; K = 300 leaves
+ * a vector remainder); bias accumulation (beta 1) is kept; products of two rows, and weights
+ * outside the parameters, stay on the float32 path. */
+TEST(test_gemm_one_row_reads_bf16_weights) {
+    enum { N = 7, K = 300 };
+    float *params = xcalloc(N * K + 4, sizeof *params), x[2 * K], y[2 * N], y32[2 * N];
+    uint16_t *params16 = xcalloc(N * K + 4, sizeof *params16);
+    fill_random(params, N * K + 4, 1.0f, 5), fill_random(x, 2 * K, 1.0f, 6);
+    bf16_from_f32(params16, params, N * K + 4);
+    Gemm *g = gemm_create(GEMM_OPENBLAS, params, NULL, N * K + 4);
+    gemm_rows1_bf16(g, params16);
+    const float *w = params + 4;
+    for (int n = 0; n < N; n++) y[n] = 0.5f; /* a bias, accumulated with beta 1 */
+    gemm(g, 0, 1, 1, N, K, 2.0f, x, K, w, K, 1.0f, y, N);
+    double worst = 0.0;
+    int rounded = 0;
+    for (int n = 0; n < N; n++) {
+        double e = 0.0, e32 = 0.0, S = 0.0;
+        for (int k = 0; k < K; k++) {
+            const double b = bf16_to_float(params16[4 + (size_t)n * K + k]);
+            e += x[k] * b, e32 += x[k] * (double)w[(size_t)n * K + k], S += fabs(x[k] * b);
+        }
+        worst = fmax(worst, fabs(y[n] - (0.5 + 2.0 * e)) / ((2 * gamma_n(2 * K) + 1e-7) * 2 * S));
+        rounded += fabs(y[n] - (0.5 + 2.0 * e32)) > fabs(y[n] - (0.5 + 2.0 * e));
+    }
+    CHECK(worst <= 1.0, "one row, bf16 weights: error %.3g of the float32 summation bound", worst);
+    CHECK(rounded == N, "only %d of %d entries are closer to the bf16 weights' product", rounded,
+          N);
+    gemm(g, 0, 1, 2, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    gemm(NULL, 0, 1, 2, N, K, 1.0f, x, K, w, K, 0.0f, y32, N);
+    CHECK(!memcmp(y, y32, sizeof y), "two rows must stay on the float32 product");
+    gemm_free(g);
+    free(params), free(params16);
+}
+
 /* ---- whole models in bf16 ---- */
 
 /* Loss and every gradient of the model `extra` describes, trained one micro-batch with the

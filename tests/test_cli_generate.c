@@ -1,6 +1,7 @@
 /* test_cli_generate.c — ./generate end to end on the tiny corpus: the output and --json agree
  * with the cache off, the same seed repeats, samples and NBCE run, and every error path is one
  * line with status 2. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,22 @@ TEST(test_cli_generate_cached_equals_uncached_and_repeats) {
               strstr(text, "\"dtype\":\t\"bf16\""),
           "greedy with a bf16 cache: status %d: %s", rc, out);
     free(text);
+    /* bf16 weights too: the first token's log-probability moves by rounding only */
+    rc = sh(out,
+            "./generate --ckpt %s/run --prompt '" PROMPT " zzqq' --max-new 4 --greedy "
+            "--kv-dtype bf16 --weights-dtype bf16 --json %s",
+            dir, j[1]);
+    text = read_file(j[1], &len);
+    char *ref = read_file(j[0], &len);
+    const char *lp1 = text ? strstr(text, "\"logprobs\"") : NULL;
+    const char *lp0 = ref ? strstr(ref, "\"logprobs\"") : NULL;
+    const double a = lp1 ? strtod(strchr(lp1, '[') + 1, NULL) : 1.0;
+    const double b = lp0 ? strtod(strchr(lp0, '[') + 1, NULL) : 1.0;
+    CHECK(rc == 0 && text && strstr(text, "\"weights_dtype\":\t\"bf16\"") && a < 0 &&
+              fabs(a - b) < 0.05 && a != b,
+          "bf16 weights: status %d, first log-probability %g against %g in float32: %s", rc, a, b,
+          out);
+    free(text), free(ref);
     /* NBCE with one chunk holding the whole prompt and beta 0 is plain generation */
     rc = sh(out,
             "./generate --ckpt %s/run --prompt '" PROMPT " zzqq' --max-new 24 --greedy "
@@ -133,6 +150,8 @@ TEST(test_cli_generate_errors) {
         {"--prompt a --no-cache --max-context 4", "--no-cache is plain generation"},
         {"--prompt a --no-cache --kv-dtype bf16", "--no-cache is plain generation"},
         {"--prompt a --kv-dtype fp16", "--kv-dtype: expected f32 or bf16, got 'fp16'"},
+        {"--prompt a --weights-dtype f16", "--weights-dtype: expected f32 or bf16, got 'f16'"},
+        {"--prompt a --no-cache --weights-dtype bf16", "--no-cache is plain generation"},
         {"--prompt a --nbce-chunk-len 4 --nbce-beta -1", "--nbce-beta: expected a number >= 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

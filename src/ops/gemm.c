@@ -48,6 +48,7 @@ struct Gemm {
     int n, cap;
     uintptr_t p0, p1; /* the parameters' address range [p0, p1) (bf16) */
     const uint16_t *params16;
+    int rows1_bf16; /* gemm_rows1_bf16 */
     Buf16 a16, b16;
 };
 
@@ -180,8 +181,32 @@ static const uint16_t *bf16_operand(const Gemm *g, Buf16 *b, const float *x, int
     return b->p;
 }
 
+void gemm_rows1_bf16(Gemm *g, const uint16_t *params16) {
+    if (g->engine != GEMM_OPENBLAS) sys_error("internal: gemm_rows1_bf16 on a oneDNN engine");
+    g->params16 = params16;
+    g->rows1_bf16 = 1;
+}
+
+/* y (N) = alpha B a + beta y, B (N x K, row stride ldb) in bf16, widened in registers. */
+static void gemv_bf16(int N, int K, float alpha, const float *a, const uint16_t *B, int ldb,
+                      float beta, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const uint16_t *b = B + (size_t)n * ldb;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int k = 0; k < K; k++) s += a[k] * bf16_to_float(b[k]);
+        y[n] = alpha * s + (beta != 0.0f ? beta * y[n] : 0.0f);
+    }
+}
+
 void gemm(Gemm *g, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
+    if (g && g->rows1_bf16 && M == 1 && N > 0 && K > 0 && !ta && tb && (uintptr_t)B >= g->p0 &&
+        (uintptr_t)(B + (size_t)(N - 1) * ldb + K) <= g->p1) {
+        gemv_bf16(N, K, alpha, A, g->params16 + (B - (const float *)g->p0), ldb, beta, C);
+        return;
+    }
     if (!g || g->engine == GEMM_OPENBLAS) {
         /* One row (a decode step of generation): OpenBLAS's sgemm packs the whole of B for
          * it, which took half of a decode step's time; sgemv reads B once. C = op(A) op(B)

@@ -33,6 +33,12 @@ void gemm_free(Gemm *g);
 void gemm(Gemm *g, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc);
 int gemm_primitives(const Gemm *g); /* oneDNN primitives created so far */
+/* Generation's bf16 weights (./generate --weights-dtype bf16), on the OpenBLAS engine: a
+ * one-row product y = a B^T whose B lies inside the parameters reads B from params16 (their
+ * bf16 copy, same layout) with float32 accumulation, instead of cblas_sgemv on the float32
+ * copy. A decode step is memory-bound and these products read every weight once, so this
+ * halves most of its bytes. Products of more rows (a prompt) stay float32. */
+void gemm_rows1_bf16(Gemm *g, const uint16_t *params16);
 
 /* ---- matmul.c: linear layers ----------------------------------------------------------- */
 /* out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. */
