@@ -7,7 +7,9 @@
  * parts, degree-6 Taylor on |r| <= ln2/2, whose truncation error is r^7/7! < 1.3e-7);
  * erf_fast has absolute error below 1.5e-7 (Abramowitz & Stegun 7.1.26). tests/test_ops.c
  * compares both with libm, and checks NaN, +-inf and the clamps: every input, NaN included, is
- * defined behaviour (NaN weights reach these loops). */
+ * defined behaviour (NaN weights reach these loops). The loops vectorize only because the
+ * Makefile passes -fno-trapping-math: otherwise gcc 12 may not if-convert the clamps' float
+ * comparisons into blends, and does so only with AVX-512 masks (on AVX2 every call ran scalar). */
 #ifndef FASTMATH_H
 #define FASTMATH_H
 
@@ -35,7 +37,7 @@ static inline float exp_fast(float x) {
     bits = (tb - 0x4B400000u + 127u) << 23; /* k + 127 in [1, 254] for x in [-87, 88] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.0f ? 0.0f : p * scale; /* a select: the calling loops still vectorize */
+    return x < -87.0f ? 0.0f : p * scale; /* a select (a blend under -fno-trapping-math) */
 }
 
 /* z (n) -= log sum exp z: a log-softmax in place, the sum in double over exp_fast terms (the
